@@ -1,0 +1,214 @@
+/* api.c — the entry points: routing between size classes and glibc, the OOM
+ * policy at the cap, and libc semantics (calloc overflow, realloc across
+ * owners, alignment).  free() decides ownership through the registry only. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* glibc's allocator under its internal names, so the LD_PRELOAD build (which
+ * defines malloc itself) never recurses. */
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+enum { OOM_MALLOC = 0, OOM_CALLOC = 1 };
+
+void *hak_libc_malloc(size_t size) { return __libc_malloc(size); }
+void hak_libc_free(void *ptr) { __libc_free(ptr); }
+void *_hak_libc_memalign(size_t alignment, size_t size) { return __libc_memalign(alignment, size); }
+
+/* glibc's malloc_usable_size, computed from its chunk header (the pointer is
+ * already known to be glibc's; this never decides ownership). */
+size_t _hak_libc_usable_size(const void *p) {
+  size_t head = ((const size_t *)p)[-1];
+  size_t chunk = head & ~(size_t)7;
+  return (head & 2) ? chunk - 2 * sizeof(size_t) : chunk - sizeof(size_t);
+}
+
+void *_hak_oom(unsigned c, size_t size, int kind) {
+  hak_class_t *cls = &_hak_classes[c];
+  if (_hak_g.cfg.oom_policy == HAK_OOM_LIBC) {
+    hak_add_relaxed(&cls->fallback_allocs, 1);
+    return kind == OOM_CALLOC ? __libc_calloc(1, size) : __libc_malloc(size);
+  }
+  hak_add_relaxed(&cls->oom_nulls, 1);
+  errno = ENOMEM;
+  return NULL;
+}
+
+static void *tiny_alloc(size_t size, int kind) {
+  unsigned c = _hak_class_of(size);
+  hak_thread_t *t = _hak_thread();
+  void *p = NULL;
+  if (HAK_LIKELY(t != NULL)) {
+    if (HAK_LIKELY(_hak_g.cfg.cache_cap != 0)) {
+      hak_tclass_t *tc = &t->cls[c];
+      if (HAK_LIKELY(tc->count != 0)) p = t->cache[c][--tc->count];
+      else p = _hak_cache_refill(t, c);
+    } else {
+      p = _hak_take(t, c);
+    }
+  }
+  if (HAK_UNLIKELY(p == NULL)) return _hak_oom(c, size, kind);
+  if (HAK_UNLIKELY(_hak_g.cfg.checked)) _hak_held_set(_hak_ss_base(p), p);
+  if (kind == OOM_CALLOC) memset(p, 0, size);
+  return p;
+}
+
+void *hak_malloc(size_t size) {
+  if (HAK_LIKELY(size <= HAK_MAX_BLOCK)) return tiny_alloc(size, OOM_MALLOC);
+  return __libc_malloc(size);
+}
+
+static void tiny_free(hak_ss_t *ss, void *p) {
+  unsigned c = ss->class_idx;
+  hak_thread_t *t = _hak_thread();
+  if (HAK_UNLIKELY(t == NULL)) return;  /* cannot happen short of OOM for a record */
+  uint32_t cap = _hak_g.cfg.cache_cap;
+  if (HAK_LIKELY(cap != 0)) {
+    hak_tclass_t *tc = &t->cls[c];
+    if (HAK_UNLIKELY(tc->count >= cap)) _hak_cache_drain(t, c);
+    t->cache[c][tc->count++] = p;
+    return;
+  }
+  _hak_release_block(t, ss, p);
+}
+
+static void report_bad_free(int code, hak_ss_t *ss, const void *p) {
+  char msg[200];
+  int n = snprintf(msg, sizeof msg, "hakmem: %s of %p (class %u, ss_seq %llu)\n",
+                   code == HAK_FREE_DOUBLE ? "double free of a tiny block" :
+                                             "free of an interior pointer",
+                   p, ss->class_idx, (unsigned long long)ss->ss_seq);
+  if (n > 0) {
+    ssize_t w = write(2, msg, (size_t)n);
+    (void)w;
+  }
+}
+
+void hak_free(void *ptr) {
+  if (ptr == NULL) return;
+  hak_ss_t *ss = _hak_registry_lookup(ptr);
+  if (ss == NULL) {
+    __libc_free(ptr);
+    return;
+  }
+  if (HAK_UNLIKELY(_hak_g.cfg.checked)) {
+    int code = _hak_held_clear(ss, ptr);
+    if (code != HAK_FREE_OK) {
+      report_bad_free(code, ss, ptr);
+      abort();
+    }
+  }
+  tiny_free(ss, ptr);
+}
+
+int hak_free_checked(void *ptr) {
+  if (ptr == NULL) return HAK_FREE_OK;
+  hak_ss_t *ss = _hak_registry_lookup(ptr);
+  if (ss == NULL) {
+    __libc_free(ptr);
+    return HAK_FREE_OK;
+  }
+  unsigned slab_idx, block_idx;
+  if (_hak_block_index(ss, ptr, &slab_idx, &block_idx) != 0 ||
+      block_idx >= ss->slabs[slab_idx].carved) {
+    report_bad_free(HAK_FREE_INTERIOR, ss, ptr);
+    return HAK_FREE_INTERIOR;
+  }
+  if (ss->held_bits != NULL) {
+    int code = _hak_held_clear(ss, ptr);
+    if (code != HAK_FREE_OK) {
+      report_bad_free(code, ss, ptr);
+      return code;
+    }
+  }
+  tiny_free(ss, ptr);
+  return HAK_FREE_OK;
+}
+
+void *hak_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (total <= HAK_MAX_BLOCK) return tiny_alloc(total, OOM_CALLOC);
+  return __libc_calloc(count, size);
+}
+
+size_t hak_usable_size(const void *ptr) {
+  if (ptr == NULL) return 0;
+  hak_ss_t *ss = _hak_registry_lookup(ptr);
+  if (ss == NULL) return _hak_libc_usable_size(ptr);
+  return ss->block_size;
+}
+
+void *hak_realloc(void *ptr, size_t size) {
+  if (ptr == NULL) return hak_malloc(size);
+  if (size == 0) {
+    hak_free(ptr);
+    return NULL;
+  }
+  hak_ss_t *ss = _hak_registry_lookup(ptr);
+  if (ss != NULL) {
+    size_t old = ss->block_size;
+    if (size <= old && _hak_class_of(size) == ss->class_idx) return ptr;
+    void *q = hak_malloc(size);
+    if (q == NULL) return NULL;
+    memcpy(q, ptr, size < old ? size : old);
+    hak_free(ptr);
+    return q;
+  }
+  if (size > HAK_MAX_BLOCK) return __libc_realloc(ptr, size);
+  void *q = hak_malloc(size);
+  if (q == NULL) return NULL;
+  size_t old = _hak_libc_usable_size(ptr);
+  memcpy(q, ptr, size < old ? size : old);
+  __libc_free(ptr);
+  return q;
+}
+
+static int is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+static void *aligned_tiny_or_libc(size_t alignment, size_t size) {
+  size_t need = size > alignment ? size : alignment;
+  if (need <= HAK_MAX_BLOCK) {
+    void *p = tiny_alloc(need, OOM_MALLOC);
+    /* A fallback at the cap must still honour the alignment. */
+    if (p != NULL && ((uintptr_t)p & (alignment - 1)) != 0) {
+      __libc_free(p);
+      p = __libc_memalign(alignment, size);
+    }
+    return p;
+  }
+  return __libc_memalign(alignment, size);
+}
+
+int hak_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (!is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+  int saved = errno;
+  void *p = aligned_tiny_or_libc(alignment, size);
+  if (p == NULL) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void *hak_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_pow2(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment < sizeof(void *)) alignment = sizeof(void *);
+  return aligned_tiny_or_libc(alignment, size);
+}

@@ -1,0 +1,91 @@
+/* registry.c — ownership: which 2 MiB bases are SuperSlabs.
+ *
+ * A two-level radix table over the 47-bit user address space (26 bits of
+ * 2 MiB page number: 13 + 13).  Readers never lock: two acquire loads.
+ * Leaves are mapped on first use and never unmapped, so a reader holding a
+ * stale leaf pointer still reads valid memory; a removed entry reads NULL.
+ * free() decides ownership here and nowhere else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define REG_BITS_TOP  13
+#define REG_BITS_LEAF 13
+#define REG_LEAF_LEN  (1u << REG_BITS_LEAF)
+
+typedef _Atomic(hak_ss_t *) reg_slot_t;
+
+static _Atomic(reg_slot_t *) g_top[1u << REG_BITS_TOP];
+static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+hak_ss_t *_hak_registry_lookup(const void *p) {
+  uintptr_t page = (uintptr_t)p >> 21;
+  if (HAK_UNLIKELY(page >> (REG_BITS_TOP + REG_BITS_LEAF))) return NULL;
+  reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+  if (leaf == NULL) return NULL;
+  return hak_load_acquire(&leaf[page & (REG_LEAF_LEN - 1)]);
+}
+
+static reg_slot_t *leaf_for(uintptr_t page, int create) {
+  reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+  if (leaf != NULL || !create) return leaf;
+  pthread_mutex_lock(&g_reg_lock);
+  leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+  if (leaf == NULL) {
+    leaf = _hak_os_map_plain(REG_LEAF_LEN * sizeof(reg_slot_t));
+    if (leaf != NULL) hak_store_release(&g_top[page >> REG_BITS_LEAF], leaf);
+  }
+  pthread_mutex_unlock(&g_reg_lock);
+  return leaf;
+}
+
+int _hak_registry_add(hak_ss_t *ss) {
+  uintptr_t page = (uintptr_t)ss >> 21;
+  reg_slot_t *leaf = leaf_for(page, 1);
+  if (leaf == NULL) return -1;
+  hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], ss);
+  return 0;
+}
+
+void _hak_registry_remove(hak_ss_t *ss) {
+  uintptr_t page = (uintptr_t)ss >> 21;
+  reg_slot_t *leaf = leaf_for(page, 0);
+  if (leaf != NULL) hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], NULL);
+}
+
+void _hak_registry_clear(void) {
+  for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
+    reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+    if (leaf == NULL) continue;
+    for (size_t j = 0; j < REG_LEAF_LEN; j++) hak_store_release(&leaf[j], NULL);
+  }
+}
+
+/* Every registered base must be a live SuperSlab of its class list whose
+ * header names the same base. */
+int _hak_registry_check(char *msg, size_t len) {
+  uint64_t registered = 0, live = 0;
+  for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
+    reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+    if (leaf == NULL) continue;
+    for (size_t j = 0; j < REG_LEAF_LEN; j++) {
+      hak_ss_t *ss = hak_load_acquire(&leaf[j]);
+      if (ss == NULL) continue;
+      registered++;
+      uintptr_t base = ((uintptr_t)i << (REG_BITS_LEAF + 21)) | ((uintptr_t)j << 21);
+      if ((uintptr_t)ss != base || ss->magic != HAK_SS_MAGIC) {
+        snprintf(msg, len, "registry entry for base %#lx does not point to a SuperSlab at that base",
+                 (unsigned long)base);
+        return 1;
+      }
+    }
+  }
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) live += _hak_classes[c].ss_live;
+  if (registered != live) {
+    snprintf(msg, len, "registry holds %llu SuperSlabs but the classes list %llu live",
+             (unsigned long long)registered, (unsigned long long)live);
+    return 1;
+  }
+  return 0;
+}

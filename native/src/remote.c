@@ -1,0 +1,102 @@
+/* remote.c — frees of blocks whose slab another thread owns, and orphans.
+ *
+ * Each slab has a LIFO remote stack (in the SuperSlab header).  Any thread
+ * pushes with a CAS; only the owner takes the whole stack with an exchange,
+ * so there is no ABA.  A remote push never changes `used`: the owner does
+ * when it drains, so a slab cannot become FREE — and its SuperSlab cannot be
+ * released — while a push to it is in flight.
+ *
+ * When the owner exits with blocks still out, the slab becomes an ORPHAN:
+ * its remote head is set to HAK_ORPHAN_BIT in the same exchange that takes
+ * the last pushed blocks, so a pusher either landed before (and was taken)
+ * or sees the bit.  A thread that frees into an orphan adopts it under the
+ * class lock and frees locally. */
+#include "internal.h"
+
+
+static void adopt_or_retry(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  hak_class_t *cls = &_hak_classes[ss->class_idx];
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  pthread_mutex_lock(&cls->lock);
+  if (hak_load_acquire(&ss->remote[idx]) == HAK_ORPHAN_BIT) {
+    slab->state = HAK_SLAB_OWNED;
+    slab->on_partial = 0;
+    hak_store_relaxed(&slab->owner_id, t->id);
+    hak_store_release(&ss->remote[idx], 0);
+    pthread_mutex_unlock(&cls->lock);
+    _hak_owned_append(t, ss->class_idx, slab);
+    _hak_adopted_free(t, ss, slab, p);
+    return;
+  }
+  pthread_mutex_unlock(&cls->lock);
+  _hak_release_block(t, ss, p);  /* someone adopted it first */
+}
+
+void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  unsigned c = ss->class_idx;
+  uintptr_t head = hak_load_relaxed(&ss->remote[idx]);
+  for (;;) {
+    if (head & HAK_ORPHAN_BIT) {
+      adopt_or_retry(t, ss, slab, p);
+      return;
+    }
+    _hak_set_next(p, (void *)head);
+    if (atomic_compare_exchange_weak_explicit(&ss->remote[idx], &head, (uintptr_t)p,
+                                              memory_order_release, memory_order_relaxed))
+      break;
+  }
+  /* ss may be drained and released from here on: touch only globals. */
+  hak_add_relaxed(&_hak_classes[c].remote_pending, 1);
+}
+
+/* Owner only: move the remote stack in front of the freelist. */
+uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab) {
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  if (hak_load_relaxed(&ss->remote[idx]) == 0) return 0;
+  uintptr_t head = atomic_exchange_explicit(&ss->remote[idx], 0, memory_order_acquire);
+  if (head == 0) return 0;
+  uint32_t n = 1;
+  void *tail = (void *)head;
+  while (_hak_next(tail) != NULL) {
+    tail = _hak_next(tail);
+    n++;
+  }
+  _hak_set_next(tail, slab->freelist);
+  slab->freelist = (void *)head;
+  slab->used = (uint16_t)(slab->used - n);
+  hak_sub_relaxed(&ss->active, (int64_t)n);
+  hak_sub_relaxed(&_hak_classes[ss->class_idx].remote_pending, (int64_t)n);
+  return n;
+}
+
+/* Thread exit, after flush: give up a slab that still has blocks out. */
+void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  hak_class_t *cls = &_hak_classes[ss->class_idx];
+  pthread_mutex_lock(&cls->lock);
+  uintptr_t head = atomic_exchange_explicit(&ss->remote[idx], HAK_ORPHAN_BIT, memory_order_acq_rel);
+  uint32_t n = 0;
+  for (void *b = (void *)head; b != NULL; b = (void *)head) {
+    head = (uintptr_t)_hak_next(b);
+    _hak_set_next(b, slab->freelist);
+    slab->freelist = b;
+    n++;
+  }
+  if (n) {
+    slab->used = (uint16_t)(slab->used - n);
+    hak_sub_relaxed(&ss->active, (int64_t)n);
+    hak_sub_relaxed(&cls->remote_pending, (int64_t)n);
+  }
+  if (slab->used == 0) {
+    /* The last blocks came back in the exchange: retire instead. */
+    hak_store_release(&ss->remote[idx], 0);
+    pthread_mutex_unlock(&cls->lock);
+    _hak_retire(t, ss, slab);
+    return;
+  }
+  slab->state = HAK_SLAB_ORPHAN;
+  hak_store_relaxed(&slab->owner_id, 0);
+  pthread_mutex_unlock(&cls->lock);
+  _hak_slab_detach(t, ss->class_idx, slab);
+}

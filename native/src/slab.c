@@ -1,0 +1,170 @@
+/* slab.c — taking blocks from a thread's slabs and giving them back.
+ *
+ * Policy (docs/policy.md, "Taking one block"): the current slab serves from
+ * its LIFO freelist, then by bump-carving, then from its drained remote
+ * stack; when exhausted the thread tries its partial stack, then collects
+ * remote frees over every slab it owns, then acquires the lowest FREE slab
+ * of the lowest-ss_seq SuperSlab, then grows the class. */
+#include "internal.h"
+
+/* ---- per-thread lists (no lock: only the owner touches them) ---- */
+void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
+  hak_tclass_t *tc = &t->cls[c];
+  slab->o_next = NULL;
+  slab->o_prev = tc->owned_tail;
+  if (tc->owned_tail) tc->owned_tail->o_next = slab; else tc->owned_head = slab;
+  tc->owned_tail = slab;
+}
+
+static void owned_remove(hak_tclass_t *tc, hak_slab_t *slab) {
+  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else tc->owned_head = slab->o_next;
+  if (slab->o_next) slab->o_next->o_prev = slab->o_prev; else tc->owned_tail = slab->o_prev;
+  slab->o_next = slab->o_prev = NULL;
+}
+
+static void partial_push(hak_tclass_t *tc, hak_slab_t *slab) {
+  slab->on_partial = 1;
+  slab->p_prev = NULL;
+  slab->p_next = tc->partial;
+  if (tc->partial) tc->partial->p_prev = slab;
+  tc->partial = slab;
+}
+
+static void partial_remove(hak_tclass_t *tc, hak_slab_t *slab) {
+  if (!slab->on_partial) return;
+  if (slab->p_prev) slab->p_prev->p_next = slab->p_next; else tc->partial = slab->p_next;
+  if (slab->p_next) slab->p_next->p_prev = slab->p_prev;
+  slab->p_next = slab->p_prev = NULL;
+  slab->on_partial = 0;
+}
+
+static inline hak_ss_t *slab_ss(hak_slab_t *slab) { return _hak_ss_base(slab); }
+static inline unsigned slab_index(hak_slab_t *slab) {
+  return (unsigned)(slab - slab_ss(slab)->slabs);
+}
+
+/* A FREE slab again: used == 0 and no remote blocks.  May release the
+ * SuperSlab (which may unmap it): the caller must not touch ss afterwards. */
+void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
+  hak_tclass_t *tc = &t->cls[c];
+  partial_remove(tc, slab);
+  owned_remove(tc, slab);
+  if (tc->cur == slab) tc->cur = NULL;
+}
+
+void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
+  unsigned c = ss->class_idx;
+  _hak_slab_detach(t, c, slab);
+  hak_class_t *cls = &_hak_classes[c];
+  pthread_mutex_lock(&cls->lock);
+  slab->state = HAK_SLAB_FREE;
+  slab->freelist = NULL;
+  slab->carved = 0;
+  hak_store_relaxed(&slab->owner_id, 0);
+  ss->inuse &= ~(1u << slab_index(slab));
+  ss->free_slabs++;
+  cls->slabs_in_use--;
+  if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty) _hak_ss_release(ss);
+  pthread_mutex_unlock(&cls->lock);
+}
+
+/* Local free by the owner. */
+static void local_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  _hak_set_next(p, slab->freelist);
+  slab->freelist = p;
+  slab->used--;
+  hak_sub_relaxed(&ss->active, 1);
+  hak_tclass_t *tc = &t->cls[ss->class_idx];
+  if (slab == tc->cur) return;
+  if (slab->used == 0) _hak_retire(t, ss, slab);
+  else if (!slab->on_partial) partial_push(tc, slab);
+}
+
+void _hak_release_block(hak_thread_t *t, hak_ss_t *ss, void *p) {
+  hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
+  if (hak_load_relaxed(&slab->owner_id) == t->id) local_free(t, ss, slab, p);
+  else _hak_remote_free(t, ss, slab, p);
+}
+
+/* Called from remote.c once an orphan has been adopted by t. */
+void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  local_free(t, ss, slab, p);
+}
+
+static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) {
+  void *p = slab->freelist;
+  if (p != NULL) {
+    slab->freelist = _hak_next(p);
+  } else if (slab->carved < slab->capacity) {
+    p = _hak_slab_first(ss, slab_idx) + (size_t)slab->carved * ss->block_size;
+    slab->carved++;
+  } else if (_hak_remote_drain(ss, slab) != 0) {
+    p = slab->freelist;
+    slab->freelist = _hak_next(p);
+  } else {
+    return NULL;
+  }
+  slab->used++;
+  hak_add_relaxed(&ss->active, 1);
+  return p;
+}
+
+/* Drain every owned slab's remote stack; retire the empty ones and stack
+ * the ones with free blocks on partial (docs/policy.md step 2b). */
+static void collect(hak_thread_t *t, unsigned c) {
+  hak_tclass_t *tc = &t->cls[c];
+  for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next) _hak_remote_drain(slab_ss(s), s);
+  for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
+    next = s->o_next;
+    if (s == tc->cur) continue;
+    if (s->used == 0) _hak_retire(t, slab_ss(s), s);
+    else if (s->freelist != NULL && !s->on_partial) partial_push(tc, s);
+  }
+}
+
+static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
+  hak_class_t *cls = &_hak_classes[c];
+  pthread_mutex_lock(&cls->lock);
+  hak_ss_t *ss = cls->head;
+  while (ss != NULL && ss->free_slabs == 0) ss = ss->next;
+  if (ss == NULL) ss = _hak_ss_grow(c);
+  if (ss == NULL) {
+    pthread_mutex_unlock(&cls->lock);
+    return NULL;
+  }
+  unsigned idx = (unsigned)__builtin_ctz(~ss->inuse);
+  hak_slab_t *slab = &ss->slabs[idx];
+  ss->inuse |= 1u << idx;
+  ss->free_slabs--;
+  cls->slabs_in_use++;
+  slab->state = HAK_SLAB_OWNED;
+  slab->freelist = NULL;
+  slab->carved = 0;
+  slab->used = 0;
+  slab->on_partial = 0;
+  hak_store_relaxed(&slab->owner_id, t->id);
+  pthread_mutex_unlock(&cls->lock);
+  _hak_owned_append(t, c, slab);
+  return slab;
+}
+
+void *_hak_take(hak_thread_t *t, unsigned c) {
+  hak_tclass_t *tc = &t->cls[c];
+  for (;;) {
+    hak_slab_t *cur = tc->cur;
+    if (cur != NULL) {
+      void *p = slab_pop(slab_ss(cur), cur, slab_index(cur));
+      if (p != NULL) return p;
+    }
+    if (tc->partial == NULL) collect(t, c);
+    if (tc->partial != NULL) {
+      hak_slab_t *s = tc->partial;
+      partial_remove(tc, s);
+      tc->cur = s;
+      continue;
+    }
+    hak_slab_t *fresh = acquire_free_slab(t, c);
+    if (fresh == NULL) return NULL;
+    tc->cur = fresh;
+  }
+}

@@ -1,0 +1,107 @@
+/* superslab.c — giving a class a new SuperSlab (growth under the cap and the
+ * budget), releasing an empty one (kept for reuse up to ss_keep, else
+ * unmapped), and tearing everything down for hak_reset.
+ * Callers hold the class lock; this file takes the global lock inside. */
+#include <string.h>
+
+#include "internal.h"
+
+#define HELD_BYTES ((size_t)HAK_SLABS_PER_SS * HAK_HELD_WORDS_PER_SLAB * sizeof(uint64_t))
+
+static void ss_init(hak_ss_t *ss, unsigned class_idx, uint64_t seq) {
+  memset(ss, 0, sizeof *ss);
+  ss->magic = HAK_SS_MAGIC;
+  ss->class_idx = class_idx;
+  ss->ss_seq = seq;
+  ss->free_slabs = HAK_SLABS_PER_SS;
+  ss->block_size = (uint32_t)HAK_MIN_BLOCK << class_idx;
+  for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++)
+    ss->slabs[i].capacity = _hak_slab_capacity(ss->block_size, i);
+}
+
+static int growth_allowed(hak_class_t *cls) {
+  const hak_config_t *cfg = &_hak_g.cfg;
+  if (cfg->ss_cap != 0 && cls->ss_live >= cfg->ss_cap) return 0;
+  if (cfg->budget_bytes != 0 &&
+      (_hak_g.live_total + 1) * (uint64_t)HAK_SS_SIZE > cfg->budget_bytes)
+    return 0;
+  return 1;
+}
+
+hak_ss_t *_hak_ss_grow(unsigned class_idx) {
+  hak_class_t *cls = &_hak_classes[class_idx];
+  pthread_mutex_lock(&_hak_g.lock);
+  if (!growth_allowed(cls)) {
+    pthread_mutex_unlock(&_hak_g.lock);
+    return NULL;
+  }
+  hak_ss_t *ss = _hak_g.kept;
+  if (ss != NULL) {
+    _hak_g.kept = ss->next;
+    _hak_g.ss_kept--;
+  } else {
+    ss = _hak_os_map_ss();
+    if (ss == NULL) {
+      pthread_mutex_unlock(&_hak_g.lock);
+      return NULL;
+    }
+  }
+  ss_init(ss, class_idx, ++_hak_g.ss_seq);
+  if (_hak_g.cfg.checked) ss->held_bits = _hak_os_map_plain(HELD_BYTES);
+  if (_hak_registry_add(ss) != 0) {
+    _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
+    _hak_os_unmap_ss(ss);
+    _hak_g.ss_seq--;
+    pthread_mutex_unlock(&_hak_g.lock);
+    return NULL;
+  }
+  _hak_g.live_total++;
+  pthread_mutex_unlock(&_hak_g.lock);
+
+  ss->prev = cls->tail;
+  if (cls->tail) cls->tail->next = ss; else cls->head = ss;
+  cls->tail = ss;
+  cls->ss_live++;
+  cls->ss_created++;
+  return ss;
+}
+
+void _hak_ss_release(hak_ss_t *ss) {
+  hak_class_t *cls = &_hak_classes[ss->class_idx];
+  _hak_registry_remove(ss);
+  if (ss->prev) ss->prev->next = ss->next; else cls->head = ss->next;
+  if (ss->next) ss->next->prev = ss->prev; else cls->tail = ss->prev;
+  cls->ss_live--;
+  cls->ss_released++;
+  _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
+  ss->magic = 0;
+  pthread_mutex_lock(&_hak_g.lock);
+  _hak_g.live_total--;
+  if (_hak_g.ss_kept < _hak_g.cfg.ss_keep) {
+    ss->next = _hak_g.kept;
+    _hak_g.kept = ss;
+    _hak_g.ss_kept++;
+  } else {
+    _hak_os_unmap_ss(ss);
+  }
+  pthread_mutex_unlock(&_hak_g.lock);
+}
+
+/* hak_reset: every class and the global lock are held by the caller. */
+void _hak_ss_unmap_all(void) {
+  _hak_registry_clear();
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    hak_class_t *cls = &_hak_classes[c];
+    for (hak_ss_t *ss = cls->head, *next; ss != NULL; ss = next) {
+      next = ss->next;
+      _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
+      _hak_os_unmap_ss(ss);
+    }
+    cls->head = cls->tail = NULL;
+  }
+  for (hak_ss_t *ss = _hak_g.kept, *next; ss != NULL; ss = next) {
+    next = ss->next;
+    _hak_os_unmap_ss(ss);
+  }
+  _hak_g.kept = NULL;
+}

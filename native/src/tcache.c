@@ -1,0 +1,143 @@
+/* tcache.c — thread records and per-thread, per-class block caches.
+ *
+ * A cache is a LIFO array.  Refill takes up to refill_batch blocks with
+ * _hak_take and stacks them so they pop in take order; a push onto a full
+ * cache first drains its oldest max(1, cap/2) blocks.  Thread records are
+ * mapped (never malloc'd: this file runs inside malloc) and recycled; a
+ * pthread key's destructor runs the thread-exit path. */
+#include <string.h>
+
+#include "internal.h"
+
+__thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_destructor(void *arg) {
+  hak_thread_t *t = arg;
+  if (t == NULL) return;
+  if (t->epoch == hak_load_relaxed(&_hak_g.epoch)) _hak_thread_retire(t);
+  else {
+    /* stale since hak_reset: nothing of ours to give back */
+    pthread_mutex_lock(&_hak_g.lock);
+    t->pool_next = _hak_g.thread_pool;
+    _hak_g.thread_pool = t;
+    pthread_mutex_unlock(&_hak_g.lock);
+  }
+  if (_hak_self == t) _hak_self = NULL;
+}
+
+static void make_key(void) { pthread_key_create(&g_key, thread_destructor); }
+
+static void fresh_state(hak_thread_t *t) {
+  memset(t->cls, 0, sizeof t->cls);
+  t->epoch = hak_load_relaxed(&_hak_g.epoch);
+}
+
+hak_thread_t *_hak_thread_slow(void) {
+  _hak_init();
+  hak_thread_t *t = _hak_self;
+  pthread_mutex_lock(&_hak_g.lock);
+  if (t == NULL) {
+    t = _hak_g.thread_pool;
+    if (t != NULL) _hak_g.thread_pool = t->pool_next;
+  }
+  uint64_t id = ++_hak_g.next_thread_id;
+  pthread_mutex_unlock(&_hak_g.lock);
+  if (t == NULL) {
+    t = _hak_os_map_plain(sizeof(hak_thread_t));
+    if (t == NULL) return NULL;
+  }
+  /* A record that survived hak_reset holds pointers into unmapped memory:
+   * forget them, and take a new identity so no slab can claim us. */
+  fresh_state(t);
+  t->id = id;
+  t->pool_next = NULL;
+  _hak_self = t;
+  pthread_once(&g_key_once, make_key);
+  pthread_setspecific(g_key, t);
+  return t;
+}
+
+hak_thread_t *_hak_thread_current_or_null(void) {
+  hak_thread_t *t = _hak_self;
+  if (t == NULL || t->epoch != hak_load_relaxed(&_hak_g.epoch)) return NULL;
+  return t;
+}
+
+void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
+  uint32_t cap = _hak_g.cfg.cache_cap;
+  uint32_t batch = _hak_g.cfg.refill_batch;
+  if (batch > cap) batch = cap;
+  if (batch == 0) batch = 1;
+  void *taken[HAK_CACHE_CAP_MAX];
+  uint32_t k = 0;
+  while (k < batch) {
+    void *p = _hak_take(t, c);
+    if (p == NULL) break;
+    taken[k++] = p;
+  }
+  if (k == 0) return NULL;
+  /* b1 is returned now; b2..bk are stacked so that b2 pops next. */
+  void **cache = t->cache[c];
+  hak_tclass_t *tc = &t->cls[c];
+  for (uint32_t i = k; i > 1; i--) cache[tc->count++] = taken[i - 1];
+  return taken[0];
+}
+
+static void drain_oldest(hak_thread_t *t, unsigned c, uint32_t n) {
+  hak_tclass_t *tc = &t->cls[c];
+  void **cache = t->cache[c];
+  if (n > tc->count) n = tc->count;
+  for (uint32_t i = 0; i < n; i++) _hak_release_block(t, _hak_ss_base(cache[i]), cache[i]);
+  memmove(cache, cache + n, (size_t)(tc->count - n) * sizeof(void *));
+  tc->count -= n;
+}
+
+void _hak_cache_drain(hak_thread_t *t, unsigned c) {
+  uint32_t cap = _hak_g.cfg.cache_cap;
+  uint32_t n = cap / 2 ? cap / 2 : 1;
+  while (t->cls[c].count >= cap && t->cls[c].count > 0) drain_oldest(t, c, n);
+}
+
+void _hak_thread_flush(hak_thread_t *t) {
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    hak_tclass_t *tc = &t->cls[c];
+    drain_oldest(t, c, tc->count);
+    for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next)
+      _hak_remote_drain(_hak_ss_base(s), s);
+    for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
+      next = s->o_next;
+      if (s->used == 0) _hak_retire(t, _hak_ss_base(s), s);
+    }
+  }
+}
+
+void _hak_thread_retire(hak_thread_t *t) {
+  _hak_thread_flush(t);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    hak_tclass_t *tc = &t->cls[c];
+    while (tc->owned_head != NULL) _hak_orphan(t, _hak_ss_base(tc->owned_head), tc->owned_head);
+    tc->cur = NULL;
+    tc->partial = NULL;
+  }
+  pthread_mutex_lock(&_hak_g.lock);
+  t->pool_next = _hak_g.thread_pool;
+  _hak_g.thread_pool = t;
+  pthread_mutex_unlock(&_hak_g.lock);
+}
+
+void hak_flush(void) {
+  hak_thread_t *t = _hak_thread_current_or_null();
+  if (t != NULL) _hak_thread_flush(t);
+}
+
+void hak_thread_exit(void) {
+  hak_thread_t *t = _hak_thread_current_or_null();
+  if (t == NULL) return;
+  _hak_thread_retire(t);
+  _hak_self = NULL;
+  pthread_once(&g_key_once, make_key);
+  pthread_setspecific(g_key, NULL);
+}
