@@ -1,0 +1,52 @@
+/* preload.c — the standard allocation names, for LD_PRELOAD=libhakmem.so.
+ *
+ * Initialisation is lazy and allocation-free (options come from getenv, the
+ * thread record from mmap), so glibc or the loader may call malloc before
+ * or during our set-up without recursing.  Fork safety comes from the
+ * atfork handlers installed by _hak_init.  HAKMEM_STATS=1 prints the
+ * allocator's counters at exit, which proves the preload served the calls. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+__attribute__((constructor)) static void preload_init(void) {
+  _hak_init();
+  hak_configure_from_env();
+  const char *stats = getenv("HAKMEM_STATS");
+  if (stats != NULL && strcmp(stats, "1") == 0) atexit(hak_stats_print);
+}
+
+EXPORT void *malloc(size_t size) { return hak_malloc(size); }
+EXPORT void free(void *ptr) { hak_free(ptr); }
+EXPORT void cfree(void *ptr) { hak_free(ptr); }
+EXPORT void *calloc(size_t count, size_t size) { return hak_calloc(count, size); }
+EXPORT void *realloc(void *ptr, size_t size) { return hak_realloc(ptr, size); }
+EXPORT int posix_memalign(void **out, size_t alignment, size_t size) {
+  return hak_posix_memalign(out, alignment, size);
+}
+EXPORT void *aligned_alloc(size_t alignment, size_t size) { return hak_aligned_alloc(alignment, size); }
+EXPORT void *memalign(size_t alignment, size_t size) {
+  /* glibc's memalign rounds a non-power-of-two alignment up. */
+  size_t a = sizeof(void *);
+  while (a < alignment) a <<= 1;
+  return hak_aligned_alloc(a, size);
+}
+EXPORT void *valloc(size_t size) {
+  return hak_aligned_alloc((size_t)sysconf(_SC_PAGESIZE), size);
+}
+EXPORT void *pvalloc(size_t size) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t rounded = (size + page - 1) & ~(page - 1);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hak_aligned_alloc(page, rounded ? rounded : page);
+}
+EXPORT size_t malloc_usable_size(void *ptr) { return hak_usable_size(ptr); }
