@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "driver.h"
 #include "hakmem.h"
@@ -61,6 +62,7 @@ typedef struct {
   uint64_t executed;
   pthread_t *chain;  /* pthreads that ran this program thread, in order */
   _Atomic uint32_t nchain;
+  _Atomic int finished;  /* set by the last pthread of the chain */
   char pad[64];
 } drv_thread_t;
 static drv_thread_t g_threads[DRV_MAX_THREADS];
@@ -234,7 +236,16 @@ static void exec_op(uint32_t i) {
   }
 }
 
-static void *run_thread(void *arg);
+/* Mark op i complete: later ops on its handle, later checks, may go. */
+static void complete(drv_thread_t *t, uint32_t i) {
+  drv_op_t *op = &g_ops[i];
+  if (op->handle < g_hdr.nhandles)
+    atomic_store_explicit(&g_handles[op->handle].done, g_hseq[i] + 1, memory_order_release);
+  if (op->kind == DRV_CHECK) atomic_fetch_add_explicit(&g_checks_done, 1, memory_order_release);
+  t->executed++;
+  atomic_store_explicit(&t->done, atomic_load_explicit(&t->done, memory_order_relaxed) + 1,
+                        memory_order_release);
+}
 
 static int step(drv_thread_t *t, uint32_t i) {
   drv_op_t *op = &g_ops[i];
@@ -246,32 +257,38 @@ static int step(drv_thread_t *t, uint32_t i) {
     WAIT_UNTIL(atomic_load_explicit(&g_handles[op->handle].done, memory_order_acquire) == g_hseq[i],
                "an earlier op on its handle", i);
   }
-  if (op->kind != DRV_THREAD_EXIT) exec_op(i);
-  if (op->handle < g_hdr.nhandles)
-    atomic_store_explicit(&g_handles[op->handle].done, g_hseq[i] + 1, memory_order_release);
-  if (op->kind == DRV_CHECK) atomic_fetch_add_explicit(&g_checks_done, 1, memory_order_release);
-  t->executed++;
-  atomic_store_explicit(&t->done, atomic_load_explicit(&t->done, memory_order_relaxed) + 1,
-                        memory_order_release);
+  if (op->kind == DRV_THREAD_EXIT) return 0;  /* completed by the successor */
+  exec_op(i);
+  complete(t, i);
   return 0;
 }
 
 static void *run_thread(void *arg) {
   drv_thread_t *t = arg;
-  while (t->pos < t->nops) {
-    uint32_t i = t->ops[t->pos++];
-    if (step(t, i) != 0) return NULL;
-    if (g_ops[i].kind == DRV_THREAD_EXIT && t->pos < t->nops) {
-      /* This pthread ends (the TLS destructor runs); a new one continues. */
-      uint32_t k = atomic_load(&t->nchain);
-      if (pthread_create(&t->chain[k], NULL, run_thread, t) != 0) {
-        drv_fail("driver", i, -1, "pthread_create failed after thread_exit");
-        return NULL;
-      }
-      atomic_store(&t->nchain, k + 1);
-      return NULL;
-    }
+  uint32_t k = atomic_load_explicit(&t->nchain, memory_order_acquire) - 1;
+  if (k > 0) {
+    /* The predecessor's TLS destructor (the allocator's thread exit) has
+     * run once it is joined: only then is its thread_exit op done. */
+    pthread_join(t->chain[k - 1], NULL);
+    complete(t, t->ops[t->pos - 1]);
   }
+  while (t->pos < t->nops && !drv_failed()) {
+    uint32_t i = t->ops[t->pos++];
+    if (step(t, i) != 0) break;
+    if (g_ops[i].kind != DRV_THREAD_EXIT) continue;
+    if (t->pos == t->nops) {
+      complete(t, i);  /* nothing follows: the final join covers the exit */
+      break;
+    }
+    atomic_store_explicit(&t->nchain, k + 2, memory_order_release);
+    if (pthread_create(&t->chain[k + 1], NULL, run_thread, t) != 0) {
+      drv_fail("driver", i, -1, "pthread_create failed after thread_exit");
+      atomic_store_explicit(&t->nchain, k + 1, memory_order_release);
+      break;
+    }
+    return NULL;  /* this pthread ends; the allocator's TLS destructor runs */
+  }
+  atomic_store_explicit(&t->finished, 1, memory_order_release);
   return NULL;
 }
 
@@ -428,9 +445,11 @@ int main(int argc, char **argv) {
       return 4;
     }
   }
-  /* A joined pthread created its successor (if any) before it returned. */
-  for (uint32_t t = 0; t < g_hdr.threads; t++)
-    for (uint32_t j = 0; j < atomic_load(&g_threads[t].nchain); j++) pthread_join(g_threads[t].chain[j], NULL);
+  /* Each pthread of a chain joins its predecessor; main joins the last. */
+  for (uint32_t t = 0; t < g_hdr.threads; t++) {
+    while (!atomic_load_explicit(&g_threads[t].finished, memory_order_acquire)) usleep(50);
+    pthread_join(g_threads[t].chain[atomic_load(&g_threads[t].nchain) - 1], NULL);
+  }
   double seconds = now() - start;
   if (!drv_failed()) final_checks();
   print_result(seconds);

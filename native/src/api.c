@@ -10,33 +10,51 @@
 
 #include "internal.h"
 
-/* glibc's allocator under its internal names, so the LD_PRELOAD build (which
- * defines malloc itself) never recurses. */
+/* glibc's allocator, for large requests and foreign pointers.  The
+ * LD_PRELOAD build (-DHAK_PRELOAD) defines malloc itself, so it calls glibc's
+ * internal names and reads glibc's usable size from the chunk header (of a
+ * pointer already known to be glibc's: this never decides ownership).  Every
+ * other build calls the public names, so a sanitizer's allocator, when one
+ * is present, sees every foreign block. */
+#ifdef HAK_PRELOAD
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
-
-enum { OOM_MALLOC = 0, OOM_CALLOC = 1 };
-
-void *hak_libc_malloc(size_t size) { return __libc_malloc(size); }
-void hak_libc_free(void *ptr) { __libc_free(ptr); }
-void *_hak_libc_memalign(size_t alignment, size_t size) { return __libc_memalign(alignment, size); }
-
-/* glibc's malloc_usable_size, computed from its chunk header (the pointer is
- * already known to be glibc's; this never decides ownership). */
+#define LIBC_MALLOC __libc_malloc
+#define LIBC_FREE __libc_free
+#define LIBC_CALLOC __libc_calloc
+#define LIBC_REALLOC __libc_realloc
 size_t _hak_libc_usable_size(const void *p) {
   size_t head = ((const size_t *)p)[-1];
   size_t chunk = head & ~(size_t)7;
   return (head & 2) ? chunk - 2 * sizeof(size_t) : chunk - sizeof(size_t);
 }
+void *_hak_libc_memalign(size_t alignment, size_t size) { return __libc_memalign(alignment, size); }
+#else
+#include <malloc.h>
+#define LIBC_MALLOC malloc
+#define LIBC_FREE free
+#define LIBC_CALLOC calloc
+#define LIBC_REALLOC realloc
+size_t _hak_libc_usable_size(const void *p) { return malloc_usable_size((void *)p); }
+void *_hak_libc_memalign(size_t alignment, size_t size) {
+  void *p = NULL;
+  return posix_memalign(&p, alignment, size) == 0 ? p : NULL;
+}
+#endif
+
+enum { OOM_MALLOC = 0, OOM_CALLOC = 1 };
+
+void *hak_libc_malloc(size_t size) { return LIBC_MALLOC(size); }
+void hak_libc_free(void *ptr) { LIBC_FREE(ptr); }
 
 void *_hak_oom(unsigned c, size_t size, int kind) {
   hak_class_t *cls = &_hak_classes[c];
   if (_hak_g.cfg.oom_policy == HAK_OOM_LIBC) {
     hak_add_relaxed(&cls->fallback_allocs, 1);
-    return kind == OOM_CALLOC ? __libc_calloc(1, size) : __libc_malloc(size);
+    return kind == OOM_CALLOC ? LIBC_CALLOC(1, size) : LIBC_MALLOC(size);
   }
   hak_add_relaxed(&cls->oom_nulls, 1);
   errno = ENOMEM;
@@ -64,7 +82,7 @@ static void *tiny_alloc(size_t size, int kind) {
 
 void *hak_malloc(size_t size) {
   if (HAK_LIKELY(size <= HAK_MAX_BLOCK)) return tiny_alloc(size, OOM_MALLOC);
-  return __libc_malloc(size);
+  return LIBC_MALLOC(size);
 }
 
 static void tiny_free(hak_ss_t *ss, void *p) {
@@ -97,7 +115,7 @@ void hak_free(void *ptr) {
   if (ptr == NULL) return;
   hak_ss_t *ss = _hak_registry_lookup(ptr);
   if (ss == NULL) {
-    __libc_free(ptr);
+    LIBC_FREE(ptr);
     return;
   }
   if (HAK_UNLIKELY(_hak_g.cfg.checked)) {
@@ -114,7 +132,7 @@ int hak_free_checked(void *ptr) {
   if (ptr == NULL) return HAK_FREE_OK;
   hak_ss_t *ss = _hak_registry_lookup(ptr);
   if (ss == NULL) {
-    __libc_free(ptr);
+    LIBC_FREE(ptr);
     return HAK_FREE_OK;
   }
   unsigned slab_idx, block_idx;
@@ -141,7 +159,7 @@ void *hak_calloc(size_t count, size_t size) {
     return NULL;
   }
   if (total <= HAK_MAX_BLOCK) return tiny_alloc(total, OOM_CALLOC);
-  return __libc_calloc(count, size);
+  return LIBC_CALLOC(count, size);
 }
 
 size_t hak_usable_size(const void *ptr) {
@@ -167,12 +185,12 @@ void *hak_realloc(void *ptr, size_t size) {
     hak_free(ptr);
     return q;
   }
-  if (size > HAK_MAX_BLOCK) return __libc_realloc(ptr, size);
+  if (size > HAK_MAX_BLOCK) return LIBC_REALLOC(ptr, size);
   void *q = hak_malloc(size);
   if (q == NULL) return NULL;
   size_t old = _hak_libc_usable_size(ptr);
   memcpy(q, ptr, size < old ? size : old);
-  __libc_free(ptr);
+  LIBC_FREE(ptr);
   return q;
 }
 
@@ -184,12 +202,12 @@ static void *aligned_tiny_or_libc(size_t alignment, size_t size) {
     void *p = tiny_alloc(need, OOM_MALLOC);
     /* A fallback at the cap must still honour the alignment. */
     if (p != NULL && ((uintptr_t)p & (alignment - 1)) != 0) {
-      __libc_free(p);
-      p = __libc_memalign(alignment, size);
+      LIBC_FREE(p);
+      p = _hak_libc_memalign(alignment, size);
     }
     return p;
   }
-  return __libc_memalign(alignment, size);
+  return _hak_libc_memalign(alignment, size);
 }
 
 int hak_posix_memalign(void **out, size_t alignment, size_t size) {

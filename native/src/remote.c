@@ -95,8 +95,10 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
     _hak_retire(t, ss, slab);
     return;
   }
+  /* Off our lists before the lock is dropped: from then on an adopter may
+   * link the slab into its own lists. */
+  _hak_slab_detach(t, ss->class_idx, slab);
   slab->state = HAK_SLAB_ORPHAN;
   hak_store_relaxed(&slab->owner_id, 0);
   pthread_mutex_unlock(&cls->lock);
-  _hak_slab_detach(t, ss->class_idx, slab);
 }

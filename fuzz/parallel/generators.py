@@ -1,0 +1,255 @@
+"""Seeded generators of multi-threaded, mixed glibc/hakmem workloads.
+
+Each generator is a function ``(seed, threads, ops, libc_ratio) -> Program``
+that returns the same Program for the same arguments.  ``libc_ratio`` is the
+share of allocations made by glibc (``libc_alloc``) that later reach
+``hak_free`` — the pointers that crashed the seed allocator.
+
+- ``larson``: larson-like hand-offs: each thread replaces random slots of its
+  own array, then ends (``thread_exit``) and a new thread frees what the old
+  one allocated; now and then a thread's whole array moves to another thread.
+- ``producer_consumer``: half the threads allocate and fill, the other half
+  verify and free: every free is remote.
+- ``churn``: threads fill their caches and exit holding live blocks
+  (orphaned slabs); survivors free those blocks (adoption).
+- ``mixed``: every op kind, sizes over every class and above 1024, realloc
+  across owners in both directions, frees from any thread.
+- ``pressure``: ``mixed`` under tiny SuperSlab caps and both OOM policies, so
+  growth, glibc fallback and NULL happen under contention (the seed's exact
+  failure shape).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from hakfuzz.program import MAX_OPS, Op, OpKind, Program, ProgramConfig
+
+Generator = Callable[[int, int, int, float], Program]
+
+_CLASS_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _size(rnd: random.Random) -> int:
+    """A size over every class, its edges, and above 1024 now and then."""
+    roll = rnd.random()
+    if roll < 0.08:
+        return rnd.randint(1025, 8192)
+    if roll < 0.12:
+        return rnd.choice((0, 1, 8, 9, 1023, 1024))
+    top = rnd.choice(_CLASS_SIZES)
+    return rnd.randint(top // 2 + 1, top) if top > 8 else rnd.randint(1, 8)
+
+
+class _Builder:
+    """Ops over handles, with the live set per thread (program order)."""
+
+    def __init__(self, rnd: random.Random, threads: int, libc_ratio: float) -> None:
+        self.rnd = rnd
+        self.threads = threads
+        self.libc_ratio = libc_ratio
+        self.ops: list[Op] = []
+        self.next_handle = 0
+        self.live: list[list[int]] = [[] for _ in range(threads)]
+
+    def full(self, budget: int) -> bool:
+        return len(self.ops) >= budget
+
+    def alloc(self, thread: int, size: int | None = None) -> int:
+        handle = self.next_handle
+        self.next_handle += 1
+        size = _size(self.rnd) if size is None else size
+        if self.rnd.random() < self.libc_ratio:
+            self.ops.append(Op.libc_alloc(handle, size, thread))
+        else:
+            self.ops.append(Op.alloc(handle, size, thread))
+        return handle
+
+    def free(self, thread: int, handle: int) -> None:
+        self.ops.append(Op.free(handle, thread))
+
+    def any_op(self, thread: int) -> None:
+        """One op of any kind on thread's view of the live sets."""
+        rnd = self.rnd
+        roll = rnd.random()
+        owners = [t for t in range(self.threads) if self.live[t]]
+        if roll < 0.40 or not owners:
+            kind = rnd.random()
+            handle = self.next_handle
+            if kind < 0.08:
+                self.next_handle += 1
+                self.ops.append(Op.calloc(handle, rnd.randint(0, 16), rnd.randint(0, 96), thread))
+            elif kind < 0.14:
+                self.next_handle += 1
+                align = 1 << rnd.randint(3, 10)
+                self.ops.append(Op.memalign(handle, align, rnd.randint(0, 1100), thread))
+            else:
+                handle = self.alloc(thread)
+            self.live[thread].append(handle)
+            return
+        owner = rnd.choice(owners)
+        handles = self.live[owner]
+        pick = rnd.randrange(len(handles))
+        handle = handles[pick]
+        if roll < 0.75:
+            handles[pick] = handles[-1]
+            handles.pop()
+            self.free(thread, handle)
+        elif roll < 0.85:
+            size = _size(rnd)
+            self.ops.append(Op.realloc(handle, size, thread))
+            if size == 0:
+                handles[pick] = handles[-1]
+                handles.pop()
+        elif roll < 0.92:
+            self.ops.append(Op.write(handle, rnd.randrange(256), thread))
+        elif roll < 0.97:
+            self.ops.append(Op.verify(handle, thread))
+        elif roll < 0.985:
+            self.ops.append(Op.flush(thread))
+        elif roll < 0.995:
+            self.ops.append(Op.thread_exit(thread))
+        else:
+            self.ops.append(Op.check(thread))
+
+    def program(self, description: str, config: ProgramConfig | None = None) -> Program:
+        ops = self.ops[:MAX_OPS]
+        return Program(description=description, config=config or ProgramConfig(),
+                       threads=self.threads, ops=tuple(ops))
+
+
+def _budget(ops: int) -> int:
+    return max(1, min(ops, MAX_OPS))
+
+
+def larson(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """Larson-like hand-offs between thread generations and threads."""
+    rnd = random.Random(seed)
+    b = _Builder(rnd, threads, libc_ratio)
+    budget = _budget(ops)
+    slots_per_thread = max(4, min(256, budget // (threads * 8)))
+    slots = [[b.alloc(t, rnd.randint(8, 128)) for _ in range(slots_per_thread)] for t in range(threads)]
+    rounds = 0
+    while not b.full(budget):
+        rounds += 1
+        for t in range(threads):
+            for _ in range(slots_per_thread):
+                victim = rnd.randrange(slots_per_thread)
+                b.free(t, slots[t][victim])
+                slots[t][victim] = b.alloc(t, rnd.randint(8, 128))
+            b.ops.append(Op.thread_exit(t))  # the next generation frees these
+        if threads > 1 and rounds % 3 == 0:
+            slots.append(slots.pop(0))  # arrays change hands: remote frees
+    b.ops = b.ops[:budget]
+    return _closed(b, "larson-like hand-offs", ProgramConfig())
+
+
+def producer_consumer(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """Producers allocate and fill; consumers verify and free (all remote)."""
+    rnd = random.Random(seed)
+    threads = max(2, threads)
+    b = _Builder(rnd, threads, libc_ratio)
+    producers = list(range(0, threads, 2))
+    consumers = list(range(1, threads, 2))
+    budget = _budget(ops)
+    pending: list[int] = []
+    while not b.full(budget):
+        for p in producers:
+            for _ in range(rnd.randint(8, 64)):
+                h = b.alloc(p)
+                b.ops.append(Op.write(h, rnd.randrange(256), p))
+                pending.append(h)
+        rnd.shuffle(pending)
+        for c in consumers:
+            take, pending = pending[: len(pending) // len(consumers) + 1], pending[len(pending) // len(consumers) + 1:]
+            for h in take:
+                b.ops.append(Op.verify(h, c))
+                b.free(c, h)
+    return _closed(b, "producer/consumer: every free is remote",
+                   ProgramConfig(cache_cap=rnd.choice((0, 8, 64))))
+
+
+def churn(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """Threads exit holding live and cached blocks; survivors free them."""
+    rnd = random.Random(seed)
+    b = _Builder(rnd, threads, libc_ratio)
+    budget = _budget(ops)
+    held: list[int] = []
+    while not b.full(budget):
+        for t in range(threads):
+            mine = [b.alloc(t) for _ in range(rnd.randint(4, 48))]
+            for h in mine[: len(mine) // 2]:
+                b.free(t, h)  # into t's cache
+            held.extend(mine[len(mine) // 2:])
+            b.ops.append(Op.thread_exit(t))
+        rnd.shuffle(held)
+        keep = len(held) // 3
+        for h in held[keep:]:
+            b.free(rnd.randrange(threads), h)
+        held = held[:keep]
+    return _closed(b, "thread churn: orphans freed by survivors",
+                   ProgramConfig(cache_cap=rnd.choice((4, 16, 64)), refill_batch=4))
+
+
+def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """Every op kind, every class, frees and reallocs from any thread."""
+    rnd = random.Random(seed)
+    b = _Builder(rnd, threads, libc_ratio)
+    budget = _budget(ops)
+    while not b.full(budget):
+        b.any_op(rnd.randrange(threads))
+    config = ProgramConfig(cache_cap=rnd.choice((0, 4, 64)), refill_batch=rnd.choice((1, 4, 16)))
+    if config.refill_batch > config.cache_cap and config.cache_cap:
+        config = ProgramConfig(cache_cap=config.cache_cap, refill_batch=config.cache_cap)
+    return _closed(b, "mixed ownership across threads", config)
+
+
+def pressure(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """``mixed`` at tiny caps: growth, fallback and NULL under contention."""
+    rnd = random.Random(seed)
+    b = _Builder(rnd, threads, libc_ratio)
+    budget = _budget(ops)
+    while not b.full(budget):
+        b.any_op(rnd.randrange(threads))
+    config = ProgramConfig(
+        ss_cap=rnd.choice((1, 1, 2)),
+        oom_policy=rnd.choice(("libc", "null")),
+        cache_cap=rnd.choice((0, 4, 16)),
+        refill_batch=rnd.choice((1, 4)),
+        ss_keep=rnd.choice((0, 1)),
+        fail_map_at=rnd.choice((0, 0, 0, 3)),
+    )
+    return _closed(b, "pressure: a class exhausts its SuperSlabs under contention", config)
+
+
+def _closed(b: _Builder, description: str, config: ProgramConfig) -> Program:
+    b.ops = b.ops[:MAX_OPS]
+    _drop_dangling(b)
+    return b.program(description, config)
+
+
+def _drop_dangling(b: _Builder) -> None:
+    """Cutting at the budget can leave ops on handles never created: drop them."""
+    created: set[int] = set()
+    dead: set[int] = set()
+    kept: list[Op] = []
+    for op in b.ops:
+        if op.kind in (OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.CALLOC, OpKind.MEMALIGN):
+            created.add(op.handle)
+        elif op.handle >= 0 and (op.handle not in created or op.handle in dead):
+            continue
+        if op.kills_handle():
+            dead.add(op.handle)
+        kept.append(op)
+    b.ops = kept
+
+
+WORKLOADS: dict[str, Generator] = {
+    "larson": larson,
+    "producer_consumer": producer_consumer,
+    "churn": churn,
+    "mixed": mixed,
+    "pressure": pressure,
+}
+"""Every workload, by the name ``hakfuzz stress --workload`` takes."""

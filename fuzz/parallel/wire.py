@@ -1,0 +1,40 @@
+"""The driver's input format, ``hakfuzz-driver/1`` (native/driver/driver.h).
+
+A 96-byte header (magic, threads, op count, handle count, flags, the nine
+``hak_config_t`` fields as u64) and one 16-byte record per op
+(kind u8, thread u8, reserved u16, handle u32, size u32, arg u32), where arg
+is the calloc count, the memalign alignment or the write seed.  Handles must
+be canonical (0, 1, 2, ... in creation order); ``to_wire`` canonicalises.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hakfuzz.program import CREATING_KINDS, NO_HANDLE, OpKind, Program, canonicalize, is_canonical
+
+MAGIC = b"HKDRV01\0"
+_HEADER = struct.Struct("<8s4I9Q")
+_OP = struct.Struct("<BBHIII")
+_NO_HANDLE_WIRE = 0xFFFFFFFF
+
+
+def to_wire(program: Program) -> bytes:
+    """The driver bytes of ``program``."""
+    if not is_canonical(program):
+        program = canonicalize(program)
+    cfg = program.config.as_c_fields()
+    nhandles = sum(1 for op in program.ops if op.kind in CREATING_KINDS)
+    out = bytearray(
+        _HEADER.pack(MAGIC, program.threads, len(program.ops), nhandles, 0, *cfg.values())
+    )
+    pack = _OP.pack
+    calloc, memalign, write = OpKind.CALLOC, OpKind.MEMALIGN, OpKind.WRITE
+    for op in program.ops:
+        kind = op.kind
+        arg = op.count if kind is calloc else op.align if kind is memalign else (
+            op.seed if kind is write else 0
+        )
+        handle = _NO_HANDLE_WIRE if op.handle == NO_HANDLE else op.handle
+        out += pack(int(kind), op.thread, 0, handle, op.size, arg)
+    return bytes(out)

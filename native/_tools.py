@@ -1,0 +1,114 @@
+"""Build the allocator's executables and the LD_PRELOAD library.
+
+``build_tool(name, variant)`` compiles one of :data:`TOOLS` (the
+multi-threaded program driver, larson linked with hakmem, plain larson for
+any allocator, and ``libhakmem.so``) with the same variant flags as the cffi
+module, and caches it like the module: ``<cache>/tools/<name>-<variant>-<key>``
+where the key hashes the sources, headers, flags and compiler version.  Builds
+are serialised by an ``fcntl`` lock and published by an atomic rename, so
+parallel test workers can ask for the same tool at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hakfuzz.native._build import BuildError, NativeTree, cache_root, default_tree
+from hakfuzz.native._toolchain import COMMON_CFLAGS, find_compiler, get_variant
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One artefact: its own sources (relative to the tree) and how to link it."""
+
+    name: str
+    sources: tuple[str, ...]
+    with_allocator: bool
+    shared: bool = False
+    defines: tuple[str, ...] = ()
+    summary: str = ""
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Tool("hakdriver", ("driver/driver.c", "driver/oracles.c"), True,
+             summary="runs a Program on real pthreads (hakmem or glibc)"),
+        Tool("larson-hakmem", ("bench/larson.c",), True, defines=("-DLARSON_HAKMEM",),
+             summary="larson calling hak_malloc/hak_free directly"),
+        Tool("larson", ("bench/larson.c",), False,
+             summary="larson calling malloc/free, for LD_PRELOAD"),
+        Tool("libhakmem.so", ("src/preload.c",), True, shared=True, defines=("-DHAK_PRELOAD",),
+             summary="the allocator under the standard names, for LD_PRELOAD"),
+    )
+}
+
+
+def _allocator_sources(tree: NativeTree) -> list[Path]:
+    return tree.sources()
+
+
+def _key(tool: Tool, tree: NativeTree, flags: tuple[str, ...], compiler_text: str) -> str:
+    digest = hashlib.sha256()
+    files = [tree.root / s for s in tool.sources]
+    if tool.with_allocator:
+        files += tree.inputs()
+    files += sorted((tree.root / "driver").glob("*.h")) + sorted(tree.include_dir.glob("*.h"))
+    for path in sorted(set(files)):
+        digest.update(str(path.relative_to(tree.root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    digest.update("\0".join(flags).encode() + b"\0" + compiler_text.encode())
+    return digest.hexdigest()[:16]
+
+
+def tool_flags(tool: Tool, variant: str) -> tuple[str, ...]:
+    """Compiler and linker flags of ``tool`` in ``variant``."""
+    v = get_variant(variant)
+    flags = [*COMMON_CFLAGS, *v.cflags, *tool.defines, *v.ldflags]
+    if tool.shared:
+        # Calls between our own exported functions bind locally: malloc ->
+        # hak_malloc is a direct call, not a trip through the PLT.
+        flags += ["-shared", "-fvisibility=default", "-Wl,-Bsymbolic-functions"]
+    return tuple(flags)
+
+
+def build_tool(name: str, variant: str = "release", *, tree: NativeTree | None = None,
+               cache_dir: Path | None = None) -> Path:
+    """The path of the built tool (compiled now, or found in the cache)."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise BuildError(f"unknown tool {name!r} (choose from {', '.join(TOOLS)})")
+    tree = tree or default_tree()
+    compiler = find_compiler()
+    flags = tool_flags(tool, variant)
+    key = _key(tool, tree, flags, compiler.version_text)
+    root = (cache_dir or cache_root()) / "tools"
+    entry = root / f"{name}-{variant}-{tree.name}-{key}"
+    target = entry / name
+    if target.is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{entry.name}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if target.is_file():
+                return target
+            staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
+            sources = [tree.root / s for s in tool.sources]
+            if tool.with_allocator:
+                sources += [s for s in _allocator_sources(tree) if s.name != "preload.c"]
+            command = [*compiler.command, *flags, f"-I{tree.include_dir}", f"-I{tree.src_dir}",
+                       *map(str, sources), "-o", str(staging / name)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"building {name} ({variant}) failed:\n{done.stderr.strip()}")
+            os.rename(staging, entry)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
