@@ -1,0 +1,185 @@
+"""``hakfuzz stress``: seeded parallel workloads, each program run K times.
+
+The op budget is split evenly over the chosen workloads; each workload
+generates programs (seed, seed+1, ...) of at most ``program_ops`` ops until
+its share is spent, and each program runs ``repeat`` times in the driver
+(races need repetition).  A run passes when the driver's oracles pass and the
+model's invariant mode accepts its final counters.  The next program is
+generated while the driver runs the current one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hakfuzz.findings import Finding
+from hakfuzz.model import Config, OomPolicy, expect_quiescent_totals
+from hakfuzz.parallel.generators import WORKLOADS
+from hakfuzz.parallel.runner import RunResult, judge, run_driver
+from hakfuzz.parallel.wire import to_wire
+from hakfuzz.program import Program, ProgramConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StressOptions:
+    """What one stress campaign runs."""
+
+    threads: int = 4
+    ops: int = 200_000
+    libc_ratio: float = 0.3
+    seed: int = 0
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    repeat: int = 1
+    variant: str = "release"
+    program_ops: int = 20_000
+    timeout: float = 300.0
+    allocator: str = "hakmem"
+
+
+@dataclass(slots=True)
+class WorkloadTally:
+    """Per-workload figures."""
+
+    programs: int = 0
+    runs: int = 0
+    ops: int = 0
+    seconds: float = 0.0  # time inside the driver's threads
+
+    def as_json(self) -> dict[str, Any]:
+        return {"programs": self.programs, "runs": self.runs, "ops": self.ops,
+                "seconds": round(self.seconds, 4),
+                "ops_per_sec": round(self.ops / self.seconds, 1) if self.seconds else 0.0}
+
+
+@dataclass(slots=True)
+class StressReport:
+    """The campaign's outcome."""
+
+    options: StressOptions
+    tallies: dict[str, WorkloadTally] = field(default_factory=dict)
+    findings: dict[str, Finding] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def runs(self) -> int:
+        return sum(t.runs for t in self.tallies.values())
+
+    @property
+    def ops(self) -> int:
+        return sum(t.ops for t in self.tallies.values())
+
+    @property
+    def driver_seconds(self) -> float:
+        return sum(t.seconds for t in self.tallies.values())
+
+    def as_json(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "engine": "parallel", "variant": o.variant, "allocator": o.allocator,
+            "threads": o.threads, "seed": o.seed, "repeat": o.repeat, "libc_ratio": o.libc_ratio,
+            "runs": self.runs, "ops": self.ops,
+            "ops_per_sec": round(self.ops / self.driver_seconds, 1) if self.driver_seconds else 0.0,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "workloads": {name: t.as_json() for name, t in self.tallies.items()},
+            "findings": [finding_json(f) for f in self.findings.values()],
+        }
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    """A finding's JSON summary (the program is saved separately)."""
+    return {"signature": f.signature, "engine": f.engine, "kind": f.kind, "message": f.message,
+            "op_index": f.op_index, "variant": f.variant, "seed": f.seed,
+            "ops": len(f.program.ops), "threads": f.program.threads}
+
+
+def model_config(config: ProgramConfig) -> Config:
+    """The model's view of a program's allocator config."""
+    c = config.as_c_fields()
+    return Config(c["ss_cap"], c["budget_bytes"], OomPolicy(c["oom_policy"]), c["cache_cap"],
+                  c["refill_batch"], bool(c["release_empty"]), c["ss_keep"], bool(c["checked"]),
+                  c["fail_map_at"])
+
+
+def final_stats_problems(run: RunResult, program: Program) -> list[str]:
+    """Invariant mode on the driver's final counters (everything freed, every thread gone)."""
+    stats = (run.result or {}).get("stats")
+    if not isinstance(stats, dict):
+        return []
+    flat = [v for cls in stats["classes"] for v in cls]
+    flat += [stats[k] for k in ("ss_mapped", "ss_kept", "os_maps", "os_map_failures", "os_unmaps")]
+    return expect_quiescent_totals(flat, model_config(program.config), [0] * 8, threads=0,
+                                   all_exited=True)
+
+
+def _programs(opts: StressOptions, name: str) -> Iterator[tuple[int, Program]]:
+    share = max(1, opts.ops // len(opts.workloads))
+    spent, seed = 0, opts.seed
+    generator = WORKLOADS[name]
+    while spent < share:
+        program = generator(seed, opts.threads, min(opts.program_ops, share - spent), opts.libc_ratio)
+        spent += max(1, len(program.ops))
+        yield seed, program
+        seed += 1
+
+
+Progress = Callable[[str, int, int], None]
+"""Called as (workload, ops done in it, its op share) after each run."""
+
+
+def run_stress(opts: StressOptions, driver: Path, *, progress: Progress | None = None,
+               on_finding: Callable[[Finding], None] | None = None) -> StressReport:
+    """Run the campaign; findings are deduplicated by signature."""
+    report = StressReport(opts)
+    started = time.perf_counter()
+    share = max(1, opts.ops // len(opts.workloads))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for name in opts.workloads:
+            tally = report.tallies.setdefault(name, WorkloadTally())
+            programs = _programs(opts, name)
+            pending: Future[tuple[int, Program, bytes]] | None = pool.submit(_next, programs)
+            done_ops = 0
+            while pending is not None:
+                item = pending.result()
+                if item[1] is _END:
+                    break
+                seed, program, wire = item
+                pending = pool.submit(_next, programs)
+                tally.programs += 1
+                for _ in range(opts.repeat):
+                    run = run_driver(driver, program, allocator=opts.allocator,
+                                     timeout=opts.timeout, wire=wire)
+                    tally.runs += 1
+                    if run.result is not None:
+                        tally.ops += int(run.result.get("ops", 0))
+                        tally.seconds += float(run.result.get("seconds", 0.0))
+                    finding = judge(run, program, variant=opts.variant, seed=seed)
+                    if finding is None and opts.allocator == "hakmem":
+                        problems = final_stats_problems(run, program)
+                        if problems:
+                            finding = Finding("parallel", "oracle", "model-invariant " + problems[0],
+                                              "; ".join(problems), program, None, opts.variant, seed)
+                    if finding is not None:
+                        if finding.signature not in report.findings:
+                            report.findings[finding.signature] = finding
+                            if on_finding is not None:
+                                on_finding(finding)
+                        break  # this program has shown its bug; move on
+                done_ops += len(program.ops)
+                if progress is not None:
+                    progress(name, min(done_ops, share), share)
+    report.wall_seconds = time.perf_counter() - started
+    return report
+
+
+_END = Program()
+
+
+def _next(programs: Iterator[tuple[int, Program]]) -> tuple[int, Program, bytes]:
+    for seed, program in programs:
+        return seed, program, to_wire(program)
+    return -1, _END, b""
