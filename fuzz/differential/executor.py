@@ -29,7 +29,7 @@ from hakfuzz.findings import Finding
 from hakfuzz.model import Loc, ModelAllocator, Owner
 from hakfuzz.model.stats import diff_stats, field_name
 from hakfuzz.parallel.stress import model_config
-from hakfuzz.program import NO_HANDLE, Op, OpKind, Program
+from hakfuzz.program import NO_HANDLE, Op, OpKind, Program, ProgramConfig
 
 _STATS = struct.Struct("<69q")
 _CLASS_SIZES = tuple(8 << c for c in range(8))
@@ -95,6 +95,65 @@ class _Worker:
         self._thread.join()
 
 
+class DifferentialSession:
+    """One program in progress: ops are stepped one at a time (the Hypothesis
+    state machine drives this directly); :meth:`close` must be called."""
+
+    def __init__(self, executor: DifferentialExecutor, config: ProgramConfig, threads: int) -> None:
+        self.x = executor
+        self.ops: list[Op] = []
+        self.config = config
+        self.threads = threads
+        self.model = ModelAllocator(model_config(config))
+        self.handles: dict[int, _Handle] = {}
+        self.workers = [_Worker() for _ in range(threads - 1)]
+        self.divergence: Divergence | None = None
+        lib = executor.lib
+        lib.hak_reset()
+        for name, value in config.as_c_fields().items():
+            setattr(executor._cfg, name, value)
+        if lib.hak_configure(executor._cfg) != 0:
+            self.divergence = Divergence(-1, None, "config", "accepted", "EINVAL")
+
+    def step(self, op: Op) -> Divergence | None:
+        """Run one op on both sides; the first divergence sticks."""
+        if self.divergence is not None:
+            return self.divergence
+        index = len(self.ops)
+        self.ops.append(op)
+        x, model, handles = self.x, self.model, self.handles
+        try:
+            if op.thread == 0:
+                x._step(model, handles, index, op)
+            else:
+                self.workers[op.thread - 1].call(lambda: x._step(model, handles, index, op))
+            x.ops_run += 1
+        except _Stop as stop:
+            self.divergence = stop.divergence
+        return self.divergence
+
+    def finish(self) -> Divergence | None:
+        """Verify every live block and run both checks."""
+        if self.divergence is None:
+            try:
+                self.x._finish(self.model, self.handles, len(self.ops))
+            except _Stop as stop:
+                self.divergence = stop.divergence
+        return self.divergence
+
+    def program(self, description: str = "") -> Program:
+        """The ops stepped so far, as a Program."""
+        return Program(description=description, config=self.config, threads=self.threads,
+                       ops=tuple(self.ops))
+
+    def close(self) -> None:
+        """Stop the worker threads and reset the allocator."""
+        for w in self.workers:
+            w.close()
+        self.workers = []
+        self.x.lib.hak_reset()  # worker threads are gone; nothing may outlive the run
+
+
 class DifferentialExecutor:
     """Runs programs on ``hak`` (a loaded allocator module) and the model."""
 
@@ -110,35 +169,22 @@ class DifferentialExecutor:
         self.ops_run = 0
 
     # ---- public -------------------------------------------------------------
+    def session(self, config: ProgramConfig, threads: int = 1) -> DifferentialSession:
+        """Start a program to be stepped op by op."""
+        return DifferentialSession(self, config, threads)
+
     def run(self, program: Program) -> Divergence | None:
         """Run ``program``; None when model and native agreed throughout."""
-        lib = self.lib
-        model = ModelAllocator(model_config(program.config))
-        lib.hak_reset()
-        cfg = program.config.as_c_fields()
-        for name, value in cfg.items():
-            setattr(self._cfg, name, value)
-        if lib.hak_configure(self._cfg) != 0:
-            return Divergence(-1, None, "config", "accepted", "EINVAL")
-        handles: dict[int, _Handle] = {}
-        workers = [_Worker() for _ in range(program.threads - 1)]
-        index = -1
+        session = self.session(program.config, program.threads)
         try:
-            for index, op in enumerate(program.ops):
-                if op.thread == 0:
-                    self._step(model, handles, index, op)
-                else:
-                    workers[op.thread - 1].call(
-                        lambda i=index, o=op: self._step(model, handles, i, o))
-                self.ops_run += 1
-            self._finish(model, handles, len(program.ops))
-        except _Stop as stop:
-            return stop.divergence
+            if session.divergence is not None:
+                return session.divergence
+            for op in program.ops:
+                if session.step(op) is not None:
+                    return session.divergence
+            return session.finish()
         finally:
-            for w in workers:
-                w.close()
-            lib.hak_reset()  # worker threads are gone; nothing may outlive the run
-        return None
+            session.close()
 
     # ---- one op --------------------------------------------------------------
     def _step(self, model: ModelAllocator, handles: dict[int, _Handle], i: int, op: Op) -> None:
@@ -317,4 +363,5 @@ def run_differential(hak: Any, program: Program, *, variant: str = "release",
                    {"expected": divergence.expected, "actual": divergence.actual})
 
 
-__all__ = ["DifferentialExecutor", "Divergence", "run_differential", "NO_HANDLE"]
+__all__ = ["DifferentialExecutor", "DifferentialSession", "Divergence", "run_differential",
+           "NO_HANDLE"]

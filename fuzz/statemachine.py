@@ -1,0 +1,174 @@
+"""The Hypothesis engine: a state machine that drives model and native in
+lockstep, op by op, and shrinks any divergence to a minimal Program.
+
+Bundles hold live handles; rules cover every op kind, including glibc
+pointers freed through ``hak_free`` and realloc across owners, on up to three
+program threads (real pthreads, serialised, so the model predicts every
+counter).  Configs come from :func:`hakfuzz.strategies.configs` with tiny
+caps, so growth, fallback, NULL and release happen within a few dozen ops.
+Every step compares every ``hak_stats`` counter; ``check`` runs ``hak_check``
+and the model's self-check; teardown verifies all live blocks.
+
+A failure prints the reproducing Program (``note``) and, when
+:attr:`AllocatorMachine.save_dir` is set, writes it to
+``<save_dir>/<signature>.json``; Hypothesis replays the shrunk example last,
+so the file left behind is the minimal one.
+
+Runs unchanged under plain pytest (``TestAllocatorMachine``) and HypoFuzz.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, multiple, rule
+
+from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
+from hakfuzz.findings import Finding
+from hakfuzz.program import Op, ProgramConfig, dump_program, save_program
+from hakfuzz.strategies import ALIGNS, configs, sizes
+
+MAX_THREADS = 3
+
+_EXECUTOR: DifferentialExecutor | None = None
+
+
+def executor() -> DifferentialExecutor:
+    """The process-wide executor over the default variant (built on first use)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        from hakfuzz import native
+
+        _EXECUTOR = DifferentialExecutor(native.load())
+    return _EXECUTOR
+
+
+threads_st = st.integers(0, MAX_THREADS - 1)
+
+
+class AllocatorMachine(RuleBasedStateMachine):
+    """Model vs native, one op per rule."""
+
+    live = Bundle("live")
+
+    save_dir: ClassVar[Path | None] = None
+    """Where failing programs are written (None: nowhere)."""
+    variant: ClassVar[str] = "release"
+    programs_run: ClassVar[int] = 0
+    findings: ClassVar[list[Finding]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: DifferentialSession | None = None
+        self.next_handle = 0
+        self.failed = False
+
+    # ---- set-up and helpers ---------------------------------------------------
+    @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS))
+    def start(self, config: ProgramConfig, threads: int) -> None:
+        self.session = executor().session(config, threads)
+        type(self).programs_run += 1
+        if self.session.divergence is not None:
+            self._fail(self.session.divergence)
+
+    def _thread(self, thread: int) -> int:
+        assert self.session is not None
+        return thread % self.session.threads
+
+    def _new(self) -> int:
+        handle = self.next_handle
+        self.next_handle += 1
+        return handle
+
+    def _do(self, op: Op) -> None:
+        assert self.session is not None
+        divergence = self.session.step(op)
+        if divergence is not None:
+            self._fail(divergence)
+
+    def _fail(self, divergence: Divergence) -> None:
+        assert self.session is not None
+        self.failed = True
+        program = self.session.program(f"hypothesis: {divergence.describe()}")
+        finding = Finding("hypothesis", "divergence", divergence.field, divergence.describe(),
+                          program, divergence.op_index if divergence.op_index >= 0 else None,
+                          type(self).variant)
+        type(self).findings.append(finding)
+        note(dump_program(program))
+        if type(self).save_dir is not None:
+            save_dir = type(self).save_dir
+            assert save_dir is not None
+            save_dir.mkdir(parents=True, exist_ok=True)
+            save_program(program, save_dir / f"{finding.signature}.json")
+        raise AssertionError(divergence.describe())
+
+    # ---- allocation rules -----------------------------------------------------------
+    @rule(target=live, thread=threads_st, size=sizes())
+    def alloc(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.alloc(handle, size, self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, size=sizes())
+    def libc_alloc(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.libc_alloc(handle, size, self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, count=st.integers(0, 40), size=st.integers(0, 300))
+    def calloc(self, thread: int, count: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.calloc(handle, count, size, self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNS), size=sizes())
+    def memalign(self, thread: int, align: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.memalign(handle, align, size, self._thread(thread)))
+        return handle
+
+    @rule(target=live, handle=consumes(live), thread=threads_st, size=sizes())
+    def realloc(self, handle: int, thread: int, size: int) -> Any:
+        self._do(Op.realloc(handle, size, self._thread(thread)))
+        return multiple() if size == 0 else handle
+
+    @rule(handle=consumes(live), thread=threads_st)
+    def free(self, handle: int, thread: int) -> None:
+        self._do(Op.free(handle, self._thread(thread)))
+
+    # ---- contents and threads ---------------------------------------------------------
+    @rule(handle=live, thread=threads_st, seed=st.integers(0, 255))
+    def write(self, handle: int, thread: int, seed: int) -> None:
+        self._do(Op.write(handle, seed, self._thread(thread)))
+
+    @rule(handle=live, thread=threads_st)
+    def verify(self, handle: int, thread: int) -> None:
+        self._do(Op.verify(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def flush(self, thread: int) -> None:
+        self._do(Op.flush(self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def thread_exit(self, thread: int) -> None:
+        self._do(Op.thread_exit(self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def check(self, thread: int) -> None:
+        self._do(Op.check(self._thread(thread)))
+
+    def teardown(self) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            divergence = session.finish()
+            if divergence is not None and not self.failed:
+                self.session = session
+                self._fail(divergence)
+        finally:
+            self.session = None
+            session.close()
