@@ -36,6 +36,12 @@ MAX_THREADS = 3
 _EXECUTOR: DifferentialExecutor | None = None
 
 
+def use_module(hak: object) -> None:
+    """Drive ``hak`` (a loaded allocator module, e.g. a mutant) from now on."""
+    global _EXECUTOR
+    _EXECUTOR = DifferentialExecutor(hak)
+
+
 def executor() -> DifferentialExecutor:
     """The process-wide executor over the default variant (built on first use)."""
     global _EXECUTOR
