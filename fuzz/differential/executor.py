@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hakfuzz.differential.patterns import pattern
+from hakfuzz.campaign.journal import Journal
 from hakfuzz.findings import Finding
 from hakfuzz.model import Loc, ModelAllocator, Owner
 from hakfuzz.model.stats import diff_stats, field_name
@@ -108,6 +109,9 @@ class DifferentialSession:
         self.handles: dict[int, _Handle] = {}
         self.workers = [_Worker() for _ in range(threads - 1)]
         self.divergence: Divergence | None = None
+        if executor.journal is not None:
+            executor.journal.begin(config, threads)
+        executor._prev_stats = None
         lib = executor.lib
         lib.hak_reset()
         for name, value in config.as_c_fields().items():
@@ -122,6 +126,8 @@ class DifferentialSession:
         index = len(self.ops)
         self.ops.append(op)
         x, model, handles = self.x, self.model, self.handles
+        if x.journal is not None:
+            x.journal.op(op)  # on disk before the native call: a crash keeps it
         try:
             if op.thread == 0:
                 x._step(model, handles, index, op)
@@ -167,6 +173,11 @@ class DifferentialExecutor:
         self._cfg = self.ffi.new("hak_config_t *")
         self._out = self.ffi.new("void **")
         self.ops_run = 0
+        self.journal: Journal | None = None
+        """Write-ahead log of ops (crash isolation); set by campaign workers."""
+        self.features: set[tuple[int, tuple[int, ...]]] | None = None
+        """When a set: collects (op kind, counters it changed), a behaviour coverage."""
+        self._prev_stats: tuple[int, ...] | None = None
 
     # ---- public -------------------------------------------------------------
     def session(self, config: ProgramConfig, threads: int = 1) -> DifferentialSession:
@@ -325,6 +336,10 @@ class DifferentialExecutor:
     def _compare_stats(self, model: ModelAllocator, i: int, op: Op) -> None:
         self.lib.hak_stats(self._stats)
         want = model.stats_tuple()
+        if self.features is not None:
+            prev = self._prev_stats or want
+            self.features.add((int(op.kind), tuple(k for k in range(len(want)) if want[k] != prev[k])))
+            self._prev_stats = want
         if self._stats_buf[:] == _STATS.pack(*want):
             return
         got = _STATS.unpack(self._stats_buf[:])

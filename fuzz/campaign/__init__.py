@@ -1,0 +1,11 @@
+"""The fuzz campaign: supervised engine workers, crash isolation, triage,
+minimisation, the findings store and the report.
+
+Each worker is a child process running one engine (``hypothesis``,
+``atheris`` or ``parallel``) until a deadline.  Before any input touches the
+native allocator the worker writes it to its journal, so a native crash that
+kills the worker loses nothing: the supervisor recovers the input from the
+journal, records the crash as a finding and starts a new worker.  Findings are
+deduplicated by signature, minimised, and written to
+``corpus/findings/<signature>.json`` ready to replay.
+"""

@@ -1,0 +1,31 @@
+"""``python -m hakfuzz.campaign.child --variant V``: one differential run of
+the program on stdin, in a process of its own.  Prints one JSON line
+(``{"divergence_field": ..., "message": ...}``); a native crash kills this
+process instead of its parent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hakfuzz.program import loads_program
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="hakfuzz.campaign.child")
+    parser.add_argument("--variant", default="release")
+    args = parser.parse_args()
+    program = loads_program(sys.stdin.read(), source="<stdin>")
+    from hakfuzz import native
+    from hakfuzz.differential import DifferentialExecutor
+
+    divergence = DifferentialExecutor(native.load(args.variant, progress=None)).run(program)
+    out = {"divergence_field": None if divergence is None else divergence.field,
+           "message": None if divergence is None else divergence.describe()}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

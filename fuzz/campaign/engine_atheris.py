@@ -1,0 +1,107 @@
+"""Campaign engine ``atheris``: coverage-guided bytes -> Program -> differential.
+
+The target decodes any byte string into a Program (the total binary codec)
+and runs it on model and native in lockstep.  atheris instruments the
+model, the program codec and the executor (Python coverage).  With clang
+installed, the allocator is the ``coverage`` variant (``-fsanitize=
+fuzzer-no-link``) and atheris's libFuzzer is loaded with ``RTLD_GLOBAL`` so
+the allocator's inline 8-bit counters register with it: libFuzzer then sees
+the C edges too, and ``hak_cov_edges`` reports how many native edges ran.
+Seeds are the corpus programs, encoded; the working corpus is a directory the
+user keeps; libFuzzer's own options pass through.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from hakfuzz.campaign.events import Emitter
+from hakfuzz.campaign.journal import Journal
+
+
+def native_coverage_available() -> bool:
+    """True when the ``coverage`` variant can be built (clang with libFuzzer's flag)."""
+    from hakfuzz.native._toolchain import VARIANTS
+
+    if "coverage" not in VARIANTS:
+        return False
+    from shutil import which
+
+    return which("clang") is not None
+
+
+def write_seeds(corpus_dir: Path, sources: list[Path]) -> int:
+    """Encode the JSON corpus programs into ``corpus_dir`` (once); how many were written."""
+    from hakfuzz.program import canonicalize, encode, load_program
+
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for path in sources:
+        try:
+            program = canonicalize(load_program(path))
+            data = encode(program)
+        except Exception:  # a program the binary form cannot hold: skip it
+            continue
+        target = corpus_dir / f"seed-{path.stem}"
+        if not target.exists():
+            target.write_bytes(data)
+            written += 1
+    return written
+
+
+def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
+        corpus_dir: Path, workdir: Path, seeds: list[Path], libfuzzer_args: list[str]) -> None:
+    native_cov = variant == "release" and native_coverage_available()
+    if native_cov:
+        # libFuzzer's symbols must be global before the instrumented module loads.
+        sys.setdlopenflags(sys.getdlopenflags() | os.RTLD_GLOBAL)
+    import atheris
+
+    with atheris.instrument_imports(include=["hakfuzz.model", "hakfuzz.program",
+                                             "hakfuzz.differential"]):
+        from hakfuzz.differential import DifferentialExecutor
+        from hakfuzz.program import decode
+    from hakfuzz import native
+    from hakfuzz.program.dictionary import libfuzzer_dict
+
+    if not native_cov:
+        emit.notice("atheris: clang not found (or variant not release): Python coverage only, "
+                    "no native edges")
+    hak = native.load("coverage" if native_cov else variant, progress=None)
+    executor = DifferentialExecutor(hak)
+    executor.journal = None  # the binary input is journalled whole, below
+    seen: set[str] = set()
+    counters = {"execs": 0, "ops": 0}
+    edges = hak.lib.hak_cov_edges if native_cov else None
+
+    def test_one_input(data: bytes) -> None:
+        journal.binary(data)
+        program = decode(data)
+        divergence = executor.run(program)
+        counters["execs"] += 1
+        counters["ops"] += len(program.ops)
+        if divergence is not None:
+            from hakfuzz.differential.executor import run_differential
+
+            finding = run_differential(hak, program, engine="atheris", variant=variant)
+            if finding is not None and finding.signature not in seen:
+                seen.add(finding.signature)
+                emit.finding(finding)
+        emit.stats(counters["execs"], counters["ops"], int(edges()) if edges else 0)
+        if time.time() > deadline:
+            journal.clear()
+            emit.stats(counters["execs"], counters["ops"], int(edges()) if edges else 0, force=True)
+            os._exit(0)  # libFuzzer has no clean stop from inside; the journal is clear
+
+    dict_path = workdir / "ops.dict"
+    dict_path.write_text(libfuzzer_dict())
+    write_seeds(corpus_dir, seeds)
+    budget = max(1, int(deadline - time.time()))
+    argv = [sys.argv[0], f"-max_total_time={budget}", f"-seed={seed or 1}",
+            f"-dict={dict_path}", f"-artifact_prefix={workdir}/", "-print_final_stats=1",
+            "-max_len=4096", *libfuzzer_args, str(corpus_dir)]
+    atheris.Setup(argv, test_one_input)
+    atheris.Fuzz()

@@ -1,0 +1,61 @@
+"""Campaign engine ``hypothesis``: the state machine, in batches, until the
+deadline.  Every op is journalled before it runs natively.  Workers share one
+example database, so a failure one worker found is replayed first by all;
+coverage counts distinct (op kind, counters it changed) behaviours."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.stateful import run_state_machine_as_test
+
+from hakfuzz.campaign.events import Emitter
+from hakfuzz.campaign.journal import Journal
+from hakfuzz.statemachine import AllocatorMachine, executor
+
+
+def example_database(spec: str | None) -> ExampleDatabase | None:
+    """A directory, or ``redis://host:port/db`` (Hypothesis's Redis database,
+    for workers on several machines; needs the ``redis`` package)."""
+    if not spec:
+        return None
+    if spec.startswith("redis://"):
+        import redis  # type: ignore[import-not-found]
+        from hypothesis.extra.redis import RedisExampleDatabase
+
+        return RedisExampleDatabase(redis.Redis.from_url(spec))
+    return DirectoryBasedExampleDatabase(str(Path(spec)))
+
+
+def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
+        database: str | None = None, steps: int = 80) -> None:
+    ex = executor()
+    ex.journal = journal
+    ex.features = set()
+    AllocatorMachine.variant = variant
+    db = example_database(database)
+    reported = 0
+    while time.time() < deadline:
+        try:
+            run_state_machine_as_test(
+                AllocatorMachine,
+                settings=settings(max_examples=20, stateful_step_count=steps, deadline=None,
+                                  database=db, derandomize=False, print_blob=False,
+                                  suppress_health_check=list(HealthCheck)),
+            )
+        except AssertionError:
+            pass  # the machine recorded the finding (shrunk) before raising
+        except Exception as exc:  # a bug of ours, not the allocator's: say it, keep going
+            emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
+        journal.clear()
+        # During shrinking the machine records every failing example; the
+        # last one of each signature is the shrunk one.
+        last = {f.signature: f for f in AllocatorMachine.findings[reported:]}
+        for finding in last.values():
+            emit.finding(finding)
+        reported = len(AllocatorMachine.findings)
+        emit.stats(AllocatorMachine.programs_run, ex.ops_run, len(ex.features))
+    emit.stats(AllocatorMachine.programs_run, ex.ops_run, len(ex.features), force=True)

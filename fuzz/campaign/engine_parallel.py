@@ -1,0 +1,63 @@
+"""Campaign engine ``parallel``: seeded workloads on real pthreads.
+
+Each exec generates one program (a workload chosen round-robin, seed from
+the job), journals it, runs it in the C driver and judges it (driver oracles,
+then the model's invariant mode on the final counters).  Coverage counts
+distinct behaviours: (workload, which counters ended non-zero, which oracle
+or signal).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hakfuzz.campaign.events import Emitter
+from hakfuzz.campaign.journal import Journal
+from hakfuzz.findings import Finding
+from hakfuzz.native._tools import build_tool
+from hakfuzz.parallel.generators import WORKLOADS
+from hakfuzz.parallel.runner import judge, run_driver
+from hakfuzz.parallel.stress import final_stats_problems
+from hakfuzz.parallel.wire import to_wire
+
+_COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
+
+
+def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
+        threads: int = 4, program_ops: int = 4000, tree: object | None = None) -> None:
+    driver = build_tool("hakdriver", variant, tree=tree)  # type: ignore[arg-type]
+    names = list(WORKLOADS)
+    features: set[tuple[str, ...]] = set()
+    execs = ops = 0
+    n = 0
+    while time.time() < deadline:
+        name = names[n % len(names)]
+        program_seed = seed * 1_000_003 + n
+        n += 1
+        program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
+        wire = to_wire(program)
+        journal.begin(program.config, program.threads)
+        for op in program.ops:
+            journal.op(op)
+        result = run_driver(driver, program, timeout=max(10.0, deadline - time.time() + 10), wire=wire)
+        journal.clear()
+        execs += 1
+        ops += len(program.ops)
+        finding = judge(result, program, variant=variant, seed=program_seed)
+        if finding is None:
+            problems = final_stats_problems(result, program)
+            if problems:
+                finding = Finding("parallel", "oracle", "model-invariant " + problems[0],
+                                  "; ".join(problems), program, None, variant, program_seed)
+        stats = (result.result or {}).get("stats") or {}
+        nonzero = tuple(sorted({f"{c}:{i}" for c, cls in enumerate(stats.get("classes", []))
+                                for i, v in enumerate(cls) if v and i in (2, 6, 7)}))
+        features.add((name, *nonzero, finding.signature if finding else "pass"))
+        if finding is not None:
+            emit.finding(finding)
+        emit.stats(execs, ops, len(features))
+    emit.stats(execs, ops, len(features), force=True)
+
+
+__all__ = ["Path", "run"]

@@ -1,0 +1,49 @@
+"""The worker -> supervisor protocol: one JSON object per stdout line.
+
+``stats``: cumulative ``execs`` (programs or inputs run), ``ops`` and
+``coverage`` (the engine's own measure) and ``elapsed`` seconds;
+``finding``: a failure the worker caught itself (the program as JSON text);
+``notice``: a one-line message for the user; ``done``: a clean exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from hakfuzz.findings import Finding
+from hakfuzz.program.jsonio import dump_program
+
+
+class Emitter:
+    """Writes events; rate-limits ``stats`` to one every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.started = time.monotonic()
+        self.interval = interval
+        self._last = 0.0
+
+    def _send(self, event: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    def stats(self, execs: int, ops: int, coverage: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self._send({"event": "stats", "execs": execs, "ops": ops, "coverage": coverage,
+                        "elapsed": round(now - self.started, 3)})
+
+    def finding(self, finding: Finding) -> None:
+        self._send({"event": "finding", "engine": finding.engine, "kind": finding.kind,
+                    "detail": finding.detail, "message": finding.message,
+                    "op_index": finding.op_index, "seed": finding.seed,
+                    "variant": finding.variant, "program": dump_program(finding.program)})
+
+    def notice(self, message: str) -> None:
+        self._send({"event": "notice", "message": message})
+
+    def done(self) -> None:
+        self._send({"event": "done"})

@@ -1,0 +1,113 @@
+"""Minimise a failing program: delta debugging over ops, then threads.
+
+``ddmin`` removes chunks of ops (halves, quarters, ... down to single ops);
+removing an op that creates a handle removes every later op on that handle,
+so each candidate is a valid program.  Then it tries to fold each thread's
+ops into thread 0 and to drop unused threads.  A candidate counts as failing
+when it reproduces the *same signature* in at least one of ``runs`` runs
+(races are flaky); the final program's reproduction rate is measured over
+``runs`` runs and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hakfuzz.program import CREATING_KINDS, NO_HANDLE, Op, Program, canonicalize
+
+Oracle = Callable[[Program], str | None]
+"""Runs a program once; returns the signature it fails with, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Minimized:
+    """The outcome of a minimisation."""
+
+    program: Program
+    original_ops: int
+    reproduction_rate: float
+    candidates_tried: int
+    seconds: float
+
+
+def _without(program: Program, drop: set[int]) -> Program:
+    """The program minus ops ``drop`` and every op on a handle they created."""
+    dead: set[int] = set()
+    ops: list[Op] = []
+    for index, op in enumerate(program.ops):
+        if index in drop:
+            if op.kind in CREATING_KINDS:
+                dead.add(op.handle)
+            continue
+        if op.handle != NO_HANDLE and op.handle in dead:
+            continue
+        ops.append(op)
+    return canonicalize(Program(program.format, program.description, program.config,
+                                program.threads, tuple(ops)))
+
+
+def _with_threads(program: Program, mapping: dict[int, int], threads: int) -> Program:
+    ops = tuple(Op(op.kind, mapping[op.thread], op.handle, op.size, op.count, op.align, op.seed)
+                for op in program.ops)
+    return Program(program.format, program.description, program.config, threads, ops)
+
+
+def minimize(program: Program, signature: str, run_once: Oracle, *, runs: int = 3,
+             budget_seconds: float = 60.0) -> Minimized:
+    """Shrink ``program`` while it still fails with ``signature``."""
+    started = time.perf_counter()
+    tried = 0
+
+    def fails(candidate: Program) -> bool:
+        nonlocal tried
+        for _ in range(runs):
+            tried += 1
+            if run_once(candidate) == signature:
+                return True
+        return False
+
+    def out_of_time() -> bool:
+        return time.perf_counter() - started > budget_seconds
+
+    best = program
+    chunks = 2
+    while len(best.ops) >= 2 and not out_of_time():
+        size = max(1, len(best.ops) // chunks)
+        reduced = False
+        for start in range(0, len(best.ops), size):
+            if out_of_time():
+                break
+            candidate = _without(best, set(range(start, min(start + size, len(best.ops)))))
+            if candidate.ops and len(candidate.ops) < len(best.ops) and fails(candidate):
+                best = candidate
+                chunks = max(chunks - 1, 2)
+                reduced = True
+                break
+        if not reduced:
+            if size == 1:
+                break
+            chunks = min(chunks * 2, len(best.ops))
+    best = _fewer_threads(best, fails, out_of_time)
+    hits = sum(1 for _ in range(runs) if run_once(best) == signature)
+    tried += runs
+    return Minimized(best, len(program.ops), hits / runs, tried, time.perf_counter() - started)
+
+
+def _fewer_threads(best: Program, fails: Callable[[Program], bool],
+                   out_of_time: Callable[[], bool]) -> Program:
+    used = sorted({op.thread for op in best.ops})
+    compact = {t: i for i, t in enumerate(used)}
+    if used and len(used) < best.threads:
+        candidate = _with_threads(best, compact, len(used))
+        if fails(candidate):
+            best = candidate
+    for victim in range(best.threads - 1, 0, -1):
+        if out_of_time() or best.threads == 1:
+            break
+        mapping = {t: (0 if t == victim else (t if t < victim else t - 1)) for t in range(best.threads)}
+        candidate = _with_threads(best, mapping, best.threads - 1)
+        if fails(candidate):
+            best = candidate
+    return best

@@ -1,0 +1,279 @@
+"""The campaign supervisor: start engine workers, watch them, restart the
+dead, collect findings, minimise them and write the store and the report.
+
+Workers are child processes (``python -m hakfuzz.campaign.worker``).  Their
+stdout carries JSON events; atheris workers' stderr carries libFuzzer's own
+status lines (``#N ... cov: C``), parsed for execs and coverage.  A worker
+that dies before the deadline is a crash: the input in its journal becomes a
+``signal`` finding and a new worker takes its place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from hakfuzz.campaign.journal import recover
+from hakfuzz.campaign.reproduce import crash_finding
+from hakfuzz.campaign.worker import journal_path
+from hakfuzz.findings import Finding
+from hakfuzz.program import loads_program
+
+ENGINES = ("hypothesis", "atheris", "parallel")
+_LIBFUZZER = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignOptions:
+    engines: tuple[str, ...] = ENGINES
+    seconds: float = 60.0
+    jobs: int = 2
+    variant: str = "release"
+    seed: int = 1
+    workdir: Path = Path(".hakfuzz")
+    corpus_dir: Path | None = None       # atheris working corpus
+    db: str | None = None                # shared Hypothesis example database (dir or redis://)
+    seeds: tuple[Path, ...] = ()          # JSON programs for atheris seeds
+    libfuzzer_args: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class EngineTally:
+    workers: int = 0
+    restarts: int = 0
+    execs: int = 0
+    ops: int = 0
+    coverage: int = 0
+    findings: int = 0
+    seconds: float = 0.0
+    history: list[tuple[float, int, int]] = field(default_factory=list)  # (t, coverage, findings)
+    notices: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"workers": self.workers, "restarts": self.restarts, "execs": self.execs,
+                "ops": self.ops, "coverage": self.coverage, "findings": self.findings,
+                "seconds": round(self.seconds, 2),
+                "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
+                "notices": self.notices[:5]}
+
+
+@dataclass(slots=True)
+class _Worker:
+    engine: str
+    job: int
+    seed: int
+    proc: subprocess.Popen[bytes]
+    started: float
+    buffers: dict[int, bytes] = field(default_factory=dict)
+    stderr_tail: list[str] = field(default_factory=list)
+    # cumulative figures of this worker, added to the engine's on exit
+    execs: int = 0
+    ops: int = 0
+    coverage: int = 0
+    done: bool = False
+
+
+@dataclass(slots=True)
+class CampaignResult:
+    options: CampaignOptions
+    tallies: dict[str, EngineTally]
+    findings: list[Finding]
+    seconds: float
+
+
+Listener = Callable[[dict[str, EngineTally], float], None]
+
+
+class Supervisor:
+    """Runs one campaign."""
+
+    def __init__(self, opts: CampaignOptions, *, on_update: Listener | None = None,
+                 on_finding: Callable[[Finding], None] | None = None) -> None:
+        self.opts = opts
+        self.on_update = on_update
+        self.on_finding = on_finding
+        self.tallies = {e: EngineTally() for e in opts.engines}
+        self.findings: dict[str, Finding] = {}
+        self.selector = selectors.DefaultSelector()
+        self.workers: list[_Worker] = []
+        self.finished: dict[str, tuple[int, int, int]] = {e: (0, 0, 0) for e in opts.engines}
+        self.deadline = 0.0
+        self.started = 0.0
+
+    # ---- workers --------------------------------------------------------------
+    def _command(self, engine: str, job: int, seed: int) -> list[str]:
+        o = self.opts
+        cmd = [sys.executable, "-m", "hakfuzz.campaign.worker", "--engine", engine,
+               "--job", str(job), "--seed", str(seed), "--deadline", str(self.deadline),
+               "--variant", o.variant, "--workdir", str(o.workdir)]
+        if o.db is not None:
+            cmd += ["--db", o.db]
+        if engine == "atheris":
+            cmd += ["--corpus-dir", str(o.corpus_dir or o.workdir / "atheris-corpus")]
+            for s in o.seeds:
+                cmd += ["--seeds", str(s)]
+            if o.libfuzzer_args:
+                cmd += ["--", *o.libfuzzer_args]
+        return cmd
+
+    def _start(self, engine: str, job: int, seed: int) -> None:
+        from hakfuzz.campaign.reproduce import child_env
+
+        proc = subprocess.Popen(self._command(engine, job, seed), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=child_env(self.opts.variant))
+        worker = _Worker(engine, job, seed, proc, time.time())
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            os.set_blocking(stream.fileno(), False)
+            self.selector.register(stream, selectors.EVENT_READ, worker)
+            worker.buffers[stream.fileno()] = b""
+        self.workers.append(worker)
+        self.tallies[engine].workers += 1
+
+    def run(self) -> CampaignResult:
+        o = self.opts
+        o.workdir.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.deadline = self.started + o.seconds
+        jobs = max(o.jobs, len(o.engines))
+        for job in range(jobs):
+            self._start(o.engines[job % len(o.engines)], job, o.seed * 1000 + job)
+        last_update = 0.0
+        while self.workers:
+            for key, _ in self.selector.select(timeout=0.2):
+                self._read(key.data, key.fileobj)  # type: ignore[arg-type]
+            for worker in [w for w in self.workers if w.proc.poll() is not None]:
+                self._reap(worker)
+            now = time.time()
+            if now - last_update > 0.25:
+                last_update = now
+                self._refresh(now)
+            if now > self.deadline + 30:  # a stuck worker: stop it (and say so)
+                for w in self.workers:
+                    self.tallies[w.engine].notices.append(f"job {w.job} did not stop; killed")
+                    w.proc.kill()
+        self._refresh(time.time())
+        return CampaignResult(o, self.tallies, list(self.findings.values()),
+                              time.time() - self.started)
+
+    def _read(self, worker: _Worker, stream: IO[bytes]) -> None:
+        fd = stream.fileno()
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.selector.unregister(stream)
+            return
+        data = worker.buffers[fd] + chunk
+        *lines, worker.buffers[fd] = data.split(b"\n")
+        assert worker.proc.stdout is not None
+        is_stdout = fd == worker.proc.stdout.fileno()
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if is_stdout:
+                self._event(worker, line)
+            else:
+                worker.stderr_tail = (worker.stderr_tail + [line])[-200:]
+                match = _LIBFUZZER.match(line)
+                if match and worker.engine == "atheris":
+                    worker.execs = max(worker.execs, int(match.group(1)))
+                    worker.coverage = max(worker.coverage, int(match.group(2)))
+
+    def _event(self, worker: _Worker, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        kind = event.get("event")
+        if kind == "stats":
+            if worker.engine != "atheris":
+                worker.execs, worker.coverage = int(event["execs"]), int(event["coverage"])
+            else:  # libFuzzer's cov: counts Python + native edges; keep the larger view
+                worker.execs = max(worker.execs, int(event["execs"]))
+            worker.ops = int(event["ops"])
+        elif kind == "finding":
+            program = loads_program(event["program"], source=f"<{worker.engine} job {worker.job}>")
+            self._add(Finding(event["engine"], event["kind"], event["detail"], event["message"],
+                              program, event.get("op_index"), event.get("variant", "release"),
+                              event.get("seed")))
+        elif kind == "notice":
+            notes = self.tallies[worker.engine].notices
+            if event["message"] not in notes:
+                notes.append(event["message"])
+        elif kind == "done":
+            worker.done = True
+
+    def _add(self, finding: Finding) -> None:
+        known = self.findings.get(finding.signature)
+        if known is None or len(finding.program.ops) < len(known.program.ops):
+            if known is None:
+                self.tallies[finding.engine].findings += 1
+                if self.on_finding is not None:
+                    self.on_finding(finding)
+            self.findings[finding.signature] = finding
+
+    def _reap(self, worker: _Worker) -> None:
+        for stream in (worker.proc.stdout, worker.proc.stderr):
+            assert stream is not None
+            while True:
+                try:
+                    chunk = os.read(stream.fileno(), 65536)
+                except (BlockingIOError, ValueError, OSError):
+                    break
+                if not chunk:
+                    break
+                worker.buffers[stream.fileno()] += chunk
+            for raw in worker.buffers[stream.fileno()].split(b"\n"):
+                if raw and stream is worker.proc.stdout:
+                    self._event(worker, raw.decode(errors="replace"))
+                elif raw:
+                    worker.stderr_tail.append(raw.decode(errors="replace"))
+            try:
+                self.selector.unregister(stream)
+            except (KeyError, ValueError):
+                pass
+            stream.close()
+        self.workers.remove(worker)
+        tally = self.tallies[worker.engine]
+        e, o, c = self.finished[worker.engine]
+        self.finished[worker.engine] = (e + worker.execs, o + worker.ops, max(c, worker.coverage))
+        code = worker.proc.returncode
+        journal = journal_path(self.opts.workdir, worker.job)
+        crashed = code != 0 and not worker.done
+        if crashed:
+            program = recover(journal)
+            stderr = "\n".join(worker.stderr_tail)
+            if program is not None and program.ops:
+                self._add(crash_finding(worker.engine, code, stderr, program,
+                                        variant=self.opts.variant, seed=worker.seed))
+            else:
+                tally.notices.append(f"job {worker.job} exited {code} outside any input: "
+                                     f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+        if time.time() < self.deadline - 2:
+            tally.restarts += 1
+            self._start(worker.engine, worker.job, worker.seed + 7919)
+
+    def _refresh(self, now: float) -> None:
+        elapsed = min(now, self.deadline) - self.started
+        for engine, tally in self.tallies.items():
+            e, o, c = self.finished[engine]
+            live = [w for w in self.workers if w.engine == engine]
+            tally.execs = e + sum(w.execs for w in live)
+            tally.ops = o + sum(w.ops for w in live)
+            tally.coverage = max([c, *(w.coverage for w in live)])
+            tally.seconds = max(elapsed, 0.0)
+            if not tally.history or now - self.started - tally.history[-1][0] >= 1.0:
+                tally.history.append((round(now - self.started, 2), tally.coverage, tally.findings))
+        if self.on_update is not None:
+            self.on_update(self.tallies, elapsed)

@@ -1,0 +1,62 @@
+"""``python -m hakfuzz.campaign.worker``: one engine until a deadline.
+
+Started by the supervisor, one process per job.  Events go to stdout (see
+``events``); the input in flight is in ``<workdir>/journal-<job>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hakfuzz.campaign.events import Emitter
+from hakfuzz.campaign.journal import Journal
+
+
+def journal_path(workdir: Path, job: int) -> Path:
+    return workdir / f"journal-{job}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hakfuzz.campaign.worker")
+    parser.add_argument("--engine", required=True, choices=("hypothesis", "atheris", "parallel"))
+    parser.add_argument("--job", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deadline", type=float, required=True, help="unix time to stop at")
+    parser.add_argument("--variant", default="release")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--db", default=None, help="example database: a directory or redis:// URL")
+    parser.add_argument("--corpus-dir", type=Path, default=None)
+    parser.add_argument("--seeds", type=Path, action="append", default=[])
+    parser.add_argument("rest", nargs="*", help="libFuzzer options (atheris)")
+    args = parser.parse_args(argv)
+    emit = Emitter()
+    journal = Journal(journal_path(args.workdir, args.job))
+    if args.engine == "parallel":
+        from hakfuzz.campaign import engine_parallel
+
+        engine_parallel.run(emit, journal, seed=args.seed, deadline=args.deadline,
+                            variant=args.variant)
+    elif args.engine == "hypothesis":
+        from hakfuzz.campaign import engine_hypothesis
+        from hakfuzz.statemachine import use_module
+        from hakfuzz import native
+
+        use_module(native.load(args.variant, progress=None))
+        engine_hypothesis.run(emit, journal, seed=args.seed, deadline=args.deadline,
+                              variant=args.variant, database=args.db)
+    else:
+        from hakfuzz.campaign import engine_atheris
+
+        assert args.corpus_dir is not None
+        engine_atheris.run(emit, journal, seed=args.seed, deadline=args.deadline,
+                           variant=args.variant, corpus_dir=args.corpus_dir,
+                           workdir=args.workdir, seeds=args.seeds, libfuzzer_args=args.rest)
+    journal.clear()
+    emit.done()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
