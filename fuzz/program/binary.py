@@ -1,0 +1,326 @@
+"""The binary form of a Program: the atheris input.
+
+``decode`` is total: every byte string is a valid, canonical Program (handles
+numbered 0, 1, 2, ... in creation order), and it never raises.  ``encode`` is
+exact: ``decode(encode(p)) == p`` for every valid canonical program ``p``
+whose description is empty (the binary form carries no description).
+
+Layout (all multi-byte integers little-endian; a read past the end of the
+input yields 0):
+
+Header, compact form (3 bytes; byte 0 is not 0xFF).  An all-zero header is
+the default configuration with one thread::
+
+    H0  bits 0-1  threads - 1                (1..4)
+        bits 2-3  ss_cap        [0, 1, 2, 3]
+        bits 4-5  budget_bytes  [0, 1, 2, 3] x 2 MiB
+        bit  6    oom_policy    0 libc, 1 null
+        bit  7    ignored (encode writes 0)
+    H1  bits 0-1  cache_cap     [64, 0, 4, 16]
+        bits 2-3  refill_batch  [16, 1, 2, 4]
+        bits 4-5  ss_keep       [2, 0, 1, 3]
+        bit  6    release_empty off (0 means on)
+        bit  7    checked
+    H2  bits 0-2  fail_map_at   [0, 1, 2, 3, 4, 5, 8, 16]
+        bits 3-7  ignored (encode writes 0)
+
+Header, explicit form (26 bytes), for configs the tables cannot express::
+
+    0xFF
+    E0  bits 0-3 threads - 1 (1..16); bit 4 oom null; bit 5 release_empty
+        off; bit 6 checked; bit 7 ignored
+    u32 ss_cap, u64 budget_bytes, u16 cache_cap (taken mod 1025),
+    u16 refill_batch (value = 1 + raw mod 1024), u32 ss_keep, u32 fail_map_at
+
+Then ops until the input ends or MAX_OPS ops are read.  Each op is one
+opcode byte ``b``: ``kind = OPCODES[b & 15]``, ``thread = (b >> 4) %
+threads``; then its arguments:
+
+    alloc, libc_alloc   NUM size
+    calloc              NUM count, NUM size   (if count*size > 2**20:
+                                               count %= 2**20 // size + 1)
+    memalign            u8 a (align = 8 << (a % 10)), NUM size
+    realloc             REF, NUM size         (size 0 kills the handle)
+    free                REF                   (kills the handle)
+    write               REF, u8 seed
+    verify              REF
+    flush, thread_exit, check                 (no arguments)
+
+An op that needs a handle (realloc, free, write, verify) when no handle is
+live is an ``alloc`` instead: it reads NUM size at that point.
+
+NUM (a 16-bit value, 1 to 3 bytes), by its first byte ``b0``:
+
+    b0 < 0x80           e = b0 >> 4, m = b0 & 15; value = (8 << e) - 8 + m
+                        (sizes around every class boundary: 0..15, 8..23,
+                        24..39, 56..71, ... 1016..1031)
+    0x80 <= b0 < 0xC0   value = (b0 & 0x3F) << 8 | b1            (0..16383)
+    b0 >= 0xC0          value = b1 | b2 << 8                     (0..65535)
+
+REF (an index into the live handles, oldest first, 1 or 2 bytes):
+
+    r0 < 0x80           index = r0
+    r0 >= 0x80          index = (r0 & 0x7F) << 8 | r1
+    handle = live[index % len(live)]
+"""
+
+from __future__ import annotations
+
+from hakfuzz.program.model import (
+    CACHE_CAP_MAX,
+    MAX_CALLOC_BYTES,
+    MAX_OPS,
+    MAX_THREADS,
+    REFILL_BATCH_MAX,
+    Op,
+    OpKind,
+    Program,
+    ProgramConfig,
+)
+from hakfuzz.program.validate import validate
+
+SS_BYTES = 2 << 20  # HAK_SS_SIZE
+
+EXPLICIT_MARK = 0xFF
+COMPACT_THREADS_MAX = 4
+SS_CAP_TABLE = (0, 1, 2, 3)
+BUDGET_TABLE = (0, SS_BYTES, 2 * SS_BYTES, 3 * SS_BYTES)
+CACHE_CAP_TABLE = (64, 0, 4, 16)
+REFILL_TABLE = (16, 1, 2, 4)
+SS_KEEP_TABLE = (2, 0, 1, 3)
+FAIL_MAP_TABLE = (0, 1, 2, 3, 4, 5, 8, 16)
+ALIGN_CHOICES = 10  # 8 << 0 .. 8 << 9 == 4096
+
+OPCODES: tuple[OpKind, ...] = (
+    OpKind.ALLOC, OpKind.FREE, OpKind.ALLOC, OpKind.FREE,
+    OpKind.LIBC_ALLOC, OpKind.REALLOC, OpKind.CALLOC, OpKind.MEMALIGN,
+    OpKind.WRITE, OpKind.VERIFY, OpKind.ALLOC, OpKind.FREE,
+    OpKind.REALLOC, OpKind.FLUSH, OpKind.THREAD_EXIT, OpKind.CHECK,
+)
+"""Opcode low nibble -> kind (weighted towards alloc, free and realloc)."""
+
+OPCODE_OF: dict[OpKind, int] = {}
+for _nibble, _kind in enumerate(OPCODES):
+    OPCODE_OF.setdefault(_kind, _nibble)
+
+# Decoder dispatch: what the arguments of each kind are.
+_A_SIZE, _A_CALLOC, _A_MEMALIGN, _A_REALLOC, _A_FREE, _A_WRITE, _A_VERIFY, \
+    _A_NONE = range(8)
+_ACTION = {
+    OpKind.ALLOC: _A_SIZE, OpKind.LIBC_ALLOC: _A_SIZE,
+    OpKind.CALLOC: _A_CALLOC, OpKind.MEMALIGN: _A_MEMALIGN,
+    OpKind.REALLOC: _A_REALLOC, OpKind.FREE: _A_FREE,
+    OpKind.WRITE: _A_WRITE, OpKind.VERIFY: _A_VERIFY,
+    OpKind.FLUSH: _A_NONE, OpKind.THREAD_EXIT: _A_NONE,
+    OpKind.CHECK: _A_NONE,
+}
+_OPCODE_ACTIONS = tuple(_ACTION[kind] for kind in OPCODES)
+_PAD = bytes(32)  # longest header (26) and longest op (7) fit in it
+
+_ALLOC = OpKind.ALLOC
+_CALLOC = OpKind.CALLOC
+_MEMALIGN = OpKind.MEMALIGN
+_REALLOC = OpKind.REALLOC
+_FREE = OpKind.FREE
+_WRITE = OpKind.WRITE
+_VERIFY = OpKind.VERIFY
+
+
+def _read_num(buf: bytes, pos: int) -> tuple[int, int]:
+    b0 = buf[pos]
+    if b0 < 0x80:
+        return (8 << (b0 >> 4)) - 8 + (b0 & 15), pos + 1
+    if b0 < 0xC0:
+        return (b0 & 0x3F) << 8 | buf[pos + 1], pos + 2
+    return buf[pos + 1] | buf[pos + 2] << 8, pos + 3
+
+
+def _u(buf: bytes, pos: int, width: int) -> int:
+    return int.from_bytes(buf[pos:pos + width], "little")
+
+
+def _decode_header(buf: bytes) -> tuple[ProgramConfig, int, int]:
+    """The config, the thread count and the offset of the first op."""
+    h0 = buf[0]
+    if h0 == EXPLICIT_MARK:
+        e0 = buf[1]
+        config = ProgramConfig(
+            ss_cap=_u(buf, 2, 4),
+            budget_bytes=_u(buf, 6, 8),
+            oom_policy="null" if e0 & 0x10 else "libc",
+            cache_cap=_u(buf, 14, 2) % (CACHE_CAP_MAX + 1),
+            refill_batch=1 + _u(buf, 16, 2) % REFILL_BATCH_MAX,
+            release_empty=not e0 & 0x20,
+            ss_keep=_u(buf, 18, 4),
+            checked=bool(e0 & 0x40),
+            fail_map_at=_u(buf, 22, 4),
+        )
+        return config, (e0 & 15) + 1, 26
+    h1 = buf[1]
+    config = ProgramConfig(
+        ss_cap=SS_CAP_TABLE[(h0 >> 2) & 3],
+        budget_bytes=BUDGET_TABLE[(h0 >> 4) & 3],
+        oom_policy="null" if h0 & 0x40 else "libc",
+        cache_cap=CACHE_CAP_TABLE[h1 & 3],
+        refill_batch=REFILL_TABLE[(h1 >> 2) & 3],
+        release_empty=not h1 & 0x40,
+        ss_keep=SS_KEEP_TABLE[(h1 >> 4) & 3],
+        checked=bool(h1 & 0x80),
+        fail_map_at=FAIL_MAP_TABLE[buf[2] & 7],
+    )
+    return config, (h0 & 3) + 1, 3
+
+
+def decode(data: bytes) -> Program:
+    """The Program of any byte string (total: never raises)."""
+    end = len(data)
+    buf = bytes(data) + _PAD
+    config, threads, pos = _decode_header(buf)
+    read_num = _read_num
+    ops: list[Op] = []
+    append = ops.append
+    live: list[int] = []  # live handles, oldest first
+    next_handle = 0
+    while pos < end and len(ops) < MAX_OPS:
+        opcode = buf[pos]
+        pos += 1
+        nibble = opcode & 15
+        kind = OPCODES[nibble]
+        action = _OPCODE_ACTIONS[nibble]
+        thread = (opcode >> 4) % threads
+        if _A_REALLOC <= action <= _A_VERIFY:
+            if not live:
+                kind, action = _ALLOC, _A_SIZE
+            else:
+                ref = buf[pos]
+                if ref < 0x80:
+                    pos += 1
+                else:
+                    ref = (ref & 0x7F) << 8 | buf[pos + 1]
+                    pos += 2
+                index = ref % len(live)
+                handle = live[index]
+                if action == _A_REALLOC:
+                    size, pos = read_num(buf, pos)
+                    if size == 0:
+                        del live[index]
+                    append(Op(kind, thread, handle, size))
+                elif action == _A_FREE:
+                    del live[index]
+                    append(Op(kind, thread, handle))
+                elif action == _A_WRITE:
+                    append(Op(kind, thread, handle, 0, 0, 0, buf[pos]))
+                    pos += 1
+                else:
+                    append(Op(kind, thread, handle))
+                continue
+        if action == _A_NONE:
+            append(Op(kind, thread))
+            continue
+        if action == _A_SIZE:
+            size, pos = read_num(buf, pos)
+            append(Op(kind, thread, next_handle, size))
+        elif action == _A_CALLOC:
+            count, pos = read_num(buf, pos)
+            size, pos = read_num(buf, pos)
+            if count * size > MAX_CALLOC_BYTES:
+                count %= MAX_CALLOC_BYTES // size + 1
+            append(Op(kind, thread, next_handle, size, count))
+        else:  # memalign
+            align = 8 << (buf[pos] % ALIGN_CHOICES)
+            size, pos = read_num(buf, pos + 1)
+            append(Op(kind, thread, next_handle, size, 0, align))
+        live.append(next_handle)
+        next_handle += 1
+    return Program(config=config, threads=threads, ops=tuple(ops))
+
+
+def _encode_num(value: int, out: bytearray) -> None:
+    for exponent in range(8):
+        base = (8 << exponent) - 8
+        if base <= value <= base + 15:
+            out.append(exponent << 4 | (value - base))
+            return
+    if value < 0x4000:
+        out += bytes((0x80 | value >> 8, value & 0xFF))
+    else:
+        out += bytes((0xC0, value & 0xFF, value >> 8))
+
+
+def _encode_ref(index: int, out: bytearray) -> None:
+    if index < 0x80:
+        out.append(index)
+    else:
+        out += bytes((0x80 | index >> 8, index & 0xFF))
+
+
+def _encode_header(config: ProgramConfig, threads: int) -> bytes:
+    try:
+        if threads > COMPACT_THREADS_MAX:
+            raise ValueError
+        h0 = (
+            (threads - 1)
+            | SS_CAP_TABLE.index(config.ss_cap) << 2
+            | BUDGET_TABLE.index(config.budget_bytes) << 4
+            | (0x40 if config.oom_policy == "null" else 0)
+        )
+        h1 = (
+            CACHE_CAP_TABLE.index(config.cache_cap)
+            | REFILL_TABLE.index(config.refill_batch) << 2
+            | SS_KEEP_TABLE.index(config.ss_keep) << 4
+            | (0 if config.release_empty else 0x40)
+            | (0x80 if config.checked else 0)
+        )
+        h2 = FAIL_MAP_TABLE.index(config.fail_map_at)
+        return bytes((h0, h1, h2))
+    except ValueError:
+        pass
+    e0 = (
+        (threads - 1)
+        | (0x10 if config.oom_policy == "null" else 0)
+        | (0 if config.release_empty else 0x20)
+        | (0x40 if config.checked else 0)
+    )
+    return b"".join((
+        bytes((EXPLICIT_MARK, e0)),
+        config.ss_cap.to_bytes(4, "little"),
+        config.budget_bytes.to_bytes(8, "little"),
+        config.cache_cap.to_bytes(2, "little"),
+        (config.refill_batch - 1).to_bytes(2, "little"),
+        config.ss_keep.to_bytes(4, "little"),
+        config.fail_map_at.to_bytes(4, "little"),
+    ))
+
+
+def encode(program: Program) -> bytes:
+    """The bytes that decode to ``canonicalize(program)`` (less description).
+
+    Raises ProgramError if ``program`` is not valid.
+    """
+    validate(program)
+    assert program.threads <= MAX_THREADS
+    out = bytearray(_encode_header(program.config, program.threads))
+    live: list[int] = []
+    for op in program.ops:
+        kind = op.kind
+        out.append(op.thread << 4 | OPCODE_OF[kind])
+        action = _ACTION[kind]
+        if _A_REALLOC <= action <= _A_VERIFY:
+            index = live.index(op.handle)
+            _encode_ref(index, out)
+            if action == _A_REALLOC:
+                _encode_num(op.size, out)
+            elif action == _A_WRITE:
+                out.append(op.seed)
+            if op.kills_handle():
+                del live[index]
+            continue
+        if action == _A_NONE:
+            continue
+        if action == _A_CALLOC:
+            _encode_num(op.count, out)
+        elif action == _A_MEMALIGN:
+            out.append(op.align.bit_length() - 4)
+        _encode_num(op.size, out)
+        live.append(op.handle)
+    return bytes(out)

@@ -1,0 +1,297 @@
+"""The Program record: allocator config, thread count and ops over handles.
+
+This is the in-memory form of a `hakfuzz-program/1` document (see
+docs/program.md).  Every engine produces these records and every executor
+consumes them; ``jsonio`` and ``binary`` convert them to and from their stored
+forms, ``validate`` checks them.
+
+An ``Op`` is one flat record for every kind, so an executor dispatches on
+``op.kind`` and reads plain ints: fields a kind does not use keep their
+defaults (``handle == NO_HANDLE``, the others 0).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hakfuzz.program.errors import ProgramError
+
+FORMAT = "hakfuzz-program/1"
+
+# Program-format limits (docs/program.md).  The allocator's own limits live
+# in hakmem.h; CACHE_CAP_MAX mirrors HAK_CACHE_CAP_MAX there.
+MAX_THREADS = 16
+MAX_OPS = 32768
+MAX_SIZE = 65535
+MAX_COUNT = 65535
+MAX_SEED = 255
+MIN_ALIGN = 8
+MAX_ALIGN = 4096
+MAX_CALLOC_BYTES = 1 << 20  # count * size of one calloc
+CACHE_CAP_MAX = 1024
+REFILL_BATCH_MAX = 1024
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+
+NO_HANDLE = -1
+"""The ``handle`` of an op that names none (flush, thread_exit, check)."""
+
+OomPolicy = Literal["libc", "null"]
+OOM_POLICIES: tuple[OomPolicy, ...] = ("libc", "null")
+
+
+class OpKind(enum.IntEnum):
+    """The kinds of op; values are stable (a C driver may mirror them)."""
+
+    ALLOC = 0
+    LIBC_ALLOC = 1
+    CALLOC = 2
+    MEMALIGN = 3
+    REALLOC = 4
+    FREE = 5
+    WRITE = 6
+    VERIFY = 7
+    FLUSH = 8
+    THREAD_EXIT = 9
+    CHECK = 10
+
+    @property
+    def json_name(self) -> str:
+        """The name in the JSON form, e.g. ``"libc_alloc"``."""
+        return self.name.lower()
+
+
+KIND_BY_NAME: dict[str, OpKind] = {kind.json_name: kind for kind in OpKind}
+
+CREATING_KINDS = frozenset(
+    {OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.CALLOC, OpKind.MEMALIGN}
+)
+"""Kinds that create a fresh handle."""
+
+HANDLE_KINDS = frozenset(
+    {OpKind.REALLOC, OpKind.FREE, OpKind.WRITE, OpKind.VERIFY}
+)
+"""Kinds that name a live handle."""
+
+OP_FIELDS: dict[OpKind, tuple[str, ...]] = {
+    OpKind.ALLOC: ("handle", "size"),
+    OpKind.LIBC_ALLOC: ("handle", "size"),
+    OpKind.CALLOC: ("handle", "count", "size"),
+    OpKind.MEMALIGN: ("handle", "align", "size"),
+    OpKind.REALLOC: ("handle", "size"),
+    OpKind.FREE: ("handle",),
+    OpKind.WRITE: ("handle", "seed"),
+    OpKind.VERIFY: ("handle",),
+    OpKind.FLUSH: (),
+    OpKind.THREAD_EXIT: (),
+    OpKind.CHECK: (),
+}
+"""The fields each kind uses besides ``thread``, in JSON order."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Op:
+    """One op of a program.  Use the named constructors (``Op.alloc`` ...)."""
+
+    kind: OpKind
+    thread: int
+    handle: int
+    size: int
+    count: int
+    align: int
+    seed: int
+
+    def __init__(
+        self,
+        kind: OpKind,
+        thread: int = 0,
+        handle: int = NO_HANDLE,
+        size: int = 0,
+        count: int = 0,
+        align: int = 0,
+        seed: int = 0,
+    ) -> None:
+        # The generated frozen __init__ goes through object.__setattr__ once
+        # per field; the binary decoder builds an Op per input byte or two
+        # on every atheris exec, so set the slots directly (twice as fast).
+        _set_kind(self, kind)
+        _set_thread(self, thread)
+        _set_handle(self, handle)
+        _set_size(self, size)
+        _set_count(self, count)
+        _set_align(self, align)
+        _set_seed(self, seed)
+
+    @classmethod
+    def alloc(cls, handle: int, size: int, thread: int = 0) -> Op:
+        """``hak_malloc(size)``."""
+        return cls(OpKind.ALLOC, thread, handle, size)
+
+    @classmethod
+    def libc_alloc(cls, handle: int, size: int, thread: int = 0) -> Op:
+        """Malloc from glibc (a foreign pointer)."""
+        return cls(OpKind.LIBC_ALLOC, thread, handle, size)
+
+    @classmethod
+    def calloc(cls, handle: int, count: int, size: int, thread: int = 0) -> Op:
+        """``hak_calloc(count, size)``."""
+        return cls(OpKind.CALLOC, thread, handle, size, count)
+
+    @classmethod
+    def memalign(cls, handle: int, align: int, size: int, thread: int = 0) -> Op:
+        """``hak_posix_memalign(align, size)``."""
+        return cls(OpKind.MEMALIGN, thread, handle, size, 0, align)
+
+    @classmethod
+    def realloc(cls, handle: int, size: int, thread: int = 0) -> Op:
+        """``hak_realloc``; the handle names the result (size 0 frees it)."""
+        return cls(OpKind.REALLOC, thread, handle, size)
+
+    @classmethod
+    def free(cls, handle: int, thread: int = 0) -> Op:
+        """``hak_free``."""
+        return cls(OpKind.FREE, thread, handle)
+
+    @classmethod
+    def write(cls, handle: int, seed: int, thread: int = 0) -> Op:
+        """Fill the block with the pattern of (handle, seed)."""
+        return cls(OpKind.WRITE, thread, handle, 0, 0, 0, seed)
+
+    @classmethod
+    def verify(cls, handle: int, thread: int = 0) -> Op:
+        """Check the last pattern written."""
+        return cls(OpKind.VERIFY, thread, handle)
+
+    @classmethod
+    def flush(cls, thread: int = 0) -> Op:
+        """``hak_flush()``."""
+        return cls(OpKind.FLUSH, thread)
+
+    @classmethod
+    def thread_exit(cls, thread: int = 0) -> Op:
+        """``hak_thread_exit()``."""
+        return cls(OpKind.THREAD_EXIT, thread)
+
+    @classmethod
+    def check(cls, thread: int = 0) -> Op:
+        """``hak_check()`` must be clean."""
+        return cls(OpKind.CHECK, thread)
+
+    def kills_handle(self) -> bool:
+        """True if the handle is dead after this op (free, realloc to 0)."""
+        return self.kind is OpKind.FREE or (
+            self.kind is OpKind.REALLOC and self.size == 0
+        )
+
+
+def _slot_setter(name: str) -> Callable[[Op, object], None]:
+    setter: Callable[[Op, object], None] = getattr(Op, name).__set__
+    return setter
+
+
+_set_kind = _slot_setter("kind")
+_set_thread = _slot_setter("thread")
+_set_handle = _slot_setter("handle")
+_set_size = _slot_setter("size")
+_set_count = _slot_setter("count")
+_set_align = _slot_setter("align")
+_set_seed = _slot_setter("seed")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramConfig:
+    """The allocator configuration; defaults are those of docs/policy.md."""
+
+    ss_cap: int = 0
+    budget_bytes: int = 0
+    oom_policy: OomPolicy = "libc"
+    cache_cap: int = 64
+    refill_batch: int = 16
+    release_empty: bool = True
+    ss_keep: int = 2
+    checked: bool = False
+    fail_map_at: int = 0
+
+    def as_c_fields(self) -> dict[str, int]:
+        """The values of ``hak_config_t``, in struct order, as ints."""
+        return {
+            "ss_cap": self.ss_cap,
+            "budget_bytes": self.budget_bytes,
+            "oom_policy": 1 if self.oom_policy == "null" else 0,
+            "cache_cap": self.cache_cap,
+            "refill_batch": self.refill_batch,
+            "release_empty": int(self.release_empty),
+            "ss_keep": self.ss_keep,
+            "checked": int(self.checked),
+            "fail_map_at": self.fail_map_at,
+        }
+
+
+CONFIG_FIELDS: tuple[str, ...] = (
+    "ss_cap",
+    "budget_bytes",
+    "oom_policy",
+    "cache_cap",
+    "refill_batch",
+    "release_empty",
+    "ss_keep",
+    "checked",
+    "fail_map_at",
+)
+"""ProgramConfig's fields in struct (and JSON) order."""
+
+DEFAULT_CONFIG = ProgramConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A versioned program: config, thread count and ops over handles."""
+
+    format: str = FORMAT
+    description: str = ""
+    config: ProgramConfig = field(default=DEFAULT_CONFIG)
+    threads: int = 1
+    ops: tuple[Op, ...] = ()
+
+
+def canonicalize(program: Program) -> Program:
+    """Renumber handles 0, 1, 2, ... in creation order.
+
+    The program should be valid (see ``validate``); the result is equal to
+    ``program`` when it is already canonical.  Raises ProgramError for a
+    handle that no earlier op created.
+    """
+    renumber: dict[int, int] = {}
+    ops: list[Op] = []
+    for index, op in enumerate(program.ops):
+        if op.kind in CREATING_KINDS:
+            renumber[op.handle] = len(renumber)
+        if op.handle != NO_HANDLE:
+            new = renumber.get(op.handle)
+            if new is None:
+                raise ProgramError(
+                    f"{op.handle} was never created",
+                    path="<program>", op_index=index,
+                    op_kind=op.kind.json_name, field="handle",
+                )
+            if new != op.handle:
+                op = Op(op.kind, op.thread, new, op.size, op.count, op.align, op.seed)
+        ops.append(op)
+    return Program(
+        program.format, program.description, program.config, program.threads,
+        tuple(ops),
+    )
+
+
+def is_canonical(program: Program) -> bool:
+    """True if the creating ops name handles 0, 1, 2, ... in order."""
+    expected = 0
+    for op in program.ops:
+        if op.kind in CREATING_KINDS:
+            if op.handle != expected:
+                return False
+            expected += 1
+    return True

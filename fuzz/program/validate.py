@@ -1,0 +1,269 @@
+"""Static validation of a Program, shared by every loader.
+
+The rules are those of docs/program.md: field ranges, ``thread < threads``,
+and the handle rules (a creating op names a handle never used before; every
+other op names a live handle; ``free`` and ``realloc`` to size 0 kill it).
+
+The validator treats every creating op as creating a live handle.  At run
+time an allocation may return NULL (OOM policy ``null``), leaving its handle
+dead; executors then skip every later op naming that handle, identically.
+
+``validate`` is the entry point (re-exported by ``hakfuzz.program``); the
+other names are the checks the JSON loader shares with it, so both give the
+same messages.
+"""
+
+from __future__ import annotations
+
+from hakfuzz.program.errors import ProgramError
+from hakfuzz.program.model import (
+    CACHE_CAP_MAX,
+    CONFIG_FIELDS,
+    CREATING_KINDS,
+    FORMAT,
+    MAX_ALIGN,
+    MAX_CALLOC_BYTES,
+    MAX_COUNT,
+    MAX_OPS,
+    MAX_SEED,
+    MAX_SIZE,
+    MAX_THREADS,
+    MIN_ALIGN,
+    NO_HANDLE,
+    OOM_POLICIES,
+    OP_FIELDS,
+    REFILL_BATCH_MAX,
+    U32_MAX,
+    U64_MAX,
+    Op,
+    OpKind,
+    Program,
+    ProgramConfig,
+)
+
+MAX_HANDLE = (1 << 31) - 1
+
+# Inclusive ranges of the int fields of an op ("align" is checked apart).
+OP_RANGES: dict[str, tuple[int, int]] = {
+    "handle": (0, MAX_HANDLE),
+    "size": (0, MAX_SIZE),
+    "count": (0, MAX_COUNT),
+    "align": (MIN_ALIGN, MAX_ALIGN),
+    "seed": (0, MAX_SEED),
+}
+
+# Inclusive ranges of the int fields of the config.
+CONFIG_RANGES: dict[str, tuple[int, int]] = {
+    "ss_cap": (0, U32_MAX),
+    "budget_bytes": (0, U64_MAX),
+    "cache_cap": (0, CACHE_CAP_MAX),
+    "refill_batch": (1, REFILL_BATCH_MAX),
+    "ss_keep": (0, U32_MAX),
+    "fail_map_at": (0, U32_MAX),
+}
+CONFIG_BOOLS = ("release_empty", "checked")
+
+_OP_DEFAULTS = Op(OpKind.FLUSH)
+
+
+def validate(program: Program, source: str = "<program>") -> None:
+    """Raise ProgramError (naming ``source``) unless ``program`` is valid."""
+    if program.format != FORMAT:
+        raise ProgramError(
+            f"expected {FORMAT!r}, got {program.format!r}",
+            path=source, field="format",
+        )
+    if not isinstance(program.description, str):
+        raise ProgramError("expected a string", path=source, field="description")
+    if not isinstance(program.config, ProgramConfig):
+        raise ProgramError("expected a ProgramConfig", path=source, field="config")
+    check_config(program.config, source)
+    check_threads(program.threads, source)
+    if not isinstance(program.ops, tuple):
+        raise ProgramError(
+            f"expected a tuple of Op, got {type(program.ops).__name__}",
+            path=source, field="ops",
+        )
+    if len(program.ops) > MAX_OPS:
+        raise ProgramError(
+            f"{len(program.ops)} ops; at most {MAX_OPS} are allowed",
+            path=source, field="ops",
+        )
+    checker = OpChecker(source, program.threads)
+    for index, op in enumerate(program.ops):
+        checker.check(index, op)
+
+
+def is_int(value: object) -> bool:
+    """True for an int that is not a bool."""
+    return type(value) is int
+
+
+def describe(value: object) -> str:
+    """A value as the user wrote it, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def check_threads(threads: object, source: str) -> None:
+    """``threads`` is an int in 1..MAX_THREADS."""
+    if not is_int(threads):
+        raise ProgramError(
+            f"expected an integer, got {describe(threads)}",
+            path=source, field="threads",
+        )
+    assert isinstance(threads, int)
+    if not 1 <= threads <= MAX_THREADS:
+        raise ProgramError(
+            f"{threads} is out of range 1..{MAX_THREADS}",
+            path=source, field="threads",
+        )
+
+
+def check_config(config: ProgramConfig, source: str) -> None:
+    """Every field of ``config`` has the right type and is in range."""
+    for name in CONFIG_FIELDS:
+        check_config_value(name, getattr(config, name), source)
+
+
+def check_config_value(name: str, value: object, source: str) -> None:
+    """One config field; ``name`` must be a known field."""
+    where = f"config.{name}"
+    if name == "oom_policy":
+        if value not in OOM_POLICIES or not isinstance(value, str):
+            raise ProgramError(
+                f'expected "libc" or "null", got {describe(value)}',
+                path=source, field=where,
+            )
+    elif name in CONFIG_BOOLS:
+        if not isinstance(value, bool):
+            raise ProgramError(
+                f"expected true or false, got {describe(value)}",
+                path=source, field=where,
+            )
+    else:
+        low, high = CONFIG_RANGES[name]
+        if not is_int(value):
+            raise ProgramError(
+                f"expected an integer, got {describe(value)}",
+                path=source, field=where,
+            )
+        assert isinstance(value, int)
+        if not low <= value <= high:
+            raise ProgramError(
+                f"{value} is out of range {low}..{high}",
+                path=source, field=where,
+            )
+
+
+class OpChecker:
+    """Checks ops one by one, in program order, tracking live handles."""
+
+    __slots__ = ("_created", "_killed", "_source", "_threads")
+
+    def __init__(self, source: str, threads: int) -> None:
+        self._source = source
+        self._threads = threads
+        self._created: dict[int, int] = {}  # handle -> index of creating op
+        self._killed: dict[int, int] = {}  # handle -> index of killing op
+
+    def error(self, index: int, op_kind: str | None, field: str | None,
+              reason: str) -> ProgramError:
+        """A ProgramError located at op ``index``."""
+        return ProgramError(
+            reason, path=self._source, op_index=index, op_kind=op_kind,
+            field=field,
+        )
+
+    def check(self, index: int, op: object) -> None:
+        """Raise ProgramError unless ``op`` is valid at position ``index``."""
+        if not isinstance(op, Op):
+            raise self.error(index, None, None, f"expected an Op, got {op!r}")
+        if not isinstance(op.kind, OpKind):
+            raise self.error(index, None, "op", f"unknown op {op.kind!r}")
+        name = op.kind.json_name
+        used = OP_FIELDS[op.kind]
+        self.check_thread(index, name, op.thread)
+        for field in ("handle", "size", "count", "align", "seed"):
+            value = getattr(op, field)
+            if field in used:
+                self.check_range(index, name, field, value)
+            elif value != getattr(_OP_DEFAULTS, field):
+                raise self.error(
+                    index, name, field,
+                    f"not used by {name} (leave it at its default)",
+                )
+        if op.kind is OpKind.CALLOC and op.count * op.size > MAX_CALLOC_BYTES:
+            raise self.error(
+                index, name, "count",
+                f"count * size = {op.count * op.size} is over the limit "
+                f"{MAX_CALLOC_BYTES} (1 MiB)",
+            )
+        if op.handle != NO_HANDLE:
+            self._check_handle(index, name, op)
+
+    def check_thread(self, index: int, name: str, thread: object) -> None:
+        """``thread`` is an int in 0..threads-1."""
+        if not is_int(thread):
+            raise self.error(
+                index, name, "thread",
+                f"expected an integer, got {describe(thread)}",
+            )
+        assert isinstance(thread, int)
+        if not 0 <= thread < self._threads:
+            plural = "s" if self._threads > 1 else ""
+            raise self.error(
+                index, name, "thread",
+                f"{thread} is out of range 0..{self._threads - 1} "
+                f"(the program has {self._threads} thread{plural})",
+            )
+
+    def check_range(self, index: int, name: str, field: str,
+                    value: object) -> None:
+        """One int field of an op: type and range."""
+        if not is_int(value):
+            raise self.error(
+                index, name, field,
+                f"expected an integer, got {describe(value)}",
+            )
+        assert isinstance(value, int)
+        low, high = OP_RANGES[field]
+        if field == "align":
+            if not (low <= value <= high and value & (value - 1) == 0):
+                raise self.error(
+                    index, name, field,
+                    f"{value} is not a power of two in {low}..{high}",
+                )
+        elif not low <= value <= high:
+            raise self.error(
+                index, name, field, f"{value} is out of range {low}..{high}"
+            )
+
+    def _check_handle(self, index: int, name: str, op: Op) -> None:
+        handle = op.handle
+        if op.kind in CREATING_KINDS:
+            if handle in self._created:
+                raise self.error(
+                    index, name, "handle",
+                    f"{handle} is already used (created by op "
+                    f"{self._created[handle]}); a creating op needs a fresh "
+                    "handle",
+                )
+            self._created[handle] = index
+            return
+        if handle not in self._created:
+            raise self.error(
+                index, name, "handle", f"{handle} is not live (never created)"
+            )
+        if handle in self._killed:
+            raise self.error(
+                index, name, "handle",
+                f"{handle} is not live (freed by op {self._killed[handle]})",
+            )
+        if op.kind is OpKind.FREE or (op.kind is OpKind.REALLOC and op.size == 0):
+            self._killed[handle] = index
