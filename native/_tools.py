@@ -2,7 +2,7 @@
 
 ``build_tool(name, variant)`` compiles one of :data:`TOOLS` (the
 multi-threaded program driver, larson linked with hakmem, plain larson for
-any allocator, and ``libhakmem.so``) with the same variant flags as the cffi
+any allocator, ``libhakmem.so``, the pairs benchmark and the fork check) with the same variant flags as the cffi
 module, and caches it like the module: ``<cache>/tools/<name>-<variant>-<key>``
 where the key hashes the sources, headers, flags and compiler version.  Builds
 are serialised by an ``fcntl`` lock and published by an atomic rename, so
@@ -46,6 +46,10 @@ TOOLS: dict[str, Tool] = {
              summary="larson calling malloc/free, for LD_PRELOAD"),
         Tool("libhakmem.so", ("src/preload.c",), True, shared=True, defines=("-DHAK_PRELOAD",),
              summary="the allocator under the standard names, for LD_PRELOAD"),
+        Tool("pairs", ("bench/pairs.c",), True,
+             summary="single-thread malloc+free pairs/s and RSS, hakmem vs glibc in one run"),
+        Tool("forkcheck", ("bench/forkcheck.c",), False,
+             summary="fork() in a threaded parent, then allocate in the child (LD_PRELOAD)"),
     )
 }
 
@@ -85,7 +89,7 @@ def build_tool(name: str, variant: str = "release", *, tree: NativeTree | None =
     if tool is None:
         raise BuildError(f"unknown tool {name!r} (choose from {', '.join(TOOLS)})")
     tree = tree or default_tree()
-    compiler = find_compiler()
+    compiler = find_compiler(get_variant(variant))
     flags = tool_flags(tool, variant)
     key = _key(tool, tree, flags, compiler.version_text)
     root = (cache_dir or cache_root()) / "tools"

@@ -146,6 +146,11 @@ int hak_check(char *msg, size_t msg_len);
  * pointer handed out before becomes invalid. */
 void hak_reset(void);
 
+/* Coverage builds (clang -fsanitize=fuzzer-no-link): how many of the
+ * allocator's edge counters are non-zero; *total receives how many exist.
+ * Other builds return -1. */
+int64_t hak_cov_edges(int64_t *total);
+
 /* Print stats to stderr (used at exit by the preload with HAKMEM_STATS=1). */
 void hak_stats_print(void);
 

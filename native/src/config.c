@@ -26,13 +26,13 @@ typedef struct {
 
 #define OPT32(field, NAME, def, lo, hi) {NAME, offsetof(hak_config_t, field), 0, def, lo, hi}
 static const option_t g_options[] = {
-  OPT32(ss_cap, "SS_CAP", 0, 0, 1u << 20),
+  OPT32(ss_cap, "SS_CAP", 0, 0, UINT32_MAX),
   {"BUDGET_BYTES", offsetof(hak_config_t, budget_bytes), 1, 0, 0, UINT64_MAX},
   OPT32(oom_policy, "OOM_POLICY", HAK_OOM_LIBC, 0, 1),
   OPT32(cache_cap, "CACHE_CAP", 64, 0, HAK_CACHE_CAP_MAX),
   OPT32(refill_batch, "REFILL_BATCH", 16, 1, HAK_CACHE_CAP_MAX),
   OPT32(release_empty, "RELEASE_EMPTY", 1, 0, 1),
-  OPT32(ss_keep, "SS_KEEP", 2, 0, 1024),
+  OPT32(ss_keep, "SS_KEEP", 2, 0, UINT32_MAX),
   OPT32(checked, "CHECKED", HAK_DEFAULT_CHECKED, 0, 1),
   OPT32(fail_map_at, "FAIL_MAP_AT", 0, 0, UINT32_MAX),
 };

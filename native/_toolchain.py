@@ -1,0 +1,206 @@
+"""Build variants, the C compiler and the sanitizer runtimes.
+
+A *variant* is a named set of compiler and linker flags; the allocator sources
+are always compiled with :data:`COMMON_CFLAGS` first.  The compiler is
+``$HAKFUZZ_CC``, else ``$CC``, else ``gcc``; its full version text is part of
+the build cache key.  Sanitizer variants need their runtime preloaded into
+any process that loads them: :func:`sanitizer_env` gives the variables.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from hakfuzz._errors import HakfuzzError
+
+COMMON_CFLAGS: tuple[str, ...] = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-fPIC")
+"""Flags every allocator source is compiled with, whatever the variant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way of building the allocator.
+
+    ``cflags`` apply to the allocator sources (after :data:`COMMON_CFLAGS`);
+    ``wrapper_cflags`` to the cffi-generated wrapper, which is not held to
+    ``-Werror``; ``ldflags`` to the link of the extension module.  ``runtime``
+    names the sanitizer runtime (``asan``, ``tsan``) that must be preloaded
+    into any process that loads the module.
+    """
+
+    name: str
+    cflags: tuple[str, ...]
+    wrapper_cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    runtime: str | None = None
+    summary: str = ""
+    compiler: str | None = None  # a compiler this variant needs (e.g. clang), else the default
+
+
+_ASAN = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer")
+_TSAN = ("-fsanitize=thread",)
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("release", ("-O2", "-g", "-DNDEBUG"), summary="optimised, asserts off"),
+        Variant(
+            "debug",
+            # Python's own CFLAGS carry -DNDEBUG; -UNDEBUG keeps our asserts on.
+            ("-O0", "-g", "-UNDEBUG", "-DHAK_DEFAULT_CHECKED=1"),
+            summary="asserts on, checked mode by default",
+        ),
+        Variant(
+            "asan",
+            ("-O1", "-g", *_ASAN),
+            wrapper_cflags=("-g", *_ASAN),
+            ldflags=_ASAN,
+            runtime="asan",
+            summary="AddressSanitizer + UBSan; needs the ASan runtime preloaded",
+        ),
+        Variant(
+            "coverage",
+            # libFuzzer's inline 8-bit counters and comparison hooks; the
+            # symbols resolve against atheris's libFuzzer (loaded RTLD_GLOBAL).
+            # fuzzer-no-link's counters, PC table and comparison hooks, but not
+            # its stack-depth tracking (__sancov_lowest_stack is not exported
+            # by the libFuzzer atheris ships).
+            ("-O1", "-g", "-fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp"),
+            wrapper_cflags=("-g",),
+            summary="clang, -fsanitize=fuzzer-no-link: native edges for atheris/libFuzzer",
+            compiler="clang",
+        ),
+        Variant(
+            "tsan",
+            ("-O1", "-g", *_TSAN),
+            wrapper_cflags=("-g", *_TSAN),
+            ldflags=_TSAN,
+            runtime="tsan",
+            summary="ThreadSanitizer; needs the TSan runtime preloaded",
+        ),
+    )
+}
+"""Every variant ``hakfuzz build --variant`` accepts, by name."""
+
+DEFAULT_VARIANT = "release"
+
+
+def get_variant(name: str) -> Variant:
+    """The variant called ``name``; a :class:`HakfuzzError` naming the choices otherwise."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        choices = ", ".join(VARIANTS)
+        raise HakfuzzError(f"unknown build variant {name!r} (choose from {choices})") from None
+
+
+def variant_from_env() -> str:
+    """``$HAKFUZZ_VARIANT`` if set and non-empty, else ``release``."""
+    return os.environ.get("HAKFUZZ_VARIANT") or DEFAULT_VARIANT
+
+
+@dataclass(frozen=True, slots=True)
+class Compiler:
+    """The C compiler: its command line prefix and what it says about itself."""
+
+    command: tuple[str, ...]
+    version_text: str  # full `--version` output, part of the cache key
+    version: str  # e.g. "12.2.0"
+
+    @property
+    def banner(self) -> str:
+        """The first line of ``--version``, e.g. ``gcc (Debian 12.2.0-14) 12.2.0``."""
+        return self.version_text.splitlines()[0] if self.version_text else " ".join(self.command)
+
+
+def compiler_command() -> tuple[str, ...]:
+    """The compiler command: ``$HAKFUZZ_CC``, else ``$CC``, else ``gcc``."""
+    text = os.environ.get("HAKFUZZ_CC") or os.environ.get("CC") or "gcc"
+    return tuple(shlex.split(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(command: tuple[str, ...]) -> Compiler:
+    try:
+        text = _run(command, "--version")
+        version = _run(command, "-dumpfullversion", "-dumpversion").strip()
+    except FileNotFoundError:
+        raise HakfuzzError(
+            f"C compiler {' '.join(command)!r} not found; install gcc (apt-get install gcc) "
+            "or set CC / HAKFUZZ_CC"
+        ) from None
+    return Compiler(command, text.strip(), version)
+
+
+def find_compiler(variant: Variant | None = None) -> Compiler:
+    """Probe the compiler named by :func:`compiler_command` (cached per command),
+    or the one ``variant`` requires."""
+    if variant is not None and variant.compiler is not None:
+        return _probe((variant.compiler,))
+    return _probe(compiler_command())
+
+
+def runtime_library(runtime: str, compiler: Compiler | None = None) -> str:
+    """Absolute path of the shared sanitizer runtime ``lib<runtime>.so`` of the compiler."""
+    compiler = compiler or find_compiler()
+    name = f"lib{runtime}.so"
+    path = _run(compiler.command, f"-print-file-name={name}").strip()
+    if not os.path.isabs(path) or not os.path.exists(path):
+        raise HakfuzzError(
+            f"{compiler.banner} has no {name}; install the sanitizer runtime "
+            f"(e.g. apt-get install lib{runtime}8) or use a compiler that ships it"
+        )
+    return os.path.realpath(path)
+
+
+def _run(command: tuple[str, ...], *args: str) -> str:
+    done = subprocess.run(
+        [*command, *args], capture_output=True, text=True, check=False, timeout=60
+    )
+    if done.returncode != 0:
+        raise HakfuzzError(f"{' '.join([*command, *args])} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+_RUNTIME_OPTIONS = {
+    # Python itself "leaks" by design at exit; leak reports would drown the rest.
+    "asan": {
+        "ASAN_OPTIONS": "detect_leaks=0",
+        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    },
+    "tsan": {"TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1"},
+}
+
+
+def sanitizer_env(variant: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables a process needs to load ``variant``'s module (empty if none needed).
+
+    ``LD_PRELOAD`` gets the runtime in front of what ``base`` (default: this
+    process's environment) already preloads; option variables keep any
+    settings from ``base``, which come last and so win.
+    """
+    runtime = get_variant(variant).runtime
+    if runtime is None:
+        return {}
+    base = dict(os.environ) if base is None else base
+    library = runtime_library(runtime)
+    preload = [library, *(p for p in base.get("LD_PRELOAD", "").split() if p != library)]
+    env = {"LD_PRELOAD": " ".join(preload)}
+    for name, ours in _RUNTIME_OPTIONS[runtime].items():
+        theirs = base.get(name, "")
+        env[name] = f"{ours}:{theirs}" if theirs else ours
+    return env
+
+
+def asan_env() -> dict[str, str]:
+    """:func:`sanitizer_env` of the ``asan`` variant: ``LD_PRELOAD`` of libasan and options."""
+    return sanitizer_env("asan")
+
+
+def tsan_env() -> dict[str, str]:
+    """:func:`sanitizer_env` of the ``tsan`` variant: ``LD_PRELOAD`` of libtsan and options."""
+    return sanitizer_env("tsan")
