@@ -155,6 +155,9 @@ class DifferentialSession:
     def close(self) -> None:
         """Stop the worker threads and reset the allocator."""
         for w in self.workers:
+            # Thread.join() returns before the pthread's TLS destructors run;
+            # detach from the allocator now so none can race hak_reset below.
+            w.call(self.x.lib.hak_thread_exit)
             w.close()
         self.workers = []
         self.x.lib.hak_reset()  # worker threads are gone; nothing may outlive the run

@@ -1,0 +1,151 @@
+"""The tiny heap: thread caches, malloc, free, flush and thread exit.
+
+``TinyHeap`` extends ``SlabCore`` (core.py) with the rules of docs/policy.md
+that involve a thread's caches: "malloc(size)" (refill in batches, b1 on
+top), "free(p)" (push, or drain the oldest half when full), "flush" and
+"thread exit".  It also checks that every freed ``Loc`` is a block the user
+holds, so a misused model fails at once instead of drifting.
+"""
+
+from __future__ import annotations
+
+from hakfuzz.model.core import ModelError, SlabCore
+from hakfuzz.model.limits import NUM_CLASSES, SLABS_PER_SS
+from hakfuzz.model.location import Loc, Owner
+from hakfuzz.model.slab import Slab, SlabState
+from hakfuzz.model.thread import ThreadState
+
+_FREE = SlabState.FREE
+_ORPHAN = SlabState.ORPHAN
+_TINY = Owner.TINY
+
+__all__ = ["ModelError", "TinyHeap"]
+
+
+class TinyHeap(SlabCore):
+    """The model's whole tiny-block state, with the per-thread front end."""
+
+    __slots__ = ()
+
+    # -- malloc and free of tiny blocks --------------------------------------
+
+    def alloc(self, thread: ThreadState, class_idx: int) -> Loc | None:
+        """A block of ``class_idx`` for ``thread`` (policy "malloc"), or None if refused."""
+        cache_cap = self.config.cache_cap
+        if cache_cap == 0:
+            block = self.take(thread, class_idx)
+            if block < 0:
+                return None
+            slab = thread.cur[class_idx]
+            assert slab is not None
+            slab.held[block] = 1
+            loc = slab.locs[block]
+            if loc is None:
+                loc = slab.locs[block] = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+            return loc
+        cache = thread.cache[class_idx]
+        if not cache:
+            self._refill(thread, class_idx, cache)
+            if not cache:
+                return None
+        loc = cache.pop()
+        self.slab_of(loc).held[loc.block_idx] = 1
+        return loc
+
+    def _refill(self, thread: ThreadState, class_idx: int, cache: list[Loc]) -> None:
+        taken: list[Loc] = []
+        cur = thread.cur
+        for _ in range(self.config.refill_count):
+            block = self.take(thread, class_idx)
+            if block < 0:
+                break
+            slab = cur[class_idx]
+            assert slab is not None
+            loc = slab.locs[block]
+            if loc is None:
+                loc = slab.locs[block] = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+            taken.append(loc)
+        # b1 on top: the next pops return the blocks in take order.
+        taken.reverse()
+        cache.extend(taken)
+
+    def slab_of(self, loc: Loc) -> Slab:
+        """The slab of a tiny ``Loc`` of a live SuperSlab (ModelError otherwise)."""
+        ss = self.registry.get(loc.ss_seq)
+        if ss is not None and ss.class_idx == loc.class_idx and 0 <= loc.slab_idx < SLABS_PER_SS:
+            slab = ss.slabs[loc.slab_idx]
+            if slab is not None:
+                return slab
+        raise ModelError(f"{loc} is not in a used slab of a live SuperSlab of its class")
+
+    def free(self, thread: ThreadState, loc: Loc) -> None:
+        """Policy "free(p)" for a tiny block; ModelError unless ``loc`` is held by the user."""
+        slab = self.slab_of(loc)
+        block = loc.block_idx
+        if slab.state is _FREE or not 0 <= block < slab.carved or not slab.held[block]:
+            raise ModelError(f"free of {loc}, which is not a live block (double free?)")
+        slab.held[block] = 0
+        cache_cap = self.config.cache_cap
+        if cache_cap == 0:
+            self.release_block(thread, slab, block)
+            return
+        cache = thread.cache[loc.class_idx]
+        # '>=' rather than '==': a configure that lowers cache_cap leaves
+        # fuller caches behind, which must drain on their next free.
+        if len(cache) >= cache_cap:
+            count = max(1, cache_cap // 2)
+            oldest = cache[:count]
+            del cache[:count]
+            for old in oldest:
+                self.release_block(thread, self.slab_of(old), old.block_idx)
+        cache.append(loc)
+
+    def is_held(self, loc: Loc) -> bool:
+        """True if the tiny ``loc`` is a block currently held by the user."""
+        ss = self.registry.get(loc.ss_seq)
+        if ss is None or ss.class_idx != loc.class_idx or not 0 <= loc.slab_idx < SLABS_PER_SS:
+            return False
+        slab = ss.slabs[loc.slab_idx]
+        block = loc.block_idx
+        return (
+            slab is not None
+            and slab.state is not _FREE
+            and 0 <= block < slab.carved
+            and bool(slab.held[block])
+        )
+
+    # -- flush and thread exit -----------------------------------------------
+
+    def flush(self, thread: ThreadState) -> None:
+        """Policy "flush": drain caches, drain remote stacks, retire empty owned slabs."""
+        for cache in thread.cache:
+            if cache:
+                blocks = cache[:]
+                cache.clear()
+                for loc in blocks:
+                    self.release_block(thread, self.slab_of(loc), loc.block_idx)
+        for owned in thread.owned:
+            for slab in owned:
+                if slab.remote:
+                    self._drain(slab)
+        for class_idx, owned in enumerate(thread.owned):
+            for slab in list(owned):
+                if slab.used == 0:
+                    if slab is thread.cur[class_idx]:
+                        thread.cur[class_idx] = None
+                    self._retire(slab)
+
+    def thread_exit(self, thread: ThreadState) -> None:
+        """Policy "thread exit": flush, orphan the slabs still owned, forget the identity."""
+        self.flush(thread)
+        for class_idx in range(NUM_CLASSES):
+            for slab in thread.owned[class_idx]:
+                slab.state = _ORPHAN
+                slab.owner = None
+                slab.on_partial = False
+            thread.owned[class_idx].clear()
+            thread.partial[class_idx].clear()
+            thread.dirty[class_idx].clear()
+            thread.cur[class_idx] = None
+        if self.threads.get(thread.tid) is thread:
+            del self.threads[thread.tid]
