@@ -137,8 +137,7 @@ def _probe(command: tuple[str, ...]) -> Compiler:
 
 
 def find_compiler(variant: Variant | None = None) -> Compiler:
-    """Probe the compiler named by :func:`compiler_command` (cached per command),
-    or the one ``variant`` requires."""
+    """Probe the compiler ``variant`` requires, else :func:`compiler_command`'s (cached)."""
     if variant is not None and variant.compiler is not None:
         return _probe((variant.compiler,))
     return _probe(compiler_command())

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
@@ -56,7 +57,9 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
         corpus_dir: Path, workdir: Path, seeds: list[Path], libfuzzer_args: list[str]) -> None:
     native_cov = variant == "release" and native_coverage_available()
     if native_cov:
-        # libFuzzer's symbols must be global before the instrumented module loads.
+        # atheris.Fuzz loads its libFuzzer core; with RTLD_GLOBAL its symbols
+        # then resolve the hooks of the instrumented allocator, loaded on the
+        # first input.
         sys.setdlopenflags(sys.getdlopenflags() | os.RTLD_GLOBAL)
     import atheris
 
@@ -70,14 +73,19 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
     if not native_cov:
         emit.notice("atheris: clang not found (or variant not release): Python coverage only, "
                     "no native edges")
-    hak = native.load("coverage" if native_cov else variant, progress=None)
-    executor = DifferentialExecutor(hak)
-    executor.journal = None  # the binary input is journalled whole, below
     seen: set[str] = set()
     counters = {"execs": 0, "ops": 0}
-    edges = hak.lib.hak_cov_edges if native_cov else None
+    state: dict[str, Any] = {}
 
     def test_one_input(data: bytes) -> None:
+        if not state:
+            # atheris.Fuzz has just loaded its libFuzzer core (RTLD_GLOBAL):
+            # only now can the instrumented allocator's hooks resolve.  libFuzzer
+            # takes counter arrays registered at run time (atheris does too).
+            loaded = native.load("coverage" if native_cov else variant, progress=None)
+            state.update(hak=loaded, executor=DifferentialExecutor(loaded),
+                         edges=(lambda: loaded.lib.hak_cov_edges(loaded.ffi.NULL)) if native_cov else None)
+        hak, executor, edges = state["hak"], state["executor"], state["edges"]
         journal.binary(data)
         program = decode(data)
         divergence = executor.run(program)

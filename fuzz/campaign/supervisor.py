@@ -108,6 +108,7 @@ class Supervisor:
         self.finished: dict[str, tuple[int, int, int]] = {e: (0, 0, 0) for e in opts.engines}
         self.deadline = 0.0
         self.started = 0.0
+        self.quick_deaths: dict[str, int] = {}
 
     # ---- workers --------------------------------------------------------------
     def _command(self, engine: str, job: int, seed: int) -> list[str]:
@@ -260,7 +261,11 @@ class Supervisor:
             else:
                 tally.notices.append(f"job {worker.job} exited {code} outside any input: "
                                      f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
-        if time.time() < self.deadline - 2:
+        quick = time.time() - worker.started < 5.0 and not worker.execs
+        self.quick_deaths[worker.engine] = self.quick_deaths.get(worker.engine, 0) + 1 if quick else 0
+        if self.quick_deaths[worker.engine] >= 3:
+            tally.notices.append(f"{worker.engine} workers die at start-up; not restarting them")
+        elif time.time() < self.deadline - 2:
             tally.restarts += 1
             self._start(worker.engine, worker.job, worker.seed + 7919)
 

@@ -1,0 +1,65 @@
+"""``hakfuzz info``: the toolchain, flags, cache entry and default allocator config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from hakfuzz.cli_build import add_variant_argument
+
+if TYPE_CHECKING:
+    from hakfuzz.cli import Subparsers
+
+
+def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
+    """``hakfuzz info [--variant V] [--json]``."""
+    parser = subparsers.add_parser(
+        name,
+        help="show the compiler, flags, cache entry and allocator defaults",
+        description="Describe a build variant without compiling it: compiler, flags, "
+        "cache path, and (once built) the allocator's default configuration.",
+    )
+    add_variant_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the description as JSON")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print :func:`hakfuzz.native.info` as a table, or as JSON."""
+    from hakfuzz.native import info
+
+    described = info(args.variant)
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        _print_table(described)
+    return 0
+
+
+def _print_table(described: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"hakmem ({described['variant']})", show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("variant", f"{described['variant']} — {described['summary']}")
+    table.add_row("compiler", f"{described['compiler']}")
+    table.add_row("cflags", " ".join(described["cflags"]))
+    table.add_row("ldflags", " ".join(described["ldflags"]))
+    table.add_row("sources", f"{described['source_dir']}: {' '.join(described['sources'])}")
+    table.add_row("cache", described["cache_dir"])
+    table.add_row(
+        "built",
+        "yes"
+        if described["built"]
+        else f"no (run: hakfuzz build --variant {described['variant']})",
+    )
+    for name, value in described["runtime_env"].items():
+        table.add_row(f"env {name}", value)
+    config = described["config"]
+    if config is not None:
+        table.add_row("default config", " ".join(f"{k}={v}" for k, v in config.items()))
+    table.add_row("python / cffi", f"{described['python']} / {described['cffi']}")
+    Console().print(table)
