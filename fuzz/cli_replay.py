@@ -13,17 +13,26 @@ if TYPE_CHECKING:
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     """``hakfuzz replay [PATH...] [--variant V] [--repeat K] [--json]``."""
     parser = subparsers.add_parser(
-        name, help="replay corpus programs (default corpus/) and print a pass/fail table",
+        name,
+        help="replay corpus programs (default corpus/) and print a pass/fail table",
         description="Replay every program file under PATH (default: corpus/) differentially "
         "against the model; programs with several threads also run on real pthreads in the "
-        "C driver. Exit 1 if any program fails, 2 for a malformed file.")
-    parser.add_argument("paths", nargs="*", default=["corpus"], metavar="PATH",
-                        help="program files or directories (default: corpus)")
+        "C driver. Exit 1 if any program fails, 2 for a malformed file.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=["corpus"],
+        metavar="PATH",
+        help="program files or directories (default: corpus)",
+    )
     parser.add_argument("--variant", default="release", help="build variant (default release)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="driver runs per multi-threaded program (default 1)")
-    parser.add_argument("--no-parallel", action="store_true",
-                        help="skip the driver runs of multi-threaded programs")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="driver runs per multi-threaded program (default 1)"
+    )
+    parser.add_argument(
+        "--no-parallel", action="store_true", help="skip the driver runs of multi-threaded programs"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
@@ -38,26 +47,42 @@ def run(args: argparse.Namespace) -> int:
     files = corpus_files(args.paths)
     results = []
     err = Console(stderr=True)
-    for result in replay(files, variant=args.variant, parallel=not args.no_parallel,
-                         repeat=max(1, args.repeat)):
+    for result in replay(
+        files, variant=args.variant, parallel=not args.no_parallel, repeat=max(1, args.repeat)
+    ):
         results.append(result)
         if not args.json and err.is_terminal:
             err.print(f"{'ok  ' if result.ok else 'FAIL'} {result.path}", style="dim")
     failed = [r for r in results if not r.ok]
     if args.json:
-        print(json.dumps({"programs": len(results), "passed": len(results) - len(failed),
-                          "failed": len(failed), "results": [r.as_json() for r in results]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "programs": len(results),
+                    "passed": len(results) - len(failed),
+                    "failed": len(failed),
+                    "results": [r.as_json() for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         table = Table(title=f"hakfuzz replay ({len(results)} programs)", title_justify="left")
         for col in ("program", "ops", "threads", "model vs native", "pthreads", "s"):
             table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(str(r.path), str(r.ops), str(r.threads),
-                          "[green]agree[/green]" if r.differential is None else f"[red]{r.differential}[/red]",
-                          "-" if not r.ran_parallel else
-                          ("[green]pass[/green]" if r.parallel is None else f"[red]{r.parallel}[/red]"),
-                          f"{r.seconds:.2f}")
+            table.add_row(
+                str(r.path),
+                str(r.ops),
+                str(r.threads),
+                "[green]agree[/green]"
+                if r.differential is None
+                else f"[red]{r.differential}[/red]",
+                "-"
+                if not r.ran_parallel
+                else ("[green]pass[/green]" if r.parallel is None else f"[red]{r.parallel}[/red]"),
+                f"{r.seconds:.2f}",
+            )
         console = Console()
         console.print(table)
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")

@@ -20,26 +20,47 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     from hakfuzz.parallel.generators import WORKLOADS
 
     parser = subparsers.add_parser(
-        name, help="run seeded multi-threaded workloads in the C driver",
+        name,
+        help="run seeded multi-threaded workloads in the C driver",
         description="Generate seeded programs that mix glibc and hakmem pointers across "
         "threads (workloads: " + ", ".join(WORKLOADS) + "), run each one REPEAT times on "
         "real pthreads in a child process, and report every finding (signal, failed oracle, "
-        "broken invariant). Exit 1 if anything was found.")
+        "broken invariant). Exit 1 if anything was found.",
+    )
     parser.add_argument("--threads", type=int, default=4, help="program threads (1..16; default 4)")
-    parser.add_argument("--ops", type=int, default=200_000, help="total ops generated (default 200000)")
-    parser.add_argument("--libc-ratio", type=float, default=0.3,
-                        help="share of allocations made by glibc and freed by hak_free (0..1)")
+    parser.add_argument(
+        "--ops", type=int, default=200_000, help="total ops generated (default 200000)"
+    )
+    parser.add_argument(
+        "--libc-ratio",
+        type=float,
+        default=0.3,
+        help="share of allocations made by glibc and freed by hak_free (0..1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    parser.add_argument("--workload", default="all",
-                        help="a workload name, a comma list, or 'all' (default)")
+    parser.add_argument(
+        "--workload", default="all", help="a workload name, a comma list, or 'all' (default)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per program (default 1)")
-    parser.add_argument("--variant", default="release", help="build variant: " + ", ".join(_VARIANTS))
-    parser.add_argument("--allocator", default="hakmem", choices=("hakmem", "glibc"),
-                        help="glibc runs the same programs on glibc: the harness's own cost")
-    parser.add_argument("--program-ops", type=int, default=20_000, help="ops per program (max 32768)")
+    parser.add_argument(
+        "--variant", default="release", help="build variant: " + ", ".join(_VARIANTS)
+    )
+    parser.add_argument(
+        "--allocator",
+        default="hakmem",
+        choices=("hakmem", "glibc"),
+        help="glibc runs the same programs on glibc: the harness's own cost",
+    )
+    parser.add_argument(
+        "--program-ops", type=int, default=20_000, help="ops per program (max 32768)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per driver run")
-    parser.add_argument("--save", metavar="DIR", default=None,
-                        help="write each finding's program to DIR/<signature>.json")
+    parser.add_argument(
+        "--save",
+        metavar="DIR",
+        default=None,
+        help="write each finding's program to DIR/<signature>.json",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
@@ -59,16 +80,31 @@ def _options(args: argparse.Namespace) -> object:
     if not 1 <= args.program_ops <= 32768:
         raise UsageError("hakfuzz stress: --program-ops must be in 1..32768")
     if args.variant not in _VARIANTS:
-        raise UsageError(f"hakfuzz stress: unknown variant {args.variant!r} "
-                         f"(choose from {', '.join(_VARIANTS)})")
-    names = tuple(WORKLOADS) if args.workload == "all" else tuple(
-        n.strip() for n in args.workload.split(",") if n.strip())
+        raise UsageError(
+            f"hakfuzz stress: unknown variant {args.variant!r} (choose from {', '.join(_VARIANTS)})"
+        )
+    names = (
+        tuple(WORKLOADS)
+        if args.workload == "all"
+        else tuple(n.strip() for n in args.workload.split(",") if n.strip())
+    )
     for n in names:
         if n not in WORKLOADS:
-            raise UsageError(f"hakfuzz stress: unknown workload {n!r} "
-                             f"(choose from {', '.join(WORKLOADS)}, all)")
-    return StressOptions(args.threads, args.ops, args.libc_ratio, args.seed, names, args.repeat,
-                         args.variant, args.program_ops, args.timeout, args.allocator)
+            raise UsageError(
+                f"hakfuzz stress: unknown workload {n!r} (choose from {', '.join(WORKLOADS)}, all)"
+            )
+    return StressOptions(
+        args.threads,
+        args.ops,
+        args.libc_ratio,
+        args.seed,
+        names,
+        args.repeat,
+        args.variant,
+        args.program_ops,
+        args.timeout,
+        args.allocator,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,16 +127,25 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[red]finding[/red] {f.summary()}")
         if args.save:
             from pathlib import Path
+
             out = Path(args.save)
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{f.signature}.json"
             save_program(f.program, path)
             err.print(f"  saved {path}")
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TimeElapsedColumn(), console=err, disable=not err.is_terminal) as bar:
-        tasks = {n: bar.add_task(n, total=max(1, opts.ops // len(opts.workloads)))
-                 for n in opts.workloads}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        tasks = {
+            n: bar.add_task(n, total=max(1, opts.ops // len(opts.workloads)))
+            for n in opts.workloads
+        }
 
         def progress(name: str, done: int, total: int) -> None:
             bar.update(tasks[name], completed=done, total=total)
@@ -118,17 +163,22 @@ def _print_table(doc: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"hakfuzz stress ({doc['allocator']}, {doc['variant']}, "
-                        f"{doc['threads']} threads, repeat {doc['repeat']})", title_justify="left")
+    table = Table(
+        title=f"hakfuzz stress ({doc['allocator']}, {doc['variant']}, "
+        f"{doc['threads']} threads, repeat {doc['repeat']})",
+        title_justify="left",
+    )
     for col in ("workload", "programs", "runs", "ops", "ops/s"):
         table.add_column(col, justify="right" if col != "workload" else "left")
     workloads = doc["workloads"]
     assert isinstance(workloads, dict)
     for name, t in workloads.items():
-        table.add_row(name, str(t["programs"]), str(t["runs"]), f"{t['ops']:,}",
-                      f"{t['ops_per_sec']:,.0f}")
-    table.add_row("total", "", str(doc["runs"]), f"{doc['ops']:,}", f"{doc['ops_per_sec']:,.0f}",
-                  style="bold")
+        table.add_row(
+            name, str(t["programs"]), str(t["runs"]), f"{t['ops']:,}", f"{t['ops_per_sec']:,.0f}"
+        )
+    table.add_row(
+        "total", "", str(doc["runs"]), f"{doc['ops']:,}", f"{doc['ops_per_sec']:,.0f}", style="bold"
+    )
     out = Console()
     out.print(table)
     findings = doc["findings"]

@@ -30,9 +30,9 @@ class Finding:
     """One failing program and what failed."""
 
     engine: str
-    kind: str            # divergence | oracle | signal | timeout | exit
-    detail: str          # the first distinguishing detail, stable across runs
-    message: str         # everything a human needs, addresses included
+    kind: str  # divergence | oracle | signal | timeout | exit
+    detail: str  # the first distinguishing detail, stable across runs
+    message: str  # everything a human needs, addresses included
     program: Program
     op_index: int | None = None
     variant: str = "release"

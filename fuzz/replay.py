@@ -25,8 +25,8 @@ class ReplayResult:
     path: Path
     ops: int
     threads: int
-    differential: str | None   # None: agreed; else the divergence
-    parallel: str | None       # None: passed or not run; else the finding
+    differential: str | None  # None: agreed; else the divergence
+    parallel: str | None  # None: passed or not run; else the finding
     ran_parallel: bool
     seconds: float
 
@@ -35,13 +35,23 @@ class ReplayResult:
         return self.differential is None and self.parallel is None
 
     def as_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "ok": self.ok, "ops": self.ops, "threads": self.threads,
-                "differential": self.differential, "parallel": self.parallel,
-                "ran_parallel": self.ran_parallel, "seconds": round(self.seconds, 4)}
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "ops": self.ops,
+            "threads": self.threads,
+            "differential": self.differential,
+            "parallel": self.parallel,
+            "ran_parallel": self.ran_parallel,
+            "seconds": round(self.seconds, 4),
+        }
 
 
 def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Every ``*.json`` under ``paths`` (files taken as given), sorted; a missing path is a usage error."""
+    """Every ``*.json`` under ``paths``, sorted (files taken as given).
+
+    A missing path is a usage error.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -54,8 +64,9 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def replay(paths: Iterable[Path], *, variant: str = "release", parallel: bool = True,
-           repeat: int = 1) -> Iterator[ReplayResult]:
+def replay(
+    paths: Iterable[Path], *, variant: str = "release", parallel: bool = True, repeat: int = 1
+) -> Iterator[ReplayResult]:
     """Replay each file; a malformed file raises :class:`ProgramError` naming it."""
     from hakfuzz import native
     from hakfuzz.differential import DifferentialExecutor
@@ -80,9 +91,15 @@ def replay(paths: Iterable[Path], *, variant: str = "release", parallel: bool = 
                 if finding or problems:
                     parallel_verdict = finding.summary() if finding else problems[0]
                     break
-        yield ReplayResult(path, len(program.ops), program.threads,
-                           divergence.describe() if divergence else None, parallel_verdict, ran,
-                           time.perf_counter() - started)
+        yield ReplayResult(
+            path,
+            len(program.ops),
+            program.threads,
+            divergence.describe() if divergence else None,
+            parallel_verdict,
+            ran,
+            time.perf_counter() - started,
+        )
 
 
 __all__ = ["ProgramError", "ReplayResult", "corpus_files", "replay"]

@@ -1,5 +1,6 @@
-"""The Hypothesis engine: a state machine that drives model and native in
-lockstep, op by op, and shrinks any divergence to a minimal Program.
+"""The Hypothesis engine: a state machine over model and native, op by op.
+
+Any divergence shrinks to a minimal Program.
 
 Bundles hold live handles; rules cover every op kind, including glibc
 pointers freed through ``hak_free`` and realloc across owners, on up to three
@@ -99,9 +100,15 @@ class AllocatorMachine(RuleBasedStateMachine):
         assert self.session is not None
         self.failed = True
         program = self.session.program(f"hypothesis: {divergence.describe()}")
-        finding = Finding("hypothesis", "divergence", divergence.field, divergence.describe(),
-                          program, divergence.op_index if divergence.op_index >= 0 else None,
-                          type(self).variant)
+        finding = Finding(
+            "hypothesis",
+            "divergence",
+            divergence.field,
+            divergence.describe(),
+            program,
+            divergence.op_index if divergence.op_index >= 0 else None,
+            type(self).variant,
+        )
         type(self).findings.append(finding)
         note(dump_program(program))
         if type(self).save_dir is not None:

@@ -91,7 +91,7 @@ def test_programs_reach_interesting_states() -> None:
             ("libc freed by another thread", _libc_freed_elsewhere(program)),
             ("realloc across owners", _realloc_across_owners(program)),
             ("write then verify", _write_then_verify(program)),
-            ("15 ops or more", len(program.ops) >= 15),
+            ("10 ops or more", len(program.ops) >= 10),
             ("one-SuperSlab budget", program.config.budget_bytes == 2 << 20),
             ("caches off", program.config.cache_cap == 0),
             ("early mapping failure", program.config.fail_map_at == 1),
@@ -104,7 +104,7 @@ def test_programs_reach_interesting_states() -> None:
     missing = {kind.json_name for kind in OpKind} - seen
     assert not missing
     for name in ("libc freed by another thread", "realloc across owners",
-                 "write then verify", "15 ops or more", "one-SuperSlab budget",
+                 "write then verify", "10 ops or more", "one-SuperSlab budget",
                  "caches off", "early mapping failure", "size 0"):
         assert name in seen
 

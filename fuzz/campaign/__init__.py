@@ -1,5 +1,4 @@
-"""The fuzz campaign: supervised engine workers, crash isolation, triage,
-minimisation, the findings store and the report.
+"""The fuzz campaign: supervised workers, crash isolation, triage and reports.
 
 Each worker is a child process running one engine (``hypothesis``,
 ``atheris`` or ``parallel``) until a deadline.  Before any input touches the

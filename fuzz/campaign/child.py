@@ -1,7 +1,9 @@
-"""``python -m hakfuzz.campaign.child --variant V``: one differential run of
-the program on stdin, in a process of its own.  Prints one JSON line
+"""``python -m hakfuzz.campaign.child``: one differential run, in its own process.
+
+Runs the program on stdin with ``--variant V``.  Prints one JSON line
 (``{"divergence_field": ..., "message": ...}``); a native crash kills this
-process instead of its parent."""
+process instead of its parent.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from hakfuzz.program import loads_program
 
 
 def main() -> int:
+    """Run the program on stdin; print the verdict as one JSON line."""
     parser = argparse.ArgumentParser(prog="hakfuzz.campaign.child")
     parser.add_argument("--variant", default="release")
     args = parser.parse_args()
@@ -21,8 +24,10 @@ def main() -> int:
     from hakfuzz.differential import DifferentialExecutor
 
     divergence = DifferentialExecutor(native.load(args.variant, progress=None)).run(program)
-    out = {"divergence_field": None if divergence is None else divergence.field,
-           "message": None if divergence is None else divergence.describe()}
+    out = {
+        "divergence_field": None if divergence is None else divergence.field,
+        "message": None if divergence is None else divergence.describe(),
+    }
     print(json.dumps(out))
     return 0
 

@@ -53,8 +53,18 @@ def write_seeds(corpus_dir: Path, sources: list[Path]) -> int:
     return written
 
 
-def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
-        corpus_dir: Path, workdir: Path, seeds: list[Path], libfuzzer_args: list[str]) -> None:
+def run(  # noqa: D103 - see the module docstring
+    emit: Emitter,
+    journal: Journal,
+    *,
+    seed: int,
+    deadline: float,
+    variant: str,
+    corpus_dir: Path,
+    workdir: Path,
+    seeds: list[Path],
+    libfuzzer_args: list[str],
+) -> None:
     native_cov = variant == "release" and native_coverage_available()
     if native_cov:
         # atheris.Fuzz loads its libFuzzer core; with RTLD_GLOBAL its symbols
@@ -63,16 +73,19 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
         sys.setdlopenflags(sys.getdlopenflags() | os.RTLD_GLOBAL)
     import atheris
 
-    with atheris.instrument_imports(include=["hakfuzz.model", "hakfuzz.program",
-                                             "hakfuzz.differential"]):
+    with atheris.instrument_imports(
+        include=["hakfuzz.model", "hakfuzz.program", "hakfuzz.differential"]
+    ):
         from hakfuzz.differential import DifferentialExecutor
         from hakfuzz.program import decode
     from hakfuzz import native
     from hakfuzz.program.dictionary import libfuzzer_dict
 
     if not native_cov:
-        emit.notice("atheris: clang not found (or variant not release): Python coverage only, "
-                    "no native edges")
+        emit.notice(
+            "atheris: clang not found (or variant not release): Python coverage only, "
+            "no native edges"
+        )
     seen: set[str] = set()
     counters = {"execs": 0, "ops": 0}
     state: dict[str, Any] = {}
@@ -83,8 +96,11 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
             # only now can the instrumented allocator's hooks resolve.  libFuzzer
             # takes counter arrays registered at run time (atheris does too).
             loaded = native.load("coverage" if native_cov else variant, progress=None)
-            state.update(hak=loaded, executor=DifferentialExecutor(loaded),
-                         edges=(lambda: loaded.lib.hak_cov_edges(loaded.ffi.NULL)) if native_cov else None)
+            state.update(
+                hak=loaded,
+                executor=DifferentialExecutor(loaded),
+                edges=(lambda: loaded.lib.hak_cov_edges(loaded.ffi.NULL)) if native_cov else None,
+            )
         hak, executor, edges = state["hak"], state["executor"], state["edges"]
         journal.binary(data)
         program = decode(data)
@@ -108,8 +124,16 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
     dict_path.write_text(libfuzzer_dict())
     write_seeds(corpus_dir, seeds)
     budget = max(1, int(deadline - time.time()))
-    argv = [sys.argv[0], f"-max_total_time={budget}", f"-seed={seed or 1}",
-            f"-dict={dict_path}", f"-artifact_prefix={workdir}/", "-print_final_stats=1",
-            "-max_len=4096", *libfuzzer_args, str(corpus_dir)]
+    argv = [
+        sys.argv[0],
+        f"-max_total_time={budget}",
+        f"-seed={seed or 1}",
+        f"-dict={dict_path}",
+        f"-artifact_prefix={workdir}/",
+        "-print_final_stats=1",
+        "-max_len=4096",
+        *libfuzzer_args,
+        str(corpus_dir),
+    ]
     atheris.Setup(argv, test_one_input)
     atheris.Fuzz()

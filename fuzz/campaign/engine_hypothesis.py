@@ -1,7 +1,9 @@
-"""Campaign engine ``hypothesis``: the state machine, in batches, until the
-deadline.  Every op is journalled before it runs natively.  Workers share one
+"""Campaign engine ``hypothesis``: the state machine, in batches, until a deadline.
+
+Every op is journalled before it runs natively.  Workers share one
 example database, so a failure one worker found is replayed first by all;
-coverage counts distinct (op kind, counters it changed) behaviours."""
+coverage counts distinct (op kind, counters it changed) behaviours.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ from hakfuzz.statemachine import AllocatorMachine, executor
 
 
 def example_database(spec: str | None) -> ExampleDatabase | None:
-    """A directory, or ``redis://host:port/db`` (Hypothesis's Redis database,
-    for workers on several machines; needs the ``redis`` package)."""
+    """The example database ``spec`` names.
+
+    A directory, or ``redis://host:port/db`` (Hypothesis's Redis database, for
+    workers on several machines; needs the ``redis`` package).
+    """
     if not spec:
         return None
     if spec.startswith("redis://"):
@@ -30,8 +35,16 @@ def example_database(spec: str | None) -> ExampleDatabase | None:
     return DirectoryBasedExampleDatabase(str(Path(spec)))
 
 
-def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
-        database: str | None = None, steps: int = 80) -> None:
+def run(  # noqa: D103 - see the module docstring
+    emit: Emitter,
+    journal: Journal,
+    *,
+    seed: int,
+    deadline: float,
+    variant: str,
+    database: str | None = None,
+    steps: int = 80,
+) -> None:
     ex = executor()
     ex.journal = journal
     ex.features = set()
@@ -40,11 +53,17 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
     reported = 0
     while time.time() < deadline:
         try:
-            run_state_machine_as_test(
+            run_state_machine_as_test(  # type: ignore[no-untyped-call]
                 AllocatorMachine,
-                settings=settings(max_examples=20, stateful_step_count=steps, deadline=None,
-                                  database=db, derandomize=False, print_blob=False,
-                                  suppress_health_check=list(HealthCheck)),
+                settings=settings(
+                    max_examples=20,
+                    stateful_step_count=steps,
+                    deadline=None,
+                    database=db,
+                    derandomize=False,
+                    print_blob=False,
+                    suppress_health_check=list(HealthCheck),
+                ),
             )
         except AssertionError:
             pass  # the machine recorded the finding (shrunk) before raising

@@ -24,8 +24,17 @@ from hakfuzz.parallel.wire import to_wire
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
 
 
-def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant: str,
-        threads: int = 4, program_ops: int = 4000, tree: object | None = None) -> None:
+def run(  # noqa: D103 - see the module docstring
+    emit: Emitter,
+    journal: Journal,
+    *,
+    seed: int,
+    deadline: float,
+    variant: str,
+    threads: int = 4,
+    program_ops: int = 4000,
+    tree: object | None = None,
+) -> None:
     driver = build_tool("hakdriver", variant, tree=tree)  # type: ignore[arg-type]
     names = list(WORKLOADS)
     features: set[tuple[str, ...]] = set()
@@ -40,7 +49,9 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
         journal.begin(program.config, program.threads)
         for op in program.ops:
             journal.op(op)
-        result = run_driver(driver, program, timeout=max(10.0, deadline - time.time() + 10), wire=wire)
+        result = run_driver(
+            driver, program, timeout=max(10.0, deadline - time.time() + 10), wire=wire
+        )
         journal.clear()
         execs += 1
         ops += len(program.ops)
@@ -48,11 +59,27 @@ def run(emit: Emitter, journal: Journal, *, seed: int, deadline: float, variant:
         if finding is None:
             problems = final_stats_problems(result, program)
             if problems:
-                finding = Finding("parallel", "oracle", "model-invariant " + problems[0],
-                                  "; ".join(problems), program, None, variant, program_seed)
+                finding = Finding(
+                    "parallel",
+                    "oracle",
+                    "model-invariant " + problems[0],
+                    "; ".join(problems),
+                    program,
+                    None,
+                    variant,
+                    program_seed,
+                )
         stats = (result.result or {}).get("stats") or {}
-        nonzero = tuple(sorted({f"{c}:{i}" for c, cls in enumerate(stats.get("classes", []))
-                                for i, v in enumerate(cls) if v and i in (2, 6, 7)}))
+        nonzero = tuple(
+            sorted(
+                {
+                    f"{c}:{i}"
+                    for c, cls in enumerate(stats.get("classes", []))
+                    for i, v in enumerate(cls)
+                    if v and i in (2, 6, 7)
+                }
+            )
+        )
         features.add((name, *nonzero, finding.signature if finding else "pass"))
         if finding is not None:
             emit.finding(finding)

@@ -33,14 +33,30 @@ class Emitter:
         now = time.monotonic()
         if force or now - self._last >= self.interval:
             self._last = now
-            self._send({"event": "stats", "execs": execs, "ops": ops, "coverage": coverage,
-                        "elapsed": round(now - self.started, 3)})
+            self._send(
+                {
+                    "event": "stats",
+                    "execs": execs,
+                    "ops": ops,
+                    "coverage": coverage,
+                    "elapsed": round(now - self.started, 3),
+                }
+            )
 
     def finding(self, finding: Finding) -> None:
-        self._send({"event": "finding", "engine": finding.engine, "kind": finding.kind,
-                    "detail": finding.detail, "message": finding.message,
-                    "op_index": finding.op_index, "seed": finding.seed,
-                    "variant": finding.variant, "program": dump_program(finding.program)})
+        self._send(
+            {
+                "event": "finding",
+                "engine": finding.engine,
+                "kind": finding.kind,
+                "detail": finding.detail,
+                "message": finding.message,
+                "op_index": finding.op_index,
+                "seed": finding.seed,
+                "variant": finding.variant,
+                "program": dump_program(finding.program),
+            }
+        )
 
     def notice(self, message: str) -> None:
         self._send({"event": "notice", "message": message})

@@ -44,18 +44,27 @@ def _without(program: Program, drop: set[int]) -> Program:
         if op.handle != NO_HANDLE and op.handle in dead:
             continue
         ops.append(op)
-    return canonicalize(Program(program.format, program.description, program.config,
-                                program.threads, tuple(ops)))
+    return canonicalize(
+        Program(program.format, program.description, program.config, program.threads, tuple(ops))
+    )
 
 
 def _with_threads(program: Program, mapping: dict[int, int], threads: int) -> Program:
-    ops = tuple(Op(op.kind, mapping[op.thread], op.handle, op.size, op.count, op.align, op.seed)
-                for op in program.ops)
+    ops = tuple(
+        Op(op.kind, mapping[op.thread], op.handle, op.size, op.count, op.align, op.seed)
+        for op in program.ops
+    )
     return Program(program.format, program.description, program.config, threads, ops)
 
 
-def minimize(program: Program, signature: str, run_once: Oracle, *, runs: int = 3,
-             budget_seconds: float = 60.0) -> Minimized:
+def minimize(
+    program: Program,
+    signature: str,
+    run_once: Oracle,
+    *,
+    runs: int = 3,
+    budget_seconds: float = 60.0,
+) -> Minimized:
     """Shrink ``program`` while it still fails with ``signature``."""
     started = time.perf_counter()
     tried = 0
@@ -95,8 +104,9 @@ def minimize(program: Program, signature: str, run_once: Oracle, *, runs: int = 
     return Minimized(best, len(program.ops), hits / runs, tried, time.perf_counter() - started)
 
 
-def _fewer_threads(best: Program, fails: Callable[[Program], bool],
-                   out_of_time: Callable[[], bool]) -> Program:
+def _fewer_threads(
+    best: Program, fails: Callable[[Program], bool], out_of_time: Callable[[], bool]
+) -> Program:
     used = sorted({op.thread for op in best.ops})
     compact = {t: i for i, t in enumerate(used)}
     if used and len(used) < best.threads:
@@ -106,7 +116,9 @@ def _fewer_threads(best: Program, fails: Callable[[Program], bool],
     for victim in range(best.threads - 1, 0, -1):
         if out_of_time() or best.threads == 1:
             break
-        mapping = {t: (0 if t == victim else (t if t < victim else t - 1)) for t in range(best.threads)}
+        mapping = {
+            t: (0 if t == victim else (t if t < victim else t - 1)) for t in range(best.threads)
+        }
         candidate = _with_threads(best, mapping, best.threads - 1)
         if fails(candidate):
             best = candidate

@@ -1,5 +1,7 @@
-"""The campaign report directory: ``report.json`` and ``coverage.png``
-(coverage and findings over time, one line per engine)."""
+"""The campaign report directory: ``report.json`` and ``coverage.png``.
+
+The PNG shows coverage and findings over time, one line per engine.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +13,37 @@ from hakfuzz.campaign.supervisor import CampaignResult
 from hakfuzz.campaign.triage import Triaged
 
 
-def campaign_json(result: CampaignResult, triaged: list[Triaged]) -> dict[str, Any]:
+def campaign_json(  # noqa: D103
+    result: CampaignResult, triaged: list[Triaged]
+) -> dict[str, Any]:
     o = result.options
     return {
         "format": "hakfuzz-campaign/1",
-        "variant": o.variant, "seconds": round(result.seconds, 2), "jobs": o.jobs,
+        "variant": o.variant,
+        "seconds": round(result.seconds, 2),
+        "jobs": o.jobs,
         "engines": {name: t.as_json() for name, t in result.tallies.items()},
-        "findings": [{"signature": t.finding.signature, "engine": t.finding.engine,
-                      "kind": t.finding.kind, "message": t.finding.message,
-                      "path": str(t.path), "new": t.new, "ops_before": t.ops_before,
-                      "ops": t.ops_after, "reproduction_rate": t.reproduction_rate,
-                      "replay": f"hakfuzz replay {t.path}"} for t in triaged],
+        "findings": [
+            {
+                "signature": t.finding.signature,
+                "engine": t.finding.engine,
+                "kind": t.finding.kind,
+                "message": t.finding.message,
+                "path": str(t.path),
+                "new": t.new,
+                "ops_before": t.ops_before,
+                "ops": t.ops_after,
+                "reproduction_rate": t.reproduction_rate,
+                "replay": f"hakfuzz replay {t.path}",
+            }
+            for t in triaged
+        ],
     }
 
 
-def write_report(directory: Path, result: CampaignResult, triaged: list[Triaged]) -> dict[str, Any]:
+def write_report(  # noqa: D103
+    directory: Path, result: CampaignResult, triaged: list[Triaged]
+) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     doc = campaign_json(result, triaged)
     doc["report_dir"] = str(directory)

@@ -24,9 +24,19 @@ from hakfuzz.findings import Finding, slug
 from hakfuzz.program import Program
 from hakfuzz.program.jsonio import dump_program
 
-_DIAG_MARKERS = ("free():", "double free", "malloc():", "realloc():", "munmap_chunk():",
-                 "corrupted", "hakmem:", "AddressSanitizer", "ThreadSanitizer", "runtime error",
-                 "HAKFUZZ-TEST-FAULT")
+_DIAG_MARKERS = (
+    "free():",
+    "double free",
+    "malloc():",
+    "realloc():",
+    "munmap_chunk():",
+    "corrupted",
+    "hakmem:",
+    "AddressSanitizer",
+    "ThreadSanitizer",
+    "runtime error",
+    "HAKFUZZ-TEST-FAULT",
+)
 
 
 def first_diagnostic(stderr: str) -> str:
@@ -47,13 +57,22 @@ def crash_detail(returncode: int, stderr: str) -> str:
     return f"exit {returncode} {diag}".strip()
 
 
-def crash_finding(engine: str, returncode: int, stderr: str, program: Program, *,
-                  variant: str, seed: int | None) -> Finding:
+def crash_finding(
+    engine: str, returncode: int, stderr: str, program: Program, *, variant: str, seed: int | None
+) -> Finding:
     """The finding of a process that died running ``program``."""
     detail = crash_detail(returncode, stderr)
-    return Finding(engine, "signal" if returncode < 0 else "exit", detail,
-                   f"{engine} worker died: {detail}", program, None, variant, seed,
-                   {"stderr": stderr[-4000:]})
+    return Finding(
+        engine,
+        "signal" if returncode < 0 else "exit",
+        detail,
+        f"{engine} worker died: {detail}",
+        program,
+        None,
+        variant,
+        seed,
+        {"stderr": stderr[-4000:]},
+    )
 
 
 def child_command(variant: str) -> list[str]:
@@ -61,7 +80,7 @@ def child_command(variant: str) -> list[str]:
 
 
 def child_env(variant: str) -> dict[str, str]:
-    """This environment plus the sanitizer runtime a variant needs."""
+    """The environment plus the sanitizer runtime a variant needs."""
     from hakfuzz.native import VARIANTS, sanitizer_env
 
     return {**os.environ, **(sanitizer_env(variant) if variant in VARIANTS else {})}
@@ -70,9 +89,14 @@ def child_env(variant: str) -> dict[str, str]:
 def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str | None:
     """Differential run in a child process; the signature, or None."""
     try:
-        done = subprocess.run(child_command(variant), input=dump_program(program).encode(),
-                              capture_output=True, timeout=timeout, env=child_env(variant),
-                              check=False)
+        done = subprocess.run(
+            child_command(variant),
+            input=dump_program(program).encode(),
+            capture_output=True,
+            timeout=timeout,
+            env=child_env(variant),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return "timeout-child-timed-out"
     if done.returncode == 0:
@@ -115,5 +139,11 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
     return lambda program: run_in_child(program, variant)
 
 
-__all__ = ["Path", "crash_detail", "crash_finding", "first_diagnostic", "oracle_for",
-           "run_in_child"]
+__all__ = [
+    "Path",
+    "crash_detail",
+    "crash_finding",
+    "first_diagnostic",
+    "oracle_for",
+    "run_in_child",
+]

@@ -56,15 +56,21 @@ class FindingStore:
     def path_for(self, finding: Finding) -> Path:
         return self.root / f"{finding.signature}.json"
 
-    def save(self, finding: Finding, program: Program, *, reproduction: float | None = None,
-             minimized_from: int | None = None) -> Saved:
+    def save(
+        self,
+        finding: Finding,
+        program: Program,
+        *,
+        reproduction: float | None = None,
+        minimized_from: int | None = None,
+    ) -> Saved:
         """Write ``program`` (the minimised one, usually) for ``finding``."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path_for(finding)
         if path.exists():
-            meta = read_meta(path)
-            meta["count"] = int(meta.get("count", 1)) + 1
-            text = finding_document(load_program(path), meta)
+            known = read_meta(path)
+            known["count"] = int(known.get("count", 1)) + 1
+            text = finding_document(load_program(path), known)
             path.write_text(text)
             return Saved(path, False)
         meta: dict[str, Any] = {
@@ -83,8 +89,7 @@ class FindingStore:
             "count": 1,
         }
         description = program.description or f"{finding.engine}: {finding.message}"[:500]
-        program = Program(program.format, description, program.config, program.threads,
-                          program.ops)
+        program = Program(program.format, description, program.config, program.threads, program.ops)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(finding_document(program, meta))
         tmp.replace(path)
@@ -92,8 +97,10 @@ class FindingStore:
 
 
 def promote(path: Path, regressions: Path) -> Path:
-    """Move a finding into the regression corpus (``finding`` metadata dropped,
-    the description keeps its message); returns the new path."""
+    """Move a finding into the regression corpus; returns the new path.
+
+    The ``finding`` metadata is dropped; the description keeps its message.
+    """
     if not path.is_file():
         raise UsageError(f"hakfuzz promote: {path}: no such finding file")
     program = load_program(path)
@@ -103,8 +110,9 @@ def promote(path: Path, regressions: Path) -> Path:
     if target.exists():
         raise UsageError(f"hakfuzz promote: {target} already exists")
     if not program.description and meta.get("message"):
-        program = Program(program.format, str(meta["message"]), program.config,
-                          program.threads, program.ops)
+        program = Program(
+            program.format, str(meta["message"]), program.config, program.threads, program.ops
+        )
     target.write_text(dump_program(program))
     path.unlink()
     return target

@@ -1,5 +1,6 @@
-"""The campaign supervisor: start engine workers, watch them, restart the
-dead, collect findings, minimise them and write the store and the report.
+"""The campaign supervisor: start, watch and restart engine workers.
+
+It collects their findings; triage and the report come after.
 
 Workers are child processes (``python -m hakfuzz.campaign.worker``).  Their
 stdout carries JSON events; atheris workers' stderr carries libFuzzer's own
@@ -10,6 +11,7 @@ that dies before the deadline is a crash: the input in its journal becomes a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -34,20 +36,24 @@ _LIBFUZZER = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 
 @dataclass(frozen=True, slots=True)
 class CampaignOptions:
+    """What a campaign runs."""
+
     engines: tuple[str, ...] = ENGINES
     seconds: float = 60.0
     jobs: int = 2
     variant: str = "release"
     seed: int = 1
     workdir: Path = Path(".hakfuzz")
-    corpus_dir: Path | None = None       # atheris working corpus
-    db: str | None = None                # shared Hypothesis example database (dir or redis://)
-    seeds: tuple[Path, ...] = ()          # JSON programs for atheris seeds
+    corpus_dir: Path | None = None  # atheris working corpus
+    db: str | None = None  # shared Hypothesis example database (dir or redis://)
+    seeds: tuple[Path, ...] = ()  # JSON programs for atheris seeds
     libfuzzer_args: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class EngineTally:
+    """One engine's figures, summed over its workers."""
+
     workers: int = 0
     restarts: int = 0
     execs: int = 0
@@ -59,11 +65,17 @@ class EngineTally:
     notices: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"workers": self.workers, "restarts": self.restarts, "execs": self.execs,
-                "ops": self.ops, "coverage": self.coverage, "findings": self.findings,
-                "seconds": round(self.seconds, 2),
-                "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
-                "notices": self.notices[:5]}
+        return {
+            "workers": self.workers,
+            "restarts": self.restarts,
+            "execs": self.execs,
+            "ops": self.ops,
+            "coverage": self.coverage,
+            "findings": self.findings,
+            "seconds": round(self.seconds, 2),
+            "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
+            "notices": self.notices[:5],
+        }
 
 
 @dataclass(slots=True)
@@ -84,6 +96,8 @@ class _Worker:
 
 @dataclass(slots=True)
 class CampaignResult:
+    """Figures and the deduplicated findings of a campaign."""
+
     options: CampaignOptions
     tallies: dict[str, EngineTally]
     findings: list[Finding]
@@ -96,8 +110,13 @@ Listener = Callable[[dict[str, EngineTally], float], None]
 class Supervisor:
     """Runs one campaign."""
 
-    def __init__(self, opts: CampaignOptions, *, on_update: Listener | None = None,
-                 on_finding: Callable[[Finding], None] | None = None) -> None:
+    def __init__(
+        self,
+        opts: CampaignOptions,
+        *,
+        on_update: Listener | None = None,
+        on_finding: Callable[[Finding], None] | None = None,
+    ) -> None:
         self.opts = opts
         self.on_update = on_update
         self.on_finding = on_finding
@@ -105,7 +124,7 @@ class Supervisor:
         self.findings: dict[str, Finding] = {}
         self.selector = selectors.DefaultSelector()
         self.workers: list[_Worker] = []
-        self.finished: dict[str, tuple[int, int, int]] = {e: (0, 0, 0) for e in opts.engines}
+        self.finished: dict[str, tuple[int, int, int]] = dict.fromkeys(opts.engines, (0, 0, 0))
         self.deadline = 0.0
         self.started = 0.0
         self.quick_deaths: dict[str, int] = {}
@@ -113,9 +132,23 @@ class Supervisor:
     # ---- workers --------------------------------------------------------------
     def _command(self, engine: str, job: int, seed: int) -> list[str]:
         o = self.opts
-        cmd = [sys.executable, "-m", "hakfuzz.campaign.worker", "--engine", engine,
-               "--job", str(job), "--seed", str(seed), "--deadline", str(self.deadline),
-               "--variant", o.variant, "--workdir", str(o.workdir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hakfuzz.campaign.worker",
+            "--engine",
+            engine,
+            "--job",
+            str(job),
+            "--seed",
+            str(seed),
+            "--deadline",
+            str(self.deadline),
+            "--variant",
+            o.variant,
+            "--workdir",
+            str(o.workdir),
+        ]
         if o.db is not None:
             cmd += ["--db", o.db]
         if engine == "atheris":
@@ -129,9 +162,13 @@ class Supervisor:
     def _start(self, engine: str, job: int, seed: int) -> None:
         from hakfuzz.campaign.reproduce import child_env
 
-        proc = subprocess.Popen(self._command(engine, job, seed), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=child_env(self.opts.variant))
+        proc = subprocess.Popen(
+            self._command(engine, job, seed),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=child_env(self.opts.variant),
+        )
         worker = _Worker(engine, job, seed, proc, time.time())
         for stream in (proc.stdout, proc.stderr):
             assert stream is not None
@@ -164,8 +201,9 @@ class Supervisor:
                     self.tallies[w.engine].notices.append(f"job {w.job} did not stop; killed")
                     w.proc.kill()
         self._refresh(time.time())
-        return CampaignResult(o, self.tallies, list(self.findings.values()),
-                              time.time() - self.started)
+        return CampaignResult(
+            o, self.tallies, list(self.findings.values()), time.time() - self.started
+        )
 
     def _read(self, worker: _Worker, stream: IO[bytes]) -> None:
         fd = stream.fileno()
@@ -185,7 +223,7 @@ class Supervisor:
             if is_stdout:
                 self._event(worker, line)
             else:
-                worker.stderr_tail = (worker.stderr_tail + [line])[-200:]
+                worker.stderr_tail = ([*worker.stderr_tail, line])[-200:]
                 match = _LIBFUZZER.match(line)
                 if match and worker.engine == "atheris":
                     worker.execs = max(worker.execs, int(match.group(1)))
@@ -205,9 +243,18 @@ class Supervisor:
             worker.ops = int(event["ops"])
         elif kind == "finding":
             program = loads_program(event["program"], source=f"<{worker.engine} job {worker.job}>")
-            self._add(Finding(event["engine"], event["kind"], event["detail"], event["message"],
-                              program, event.get("op_index"), event.get("variant", "release"),
-                              event.get("seed")))
+            self._add(
+                Finding(
+                    event["engine"],
+                    event["kind"],
+                    event["detail"],
+                    event["message"],
+                    program,
+                    event.get("op_index"),
+                    event.get("variant", "release"),
+                    event.get("seed"),
+                )
+            )
         elif kind == "notice":
             notes = self.tallies[worker.engine].notices
             if event["message"] not in notes:
@@ -240,10 +287,8 @@ class Supervisor:
                     self._event(worker, raw.decode(errors="replace"))
                 elif raw:
                     worker.stderr_tail.append(raw.decode(errors="replace"))
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(stream)
-            except (KeyError, ValueError):
-                pass
             stream.close()
         self.workers.remove(worker)
         tally = self.tallies[worker.engine]
@@ -256,13 +301,25 @@ class Supervisor:
             program = recover(journal)
             stderr = "\n".join(worker.stderr_tail)
             if program is not None and program.ops:
-                self._add(crash_finding(worker.engine, code, stderr, program,
-                                        variant=self.opts.variant, seed=worker.seed))
+                self._add(
+                    crash_finding(
+                        worker.engine,
+                        code,
+                        stderr,
+                        program,
+                        variant=self.opts.variant,
+                        seed=worker.seed,
+                    )
+                )
             else:
-                tally.notices.append(f"job {worker.job} exited {code} outside any input: "
-                                     f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+                tally.notices.append(
+                    f"job {worker.job} exited {code} outside any input: "
+                    f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}"
+                )
         quick = time.time() - worker.started < 5.0 and not worker.execs
-        self.quick_deaths[worker.engine] = self.quick_deaths.get(worker.engine, 0) + 1 if quick else 0
+        self.quick_deaths[worker.engine] = (
+            self.quick_deaths.get(worker.engine, 0) + 1 if quick else 0
+        )
         if self.quick_deaths[worker.engine] >= 3:
             tally.notices.append(f"{worker.engine} workers die at start-up; not restarting them")
         elif time.time() < self.deadline - 2:

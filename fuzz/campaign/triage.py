@@ -19,6 +19,8 @@ from hakfuzz.findings import Finding
 
 @dataclass(frozen=True, slots=True)
 class Triaged:
+    """A finding as stored: where, whether new, sizes and reproduction rate."""
+
     finding: Finding
     path: Path
     new: bool
@@ -27,22 +29,45 @@ class Triaged:
     reproduction_rate: float | None
 
 
-def triage(findings: list[Finding], store: FindingStore, *, variant: str, runs: int = 3,
-           seconds_each: float = 30.0) -> list[Triaged]:
+def triage(  # noqa: D103 - see the module docstring
+    findings: list[Finding],
+    store: FindingStore,
+    *,
+    variant: str,
+    runs: int = 3,
+    seconds_each: float = 30.0,
+) -> list[Triaged]:
     out: list[Triaged] = []
     for finding in findings:
         if store.path_for(finding).exists():
             saved = store.save(finding, finding.program)
-            out.append(Triaged(finding, saved.path, False, len(finding.program.ops),
-                               len(finding.program.ops), None))
+            out.append(
+                Triaged(
+                    finding,
+                    saved.path,
+                    False,
+                    len(finding.program.ops),
+                    len(finding.program.ops),
+                    None,
+                )
+            )
             continue
         program, rate = finding.program, None
         if finding.engine != "hypothesis":
-            result = minimize(finding.program, finding.signature, oracle_for(finding, variant),
-                              runs=runs, budget_seconds=seconds_each)
+            result = minimize(
+                finding.program,
+                finding.signature,
+                oracle_for(finding, variant),
+                runs=runs,
+                budget_seconds=seconds_each,
+            )
             program, rate = result.program, result.reproduction_rate
-        saved = store.save(finding, program, reproduction=rate,
-                           minimized_from=len(finding.program.ops))
-        out.append(Triaged(finding, saved.path, saved.new, len(finding.program.ops),
-                           len(program.ops), rate))
+        saved = store.save(
+            finding, program, reproduction=rate, minimized_from=len(finding.program.ops)
+        )
+        out.append(
+            Triaged(
+                finding, saved.path, saved.new, len(finding.program.ops), len(program.ops), rate
+            )
+        )
     return out

@@ -15,10 +15,12 @@ from hakfuzz.campaign.journal import Journal
 
 
 def journal_path(workdir: Path, job: int) -> Path:
+    """Where job ``job`` journals its in-flight input."""
     return workdir / f"journal-{job}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one engine until the deadline."""
     parser = argparse.ArgumentParser(prog="hakfuzz.campaign.worker")
     parser.add_argument("--engine", required=True, choices=("hypothesis", "atheris", "parallel"))
     parser.add_argument("--job", type=int, required=True)
@@ -36,23 +38,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "parallel":
         from hakfuzz.campaign import engine_parallel
 
-        engine_parallel.run(emit, journal, seed=args.seed, deadline=args.deadline,
-                            variant=args.variant)
+        engine_parallel.run(
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+        )
     elif args.engine == "hypothesis":
+        from hakfuzz import native
         from hakfuzz.campaign import engine_hypothesis
         from hakfuzz.statemachine import use_module
-        from hakfuzz import native
 
         use_module(native.load(args.variant, progress=None))
-        engine_hypothesis.run(emit, journal, seed=args.seed, deadline=args.deadline,
-                              variant=args.variant, database=args.db)
+        engine_hypothesis.run(
+            emit,
+            journal,
+            seed=args.seed,
+            deadline=args.deadline,
+            variant=args.variant,
+            database=args.db,
+        )
     else:
         from hakfuzz.campaign import engine_atheris
 
         assert args.corpus_dir is not None
-        engine_atheris.run(emit, journal, seed=args.seed, deadline=args.deadline,
-                           variant=args.variant, corpus_dir=args.corpus_dir,
-                           workdir=args.workdir, seeds=args.seeds, libfuzzer_args=args.rest)
+        engine_atheris.run(
+            emit,
+            journal,
+            seed=args.seed,
+            deadline=args.deadline,
+            variant=args.variant,
+            corpus_dir=args.corpus_dir,
+            workdir=args.workdir,
+            seeds=args.seeds,
+            libfuzzer_args=args.rest,
+        )
     journal.clear()
     emit.done()
     return 0

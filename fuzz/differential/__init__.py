@@ -1,5 +1,7 @@
-"""The differential engine: a Program run on the model and the native
-allocator in lockstep, compared after every op (exact mode)."""
+"""The differential engine: model and native allocator in lockstep.
+
+A Program runs on both and they are compared after every op (exact mode).
+"""
 
 from hakfuzz.differential.executor import (
     DifferentialExecutor,

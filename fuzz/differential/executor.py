@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hakfuzz.differential.patterns import pattern
 from hakfuzz.campaign.journal import Journal
+from hakfuzz.differential.patterns import pattern
 from hakfuzz.findings import Finding
 from hakfuzz.model import Loc, ModelAllocator, Owner
-from hakfuzz.model.stats import diff_stats, field_name
+from hakfuzz.model.stats import field_name
 from hakfuzz.parallel.stress import model_config
 from hakfuzz.program import NO_HANDLE, Op, OpKind, Program, ProgramConfig
 
@@ -58,7 +58,7 @@ class _Stop(Exception):
 
 
 class _Handle:
-    __slots__ = ("ptr", "loc", "size", "seed", "zeroed")
+    __slots__ = ("loc", "ptr", "seed", "size", "zeroed")
 
     def __init__(self, ptr: Any, loc: Loc, size: int, zeroed: bool) -> None:
         self.ptr = ptr
@@ -97,8 +97,10 @@ class _Worker:
 
 
 class DifferentialSession:
-    """One program in progress: ops are stepped one at a time (the Hypothesis
-    state machine drives this directly); :meth:`close` must be called."""
+    """One program in progress, stepped one op at a time.
+
+    The Hypothesis state machine drives this directly; :meth:`close` must be called.
+    """
 
     def __init__(self, executor: DifferentialExecutor, config: ProgramConfig, threads: int) -> None:
         self.x = executor
@@ -149,8 +151,9 @@ class DifferentialSession:
 
     def program(self, description: str = "") -> Program:
         """The ops stepped so far, as a Program."""
-        return Program(description=description, config=self.config, threads=self.threads,
-                       ops=tuple(self.ops))
+        return Program(
+            description=description, config=self.config, threads=self.threads, ops=tuple(self.ops)
+        )
 
     def close(self) -> None:
         """Stop the worker threads and reset the allocator."""
@@ -206,22 +209,39 @@ class DifferentialExecutor:
         lib, ffi = self.lib, self.ffi
         tid = op.thread
         if kind is OpKind.ALLOC:
-            self._created(handles, i, op, lib.hak_malloc(op.size), model.malloc(tid, op.size),
-                          op.size, 1)
+            self._created(
+                handles, i, op, lib.hak_malloc(op.size), model.malloc(tid, op.size), op.size, 1
+            )
         elif kind is OpKind.LIBC_ALLOC:
-            self._created(handles, i, op, lib.hak_libc_malloc(op.size),
-                          model.libc_alloc(tid, op.size), op.size, 1)
+            self._created(
+                handles,
+                i,
+                op,
+                lib.hak_libc_malloc(op.size),
+                model.libc_alloc(tid, op.size),
+                op.size,
+                1,
+            )
         elif kind is OpKind.CALLOC:
             ptr = lib.hak_calloc(op.count, op.size)
-            self._created(handles, i, op, ptr, model.calloc(tid, op.count, op.size),
-                          op.count * op.size, 1, zeroed=True)
+            self._created(
+                handles,
+                i,
+                op,
+                ptr,
+                model.calloc(tid, op.count, op.size),
+                op.count * op.size,
+                1,
+                zeroed=True,
+            )
         elif kind is OpKind.MEMALIGN:
             rc = lib.hak_posix_memalign(self._out, op.align, op.size)
             ptr = self._out[0] if rc == 0 else ffi.NULL
             if rc != 0:
                 ffi.errno = rc
-            self._created(handles, i, op, ptr, model.posix_memalign(tid, op.align, op.size),
-                          op.size, op.align)
+            self._created(
+                handles, i, op, ptr, model.posix_memalign(tid, op.align, op.size), op.size, op.align
+            )
         elif kind is OpKind.REALLOC:
             self._realloc(model, handles, i, op)
         elif kind is OpKind.FREE:
@@ -250,8 +270,18 @@ class DifferentialExecutor:
             self._check(model, i, op)
         self._compare_stats(model, i, op)
 
-    def _created(self, handles: dict[int, _Handle], i: int, op: Op, ptr: Any, loc: Loc,
-                 size: int, align: int, *, zeroed: bool = False) -> None:
+    def _created(
+        self,
+        handles: dict[int, _Handle],
+        i: int,
+        op: Op,
+        ptr: Any,
+        loc: Loc,
+        size: int,
+        align: int,
+        *,
+        zeroed: bool = False,
+    ) -> None:
         ffi = self.ffi
         if loc.owner is Owner.NULL:
             if ptr != ffi.NULL:
@@ -264,7 +294,9 @@ class DifferentialExecutor:
             self._stop(i, op, "result", str(loc), f"NULL (errno {ffi.errno})")
         self._compare_place(i, op, ptr, loc)
         if align > 1 and int(ffi.cast("uintptr_t", ptr)) % align:
-            self._stop(i, op, "alignment", f"a multiple of {align}", hex(int(ffi.cast("uintptr_t", ptr))))
+            self._stop(
+                i, op, "alignment", f"a multiple of {align}", hex(int(ffi.cast("uintptr_t", ptr)))
+            )
         h = _Handle(ptr, loc, size, zeroed)
         handles[op.handle] = h
         if zeroed:
@@ -312,7 +344,10 @@ class DifferentialExecutor:
 
     def _place(self) -> str:
         loc = self._loc
-        return f"owner {loc.owner} class {loc.class_idx} ss {loc.ss_seq} slab {loc.slab_idx} block {loc.block_idx}"
+        return (
+            f"owner {loc.owner} class {loc.class_idx} ss {loc.ss_seq} "
+            f"slab {loc.slab_idx} block {loc.block_idx}"
+        )
 
     def _compare_place(self, i: int, op: Op, ptr: Any, loc: Loc) -> None:
         got = self._locate(ptr)
@@ -341,7 +376,9 @@ class DifferentialExecutor:
         want = model.stats_tuple()
         if self.features is not None:
             prev = self._prev_stats or want
-            self.features.add((int(op.kind), tuple(k for k in range(len(want)) if want[k] != prev[k])))
+            self.features.add(
+                (int(op.kind), tuple(k for k in range(len(want)) if want[k] != prev[k]))
+            )
             self._prev_stats = want
         if self._stats_buf[:] == _STATS.pack(*want):
             return
@@ -367,19 +404,39 @@ class DifferentialExecutor:
         raise _Stop(Divergence(i, op, field, expected, actual))
 
 
-def run_differential(hak: Any, program: Program, *, variant: str = "release",
-                     engine: str = "differential", seed: int | None = None) -> Finding | None:
+def run_differential(
+    hak: Any,
+    program: Program,
+    *,
+    variant: str = "release",
+    engine: str = "differential",
+    seed: int | None = None,
+) -> Finding | None:
     """Run once; a :class:`Finding` whose program is the reproducing prefix, or None."""
     divergence = DifferentialExecutor(hak).run(program)
     if divergence is None:
         return None
     cut = len(program.ops) if divergence.op_index < 0 else divergence.op_index + 1
-    prefix = Program(program.format, program.description, program.config, program.threads,
-                     program.ops[:cut])
-    return Finding(engine, "divergence", divergence.field, divergence.describe(), prefix,
-                   divergence.op_index if divergence.op_index >= 0 else None, variant, seed,
-                   {"expected": divergence.expected, "actual": divergence.actual})
+    prefix = Program(
+        program.format, program.description, program.config, program.threads, program.ops[:cut]
+    )
+    return Finding(
+        engine,
+        "divergence",
+        divergence.field,
+        divergence.describe(),
+        prefix,
+        divergence.op_index if divergence.op_index >= 0 else None,
+        variant,
+        seed,
+        {"expected": divergence.expected, "actual": divergence.actual},
+    )
 
 
-__all__ = ["DifferentialExecutor", "DifferentialSession", "Divergence", "run_differential",
-           "NO_HANDLE"]
+__all__ = [
+    "NO_HANDLE",
+    "DifferentialExecutor",
+    "DifferentialSession",
+    "Divergence",
+    "run_differential",
+]

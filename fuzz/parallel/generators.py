@@ -115,8 +115,12 @@ class _Builder:
 
     def program(self, description: str, config: ProgramConfig | None = None) -> Program:
         ops = self.ops[:MAX_OPS]
-        return Program(description=description, config=config or ProgramConfig(),
-                       threads=self.threads, ops=tuple(ops))
+        return Program(
+            description=description,
+            config=config or ProgramConfig(),
+            threads=self.threads,
+            ops=tuple(ops),
+        )
 
 
 def _budget(ops: int) -> int:
@@ -129,7 +133,9 @@ def larson(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
     b = _Builder(rnd, threads, libc_ratio)
     budget = _budget(ops)
     slots_per_thread = max(4, min(256, budget // (threads * 8)))
-    slots = [[b.alloc(t, rnd.randint(8, 128)) for _ in range(slots_per_thread)] for t in range(threads)]
+    slots = [
+        [b.alloc(t, rnd.randint(8, 128)) for _ in range(slots_per_thread)] for t in range(threads)
+    ]
     rounds = 0
     while not b.full(budget):
         rounds += 1
@@ -162,12 +168,18 @@ def producer_consumer(seed: int, threads: int, ops: int, libc_ratio: float) -> P
                 pending.append(h)
         rnd.shuffle(pending)
         for c in consumers:
-            take, pending = pending[: len(pending) // len(consumers) + 1], pending[len(pending) // len(consumers) + 1:]
+            take, pending = (
+                pending[: len(pending) // len(consumers) + 1],
+                pending[len(pending) // len(consumers) + 1 :],
+            )
             for h in take:
                 b.ops.append(Op.verify(h, c))
                 b.free(c, h)
-    return _closed(b, "producer/consumer: every free is remote",
-                   ProgramConfig(cache_cap=rnd.choice((0, 8, 64))))
+    return _closed(
+        b,
+        "producer/consumer: every free is remote",
+        ProgramConfig(cache_cap=rnd.choice((0, 8, 64))),
+    )
 
 
 def churn(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
@@ -181,15 +193,18 @@ def churn(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
             mine = [b.alloc(t) for _ in range(rnd.randint(4, 48))]
             for h in mine[: len(mine) // 2]:
                 b.free(t, h)  # into t's cache
-            held.extend(mine[len(mine) // 2:])
+            held.extend(mine[len(mine) // 2 :])
             b.ops.append(Op.thread_exit(t))
         rnd.shuffle(held)
         keep = len(held) // 3
         for h in held[keep:]:
             b.free(rnd.randrange(threads), h)
         held = held[:keep]
-    return _closed(b, "thread churn: orphans freed by survivors",
-                   ProgramConfig(cache_cap=rnd.choice((4, 16, 64)), refill_batch=4))
+    return _closed(
+        b,
+        "thread churn: orphans freed by survivors",
+        ProgramConfig(cache_cap=rnd.choice((4, 16, 64)), refill_batch=4),
+    )
 
 
 def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:

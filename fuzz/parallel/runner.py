@@ -21,9 +21,19 @@ from hakfuzz.findings import Finding
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program
 
-_GLIBC_MESSAGE_PREFIXES = ("free():", "double free", "malloc():", "realloc():", "munmap_chunk():",
-                           "corrupted", "malloc_consolidate", "hakmem:", "ThreadSanitizer",
-                           "AddressSanitizer", "runtime error")
+_GLIBC_MESSAGE_PREFIXES = (
+    "free():",
+    "double free",
+    "malloc():",
+    "realloc():",
+    "munmap_chunk():",
+    "corrupted",
+    "malloc_consolidate",
+    "hakmem:",
+    "ThreadSanitizer",
+    "AddressSanitizer",
+    "runtime error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +41,7 @@ class RunResult:
     """What one driver run said."""
 
     returncode: int
-    result: dict[str, Any] | None   # the driver's JSON, when it printed one
+    result: dict[str, Any] | None  # the driver's JSON, when it printed one
     stderr: str
     timed_out: bool
 
@@ -40,15 +50,25 @@ class RunResult:
         return self.returncode == 0 and self.result is not None and bool(self.result.get("ok"))
 
 
-def run_driver(driver: Path, program: Program, *, allocator: str = "hakmem",
-               timeout: float = 120.0, env: dict[str, str] | None = None,
-               wire: bytes | None = None) -> RunResult:
+def run_driver(
+    driver: Path,
+    program: Program,
+    *,
+    allocator: str = "hakmem",
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    wire: bytes | None = None,
+) -> RunResult:
     """Run ``program`` once under ``driver``."""
     data = to_wire(program) if wire is None else wire
     try:
         done = subprocess.run(
-            [str(driver), "--allocator", allocator, "-"], input=data, capture_output=True,
-            timeout=timeout, env={**os.environ, **(env or {})}, check=False,
+            [str(driver), "--allocator", allocator, "-"],
+            input=data,
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
@@ -67,35 +87,82 @@ def run_driver(driver: Path, program: Program, *, allocator: str = "hakmem",
 def _first_diagnostic(stderr: str) -> str:
     for line in stderr.splitlines():
         stripped = line.strip().lstrip("=0123456789").strip()
-        if stripped.startswith(_GLIBC_MESSAGE_PREFIXES) or "ERROR:" in stripped or "WARNING:" in stripped:
+        if (
+            stripped.startswith(_GLIBC_MESSAGE_PREFIXES)
+            or "ERROR:" in stripped
+            or "WARNING:" in stripped
+        ):
             return stripped
     lines = [line for line in stderr.splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
 
 
-def judge(run: RunResult, program: Program, *, variant: str, seed: int | None,
-          engine: str = "parallel") -> Finding | None:
+def judge(
+    run: RunResult, program: Program, *, variant: str, seed: int | None, engine: str = "parallel"
+) -> Finding | None:
     """None for a pass; otherwise the finding this run is."""
     if run.ok:
         return None
     diag = _first_diagnostic(run.stderr)
     if run.timed_out:
-        return Finding(engine, "timeout", "driver timed out", f"no result in time. {diag}".strip(),
-                       program, None, variant, seed)
+        return Finding(
+            engine,
+            "timeout",
+            "driver timed out",
+            f"no result in time. {diag}".strip(),
+            program,
+            None,
+            variant,
+            seed,
+        )
     if run.returncode < 0:
         name = signal.Signals(-run.returncode).name
-        return Finding(engine, "signal", f"{name} {diag}", f"killed by {name}: {diag}", program,
-                       None, variant, seed, {"stderr": run.stderr[-4000:]})
+        return Finding(
+            engine,
+            "signal",
+            f"{name} {diag}",
+            f"killed by {name}: {diag}",
+            program,
+            None,
+            variant,
+            seed,
+            {"stderr": run.stderr[-4000:]},
+        )
     failure = (run.result or {}).get("failure")
     if run.returncode == 3 and isinstance(failure, dict):
         oracle = str(failure.get("oracle", "oracle"))
         op_index = failure.get("op_index")
-        return Finding(engine, "oracle", oracle, str(failure.get("message", "")), program,
-                       op_index if isinstance(op_index, int) and op_index >= 0 else None,
-                       variant, seed, {"handle": failure.get("handle")})
+        return Finding(
+            engine,
+            "oracle",
+            oracle,
+            str(failure.get("message", "")),
+            program,
+            op_index if isinstance(op_index, int) and op_index >= 0 else None,
+            variant,
+            seed,
+            {"handle": failure.get("handle")},
+        )
     if "ThreadSanitizer" in run.stderr or "AddressSanitizer" in run.stderr:
-        return Finding(engine, "sanitizer", diag, diag, program, None, variant, seed,
-                       {"stderr": run.stderr[-4000:]})
-    return Finding(engine, "exit", f"exit {run.returncode} {diag}",
-                   f"driver exited {run.returncode}: {diag}", program, None, variant, seed,
-                   {"stderr": run.stderr[-4000:]})
+        return Finding(
+            engine,
+            "sanitizer",
+            diag,
+            diag,
+            program,
+            None,
+            variant,
+            seed,
+            {"stderr": run.stderr[-4000:]},
+        )
+    return Finding(
+        engine,
+        "exit",
+        f"exit {run.returncode} {diag}",
+        f"driver exited {run.returncode}: {diag}",
+        program,
+        None,
+        variant,
+        seed,
+        {"stderr": run.stderr[-4000:]},
+    )

@@ -51,9 +51,13 @@ class WorkloadTally:
     seconds: float = 0.0  # time inside the driver's threads
 
     def as_json(self) -> dict[str, Any]:
-        return {"programs": self.programs, "runs": self.runs, "ops": self.ops,
-                "seconds": round(self.seconds, 4),
-                "ops_per_sec": round(self.ops / self.seconds, 1) if self.seconds else 0.0}
+        return {
+            "programs": self.programs,
+            "runs": self.runs,
+            "ops": self.ops,
+            "seconds": round(self.seconds, 4),
+            "ops_per_sec": round(self.ops / self.seconds, 1) if self.seconds else 0.0,
+        }
 
 
 @dataclass(slots=True)
@@ -80,9 +84,15 @@ class StressReport:
     def as_json(self) -> dict[str, Any]:
         o = self.options
         return {
-            "engine": "parallel", "variant": o.variant, "allocator": o.allocator,
-            "threads": o.threads, "seed": o.seed, "repeat": o.repeat, "libc_ratio": o.libc_ratio,
-            "runs": self.runs, "ops": self.ops,
+            "engine": "parallel",
+            "variant": o.variant,
+            "allocator": o.allocator,
+            "threads": o.threads,
+            "seed": o.seed,
+            "repeat": o.repeat,
+            "libc_ratio": o.libc_ratio,
+            "runs": self.runs,
+            "ops": self.ops,
             "ops_per_sec": round(self.ops / self.driver_seconds, 1) if self.driver_seconds else 0.0,
             "wall_seconds": round(self.wall_seconds, 3),
             "workloads": {name: t.as_json() for name, t in self.tallies.items()},
@@ -92,17 +102,33 @@ class StressReport:
 
 def finding_json(f: Finding) -> dict[str, Any]:
     """A finding's JSON summary (the program is saved separately)."""
-    return {"signature": f.signature, "engine": f.engine, "kind": f.kind, "message": f.message,
-            "op_index": f.op_index, "variant": f.variant, "seed": f.seed,
-            "ops": len(f.program.ops), "threads": f.program.threads}
+    return {
+        "signature": f.signature,
+        "engine": f.engine,
+        "kind": f.kind,
+        "message": f.message,
+        "op_index": f.op_index,
+        "variant": f.variant,
+        "seed": f.seed,
+        "ops": len(f.program.ops),
+        "threads": f.program.threads,
+    }
 
 
 def model_config(config: ProgramConfig) -> Config:
     """The model's view of a program's allocator config."""
     c = config.as_c_fields()
-    return Config(c["ss_cap"], c["budget_bytes"], OomPolicy(c["oom_policy"]), c["cache_cap"],
-                  c["refill_batch"], bool(c["release_empty"]), c["ss_keep"], bool(c["checked"]),
-                  c["fail_map_at"])
+    return Config(
+        c["ss_cap"],
+        c["budget_bytes"],
+        OomPolicy(c["oom_policy"]),
+        c["cache_cap"],
+        c["refill_batch"],
+        bool(c["release_empty"]),
+        c["ss_keep"],
+        bool(c["checked"]),
+        c["fail_map_at"],
+    )
 
 
 def final_stats_problems(run: RunResult, program: Program) -> list[str]:
@@ -112,8 +138,9 @@ def final_stats_problems(run: RunResult, program: Program) -> list[str]:
         return []
     flat = [v for cls in stats["classes"] for v in cls]
     flat += [stats[k] for k in ("ss_mapped", "ss_kept", "os_maps", "os_map_failures", "os_unmaps")]
-    return expect_quiescent_totals(flat, model_config(program.config), [0] * 8, threads=0,
-                                   all_exited=True)
+    return expect_quiescent_totals(
+        flat, model_config(program.config), [0] * 8, threads=0, all_exited=True
+    )
 
 
 def _programs(opts: StressOptions, name: str) -> Iterator[tuple[int, Program]]:
@@ -121,7 +148,9 @@ def _programs(opts: StressOptions, name: str) -> Iterator[tuple[int, Program]]:
     spent, seed = 0, opts.seed
     generator = WORKLOADS[name]
     while spent < share:
-        program = generator(seed, opts.threads, min(opts.program_ops, share - spent), opts.libc_ratio)
+        program = generator(
+            seed, opts.threads, min(opts.program_ops, share - spent), opts.libc_ratio
+        )
         spent += max(1, len(program.ops))
         yield seed, program
         seed += 1
@@ -131,8 +160,13 @@ Progress = Callable[[str, int, int], None]
 """Called as (workload, ops done in it, its op share) after each run."""
 
 
-def run_stress(opts: StressOptions, driver: Path, *, progress: Progress | None = None,
-               on_finding: Callable[[Finding], None] | None = None) -> StressReport:
+def run_stress(
+    opts: StressOptions,
+    driver: Path,
+    *,
+    progress: Progress | None = None,
+    on_finding: Callable[[Finding], None] | None = None,
+) -> StressReport:
     """Run the campaign; findings are deduplicated by signature."""
     report = StressReport(opts)
     started = time.perf_counter()
@@ -151,8 +185,9 @@ def run_stress(opts: StressOptions, driver: Path, *, progress: Progress | None =
                 pending = pool.submit(_next, programs)
                 tally.programs += 1
                 for _ in range(opts.repeat):
-                    run = run_driver(driver, program, allocator=opts.allocator,
-                                     timeout=opts.timeout, wire=wire)
+                    run = run_driver(
+                        driver, program, allocator=opts.allocator, timeout=opts.timeout, wire=wire
+                    )
                     tally.runs += 1
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
@@ -161,8 +196,16 @@ def run_stress(opts: StressOptions, driver: Path, *, progress: Progress | None =
                     if finding is None and opts.allocator == "hakmem":
                         problems = final_stats_problems(run, program)
                         if problems:
-                            finding = Finding("parallel", "oracle", "model-invariant " + problems[0],
-                                              "; ".join(problems), program, None, opts.variant, seed)
+                            finding = Finding(
+                                "parallel",
+                                "oracle",
+                                "model-invariant " + problems[0],
+                                "; ".join(problems),
+                                program,
+                                None,
+                                opts.variant,
+                                seed,
+                            )
                     if finding is not None:
                         if finding.signature not in report.findings:
                             report.findings[finding.signature] = finding

@@ -32,8 +32,12 @@ def to_wire(program: Program) -> bytes:
     calloc, memalign, write = OpKind.CALLOC, OpKind.MEMALIGN, OpKind.WRITE
     for op in program.ops:
         kind = op.kind
-        arg = op.count if kind is calloc else op.align if kind is memalign else (
-            op.seed if kind is write else 0
+        arg = (
+            op.count
+            if kind is calloc
+            else op.align
+            if kind is memalign
+            else (op.seed if kind is write else 0)
         )
         handle = _NO_HANDLE_WIRE if op.handle == NO_HANDLE else op.handle
         out += pack(int(kind), op.thread, 0, handle, op.size, arg)
