@@ -34,6 +34,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("preload", "hakfuzz.cli_preload"),
     ("bench", "hakfuzz.cli_bench"),
     ("fuzz", "hakfuzz.cli_fuzz"),
+    ("minimize", "hakfuzz.cli_minimize"),
+    ("promote", "hakfuzz.cli_promote"),
+    ("mutants", "hakfuzz.cli_mutants"),
 ]
 """(command name, module) pairs, in the order ``--help`` lists them."""
 

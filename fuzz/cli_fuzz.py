@@ -107,25 +107,25 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.campaign.store import FindingStore
     from hakfuzz.campaign.supervisor import CampaignOptions
     from hakfuzz.campaign.triage import triage
-    from hakfuzz.native import VARIANTS, build
-    from hakfuzz.native._tools import build_tool
+    from hakfuzz.native import build
+    from hakfuzz.variants import load_module, split, tool
 
     engines = _engines(args.engine)
     if args.time <= 0:
         raise UsageError("hakfuzz fuzz: --time must be positive")
     if args.jobs < 1:
         raise UsageError("hakfuzz fuzz: --jobs must be at least 1")
-    if args.variant not in VARIANTS:
-        raise UsageError(
-            f"hakfuzz fuzz: unknown variant {args.variant!r} (choose from {', '.join(VARIANTS)})"
-        )
+    split(args.variant)  # a usage error for an unknown variant or mutant
     err = Console(stderr=True)
     workdir: Path = args.workdir
     # Build once, here, so workers do not race to compile and the clock is fair.
     err.print(f"building hakmem ({args.variant}) and the driver...", style="dim")
-    build(args.variant)
+    if args.variant in ("asan", "tsan"):
+        build(args.variant)  # loads only under its runtime: the workers get that
+    else:
+        load_module(args.variant)
     if "parallel" in engines:
-        build_tool("hakdriver", args.variant)
+        tool("hakdriver", args.variant)
     if "atheris" in engines and args.variant == "release":
         from hakfuzz.campaign.engine_atheris import native_coverage_available
 

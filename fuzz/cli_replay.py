@@ -26,12 +26,21 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="program files or directories (default: corpus)",
     )
-    parser.add_argument("--variant", default="release", help="build variant (default release)")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="build variant (default: a finding's own, else release)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="driver runs per multi-threaded program (default 1)"
     )
     parser.add_argument(
         "--no-parallel", action="store_true", help="skip the driver runs of multi-threaded programs"
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run every program in a child process (crash findings always are)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -48,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     results = []
     err = Console(stderr=True)
     for result in replay(
-        files, variant=args.variant, parallel=not args.no_parallel, repeat=max(1, args.repeat)
+        files,
+        variant=args.variant,
+        parallel=not args.no_parallel,
+        repeat=max(1, args.repeat),
+        isolate=args.isolate,
     ):
         results.append(result)
         if not args.json and err.is_terminal:

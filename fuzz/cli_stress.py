@@ -79,7 +79,7 @@ def _options(args: argparse.Namespace) -> object:
         raise UsageError("hakfuzz stress: --repeat must be at least 1")
     if not 1 <= args.program_ops <= 32768:
         raise UsageError("hakfuzz stress: --program-ops must be in 1..32768")
-    if args.variant not in _VARIANTS:
+    if args.variant not in _VARIANTS and ":" not in args.variant:
         raise UsageError(
             f"hakfuzz stress: unknown variant {args.variant!r} (choose from {', '.join(_VARIANTS)})"
         )
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from hakfuzz.findings import Finding
-    from hakfuzz.native._tools import build_tool
+    from hakfuzz.variants import tool
     from hakfuzz.parallel.stress import StressOptions, run_stress
     from hakfuzz.program import save_program
 
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(opts, StressOptions)
     err = Console(stderr=True)
     err.print(f"building the driver ({opts.variant})...", style="dim")
-    driver = build_tool("hakdriver", opts.variant)
+    driver = tool("hakdriver", opts.variant)
 
     def on_finding(f: Finding) -> None:
         err.print(f"[red]finding[/red] {f.summary()}")

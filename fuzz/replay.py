@@ -65,28 +65,52 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def replay(
-    paths: Iterable[Path], *, variant: str = "release", parallel: bool = True, repeat: int = 1
+    paths: Iterable[Path],
+    *,
+    variant: str | None = None,
+    parallel: bool = True,
+    repeat: int = 1,
+    isolate: bool = False,
 ) -> Iterator[ReplayResult]:
-    """Replay each file; a malformed file raises :class:`ProgramError` naming it."""
-    from hakfuzz import native
+    """Replay each file; a malformed file raises :class:`ProgramError` naming it.
+
+    A finding file that records a crash (``signal``, ``exit``, ``timeout``)
+    replays in a child process, as does every file with ``isolate``, so a
+    crash is a failed replay rather than the end of this process.  With no
+    ``variant``, a finding replays on the variant it was found on (its
+    metadata), anything else on ``release``.
+    """
+    from hakfuzz.campaign.reproduce import run_in_child
+    from hakfuzz.campaign.store import read_meta
     from hakfuzz.differential import DifferentialExecutor
-    from hakfuzz.native._tools import build_tool
     from hakfuzz.parallel.runner import judge, run_driver
     from hakfuzz.parallel.stress import final_stats_problems
+    from hakfuzz.variants import load_module, tool
 
-    executor = DifferentialExecutor(native.load(variant))
-    driver: Path | None = None
+    executors: dict[str, DifferentialExecutor] = {}
+    drivers: dict[str, Path] = {}
     for path in paths:
         program = load_program(path)
         started = time.perf_counter()
-        divergence = executor.run(program)
+        meta = read_meta(path)
+        chosen = variant or str(meta.get("variant") or "release")
+        verdict: str | None
+        if isolate or meta.get("kind") in ("signal", "exit", "timeout"):
+            signature = run_in_child(program, chosen)
+            verdict = None if signature is None else f"in a child process: {signature}"
+        else:
+            if chosen not in executors:
+                executors[chosen] = DifferentialExecutor(load_module(chosen))
+            divergence = executors[chosen].run(program)
+            verdict = divergence.describe() if divergence else None
         parallel_verdict: str | None = None
         ran = parallel and program.threads > 1
         if ran:
-            driver = driver or build_tool("hakdriver", variant)
+            if chosen not in drivers:
+                drivers[chosen] = tool("hakdriver", chosen)
             for _ in range(repeat):
-                run = run_driver(driver, program)
-                finding = judge(run, program, variant=variant, seed=None, engine="replay")
+                run = run_driver(drivers[chosen], program)
+                finding = judge(run, program, variant=chosen, seed=None, engine="replay")
                 problems = [] if finding else final_stats_problems(run, program)
                 if finding or problems:
                     parallel_verdict = finding.summary() if finding else problems[0]
@@ -95,7 +119,7 @@ def replay(
             path,
             len(program.ops),
             program.threads,
-            divergence.describe() if divergence else None,
+            verdict,
             parallel_verdict,
             ran,
             time.perf_counter() - started,

@@ -20,10 +20,10 @@ def main() -> int:
     parser.add_argument("--variant", default="release")
     args = parser.parse_args()
     program = loads_program(sys.stdin.read(), source="<stdin>")
-    from hakfuzz import native
+    from hakfuzz.variants import load_module
     from hakfuzz.differential import DifferentialExecutor
 
-    divergence = DifferentialExecutor(native.load(args.variant, progress=None)).run(program)
+    divergence = DifferentialExecutor(load_module(args.variant)).run(program)
     out = {
         "divergence_field": None if divergence is None else divergence.field,
         "message": None if divergence is None else divergence.describe(),

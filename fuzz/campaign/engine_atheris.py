@@ -34,8 +34,34 @@ def native_coverage_available() -> bool:
     return which("clang") is not None
 
 
-def write_seeds(corpus_dir: Path, sources: list[Path]) -> int:
+def quarantine_file(workdir: Path) -> Path:
+    """SHA-1s of inputs that killed a worker: never seeded again."""
+    return workdir / "atheris-quarantine.txt"
+
+
+def quarantined(workdir: Path) -> set[str]:
+    """The quarantined SHA-1s."""
+    path = quarantine_file(workdir)
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def quarantine(workdir: Path, corpus_dir: Path, data: bytes) -> None:
+    """Keep ``data`` out of the corpus: libFuzzer would replay it at every start."""
+    import hashlib
+
+    digest = hashlib.sha1(data).hexdigest()
+    with open(quarantine_file(workdir), "a") as out:
+        out.write(digest + "\n")
+    if corpus_dir.is_dir():
+        for path in corpus_dir.iterdir():
+            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+                path.unlink()
+
+
+def write_seeds(corpus_dir: Path, sources: list[Path], skip: set[str] | None = None) -> int:
     """Encode the JSON corpus programs into ``corpus_dir`` (once); how many were written."""
+    import hashlib
+
     from hakfuzz.program import canonicalize, encode, load_program
 
     corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -47,6 +73,8 @@ def write_seeds(corpus_dir: Path, sources: list[Path]) -> int:
         except Exception:  # a program the binary form cannot hold: skip it
             continue
         target = corpus_dir / f"seed-{path.stem}"
+        if skip and hashlib.sha1(data).hexdigest() in skip:
+            continue
         if not target.exists():
             target.write_bytes(data)
             written += 1
@@ -78,7 +106,7 @@ def run(  # noqa: D103 - see the module docstring
     ):
         from hakfuzz.differential import DifferentialExecutor
         from hakfuzz.program import decode
-    from hakfuzz import native
+    from hakfuzz.variants import load_module
     from hakfuzz.program.dictionary import libfuzzer_dict
 
     if not native_cov:
@@ -95,7 +123,7 @@ def run(  # noqa: D103 - see the module docstring
             # atheris.Fuzz has just loaded its libFuzzer core (RTLD_GLOBAL):
             # only now can the instrumented allocator's hooks resolve.  libFuzzer
             # takes counter arrays registered at run time (atheris does too).
-            loaded = native.load("coverage" if native_cov else variant, progress=None)
+            loaded = load_module("coverage" if native_cov else variant)
             state.update(
                 hak=loaded,
                 executor=DifferentialExecutor(loaded),
@@ -122,7 +150,7 @@ def run(  # noqa: D103 - see the module docstring
 
     dict_path = workdir / "ops.dict"
     dict_path.write_text(libfuzzer_dict())
-    write_seeds(corpus_dir, seeds)
+    write_seeds(corpus_dir, seeds, quarantined(workdir))
     budget = max(1, int(deadline - time.time()))
     argv = [
         sys.argv[0],
@@ -132,6 +160,13 @@ def run(  # noqa: D103 - see the module docstring
         f"-artifact_prefix={workdir}/",
         "-print_final_stats=1",
         "-max_len=4096",
+        # Let fatal signals kill the process as they would anywhere else, so
+        # a crash has the same signature whichever engine met it.
+        "-handle_abrt=0",
+        "-handle_segv=0",
+        "-handle_bus=0",
+        "-handle_ill=0",
+        "-handle_fpe=0",
         *libfuzzer_args,
         str(corpus_dir),
     ]

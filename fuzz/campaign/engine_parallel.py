@@ -15,11 +15,11 @@ from pathlib import Path
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
 from hakfuzz.findings import Finding
-from hakfuzz.native._tools import build_tool
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.parallel.stress import final_stats_problems
 from hakfuzz.parallel.wire import to_wire
+from hakfuzz.variants import tool
 
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
 
@@ -35,7 +35,7 @@ def run(  # noqa: D103 - see the module docstring
     program_ops: int = 4000,
     tree: object | None = None,
 ) -> None:
-    driver = build_tool("hakdriver", variant, tree=tree)  # type: ignore[arg-type]
+    driver = tool("hakdriver", variant)
     names = list(WORKLOADS)
     features: set[tuple[str, ...]] = set()
     execs = ops = 0

@@ -61,6 +61,15 @@ class Journal:
         os.close(self._fd)
 
 
+def recover_bytes(path: Path) -> bytes | None:
+    """The raw binary input in flight, when the journal holds one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data[1:] if data[:1] == _BINARY else None
+
+
 def recover(path: Path) -> Program | None:
     """The program that was in flight, or None if the journal is empty."""
     try:

@@ -23,6 +23,7 @@ from hakfuzz.campaign.minimize import Oracle
 from hakfuzz.findings import Finding, slug
 from hakfuzz.program import Program
 from hakfuzz.program.jsonio import dump_program
+from hakfuzz.variants import load_module, tool
 
 _DIAG_MARKERS = (
     "free():",
@@ -110,11 +111,10 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
 def oracle_for(finding: Finding, variant: str) -> Oracle:
     """How to re-run a program to see whether it still fails like ``finding``."""
     if finding.engine in ("parallel", "replay"):
-        from hakfuzz.native._tools import build_tool
         from hakfuzz.parallel.runner import judge, run_driver
         from hakfuzz.parallel.stress import final_stats_problems
 
-        driver = build_tool("hakdriver", variant)
+        driver = tool("hakdriver", variant)
 
         def parallel(program: Program) -> str | None:
             run = run_driver(driver, program, timeout=120.0)
@@ -126,10 +126,9 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
         return parallel
     if finding.kind == "divergence":
-        from hakfuzz import native
         from hakfuzz.differential import DifferentialExecutor
 
-        executor = DifferentialExecutor(native.load(variant))
+        executor = DifferentialExecutor(load_module(variant))
 
         def in_process(program: Program) -> str | None:
             divergence = executor.run(program)

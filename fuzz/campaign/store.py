@@ -32,9 +32,10 @@ class Saved:
 
 def finding_document(program: Program, meta: dict[str, Any]) -> str:
     """The JSON text of a finding file."""
-    doc = json.loads(dump_program(program))
-    doc["finding"] = meta
-    return json.dumps(doc, indent=2) + "\n"
+    text = dump_program(program).rstrip()
+    assert text.endswith("}")
+    extra = json.dumps(meta, indent=2).replace("\n", "\n  ")
+    return f'{text[:-1].rstrip()},\n  "finding": {extra}\n}}\n'
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from hakfuzz.campaign.journal import recover
+from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.reproduce import crash_finding
 from hakfuzz.campaign.worker import journal_path
 from hakfuzz.findings import Finding
@@ -299,6 +299,11 @@ class Supervisor:
         crashed = code != 0 and not worker.done
         if crashed:
             program = recover(journal)
+            data = recover_bytes(journal)
+            if worker.engine == "atheris" and data is not None:
+                from hakfuzz.campaign.engine_atheris import quarantine
+
+                quarantine(self.opts.workdir, self.opts.corpus_dir or self.opts.workdir, data)
             stderr = "\n".join(worker.stderr_tail)
             if program is not None and program.ops:
                 self._add(

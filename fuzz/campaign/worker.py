@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
             emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
         )
     elif args.engine == "hypothesis":
-        from hakfuzz import native
         from hakfuzz.campaign import engine_hypothesis
         from hakfuzz.statemachine import use_module
+        from hakfuzz.variants import load_module
 
-        use_module(native.load(args.variant, progress=None))
+        use_module(load_module(args.variant))
         engine_hypothesis.run(
             emit,
             journal,

@@ -17,6 +17,8 @@ class ProgramError(HakfuzzError):
     only) and ``reason`` (the message without the location).
     """
 
+    exit_code = 2  # a malformed program is the user's input: a usage error
+
     def __init__(
         self,
         reason: str,

@@ -35,7 +35,9 @@ from hakfuzz.program.validate import (
     validate,
 )
 
-_TOP_KEYS = ("format", "description", "config", "threads", "ops")
+_TOP_KEYS = ("format", "description", "config", "threads", "ops", "finding")
+# "finding": metadata a finding file carries (engine, signature, seed, ...);
+# it must be an object and is not part of the Program.
 
 
 class _JsonObject(dict[str, Any]):
@@ -124,6 +126,8 @@ def _program_from_json(document: object, source: str) -> Program:
     unknown = [key for key in top if key not in _TOP_KEYS]
     if unknown:
         raise _unknown_key_error(unknown, _TOP_KEYS, "a program", source)
+    if "finding" in top:
+        _check_object(top["finding"], source, field="finding", prefix="finding.")
     description = top.get("description", "")
     if not isinstance(description, str):
         raise ProgramError(

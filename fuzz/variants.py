@@ -1,0 +1,55 @@
+"""Build variants by name, including ``mutant:NAME`` and ``testfault:NAME``.
+
+Engines take a variant as text; this module turns it into a loaded allocator
+module or a built tool: a plain variant (``release``, ``asan``, ...) builds
+the shipped sources with its flags; ``mutant:NAME`` builds a patched copy of
+the sources (``native/mutants/NAME.patch``) with the release flags;
+``testfault:NAME`` does the same with ``native/testfaults/NAME.patch``
+(deliberate crashes used only by the tests of the campaign machinery).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hakfuzz._errors import UsageError
+
+TESTFAULT_PREFIX = "testfault:"
+
+
+def split(text: str) -> tuple[str, Any]:
+    """(base variant, source tree or None) for a variant name."""
+    from hakfuzz.native import VARIANTS
+    from hakfuzz.native._mutants import mutant_tree, resolve_variant
+
+    if text.startswith(TESTFAULT_PREFIX):
+        name = text[len(TESTFAULT_PREFIX) :]
+        return "release", mutant_tree(name, directory=_testfaults_dir())
+    if ":" not in text and text not in VARIANTS:
+        raise UsageError(
+            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)}, mutant:NAME)"
+        )
+    return resolve_variant(text)
+
+
+def _testfaults_dir() -> Path:
+    from hakfuzz.native._build import default_tree
+
+    return default_tree().root / "testfaults"
+
+
+def load_module(text: str) -> Any:
+    """The loaded allocator module of a variant (built on first use)."""
+    from hakfuzz import native
+
+    base, tree = split(text)
+    return native.load(base, tree=tree, progress=None)
+
+
+def tool(name: str, text: str) -> Path:
+    """A built tool (``hakdriver``, ...) of a variant."""
+    from hakfuzz.native._tools import build_tool
+
+    base, tree = split(text)
+    return build_tool(name, base, tree=tree)

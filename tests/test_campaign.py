@@ -1,0 +1,145 @@
+"""The campaign machinery: journal, minimiser, store, and a real crash end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hakfuzz.campaign.journal import Journal, recover
+from hakfuzz.campaign.minimize import minimize
+from hakfuzz.campaign.store import FindingStore, read_meta
+from hakfuzz.findings import Finding
+from hakfuzz.program import Op, OpKind, Program, ProgramConfig, load_program, save_program
+
+MAGIC = 1021  # native/testfaults/abort-on-magic.patch aborts on hak_malloc(1021)
+
+
+def _hakfuzz(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hakfuzz.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+
+
+def test_journal_survives_and_recovers(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.begin(ProgramConfig(ss_cap=1, oom_policy="null"), 2)
+    ops = [Op.alloc(0, 24), Op.libc_alloc(1, 5000, 1), Op.free(0, 1), Op.flush(1)]
+    for op in ops:
+        journal.op(op)
+    program = recover(tmp_path / "j")
+    assert program is not None
+    assert program.ops == tuple(ops)
+    assert program.config.ss_cap == 1 and program.threads == 2
+    journal.binary(b"\x00\x00\x00\x00\x18")  # header, then alloc of 24 bytes
+    again = recover(tmp_path / "j")
+    assert again is not None and again.ops  # the binary form decodes to a program
+    journal.clear()
+    assert recover(tmp_path / "j") is None
+
+
+def test_ddmin_finds_the_one_op_that_matters() -> None:
+    ops = [Op.alloc(h, 8 * (h % 9)) for h in range(60)]
+    ops.insert(37, Op.alloc(60, 777))
+    program = Program(ops=tuple(ops))
+
+    def oracle(p: Program) -> str | None:
+        return "oracle-x" if any(o.kind is OpKind.ALLOC and o.size == 777 for o in p.ops) else None
+
+    result = minimize(program, "oracle-x", oracle, runs=1)
+    assert [(o.kind, o.size) for o in result.program.ops] == [(OpKind.ALLOC, 777)]
+    assert result.reproduction_rate == 1.0
+
+
+def test_store_deduplicates_by_signature(tmp_path: Path) -> None:
+    store = FindingStore(tmp_path)
+    first = Program(ops=(Op.alloc(0, 8),))
+    finding = Finding("parallel", "oracle", "pattern", "byte 3 changed", first)
+    saved = store.save(finding, first)
+    assert saved.new
+    again = store.save(finding, Program(ops=(Op.alloc(0, 8), Op.free(0))))
+    assert not again.new and again.path == saved.path
+    assert load_program(saved.path).ops == first.ops  # the first program is kept
+    meta = read_meta(saved.path)
+    assert meta["count"] == 2 and meta["replay"].startswith("hakfuzz replay ")
+
+
+def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "corpus" / "regressions").mkdir(parents=True)
+    ops = (Op.alloc(0, 64), Op.alloc(1, 100), Op.write(0, 3), Op.alloc(2, MAGIC), Op.free(1))
+    save_program(
+        Program(description="reaches the magic size", ops=ops),
+        tmp_path / "corpus" / "regressions" / "magic.json",
+    )
+    done = _hakfuzz(
+        "fuzz",
+        "--engine",
+        "atheris,parallel",
+        "--time",
+        "8",
+        "--jobs",
+        "2",
+        "--variant",
+        "testfault:abort-on-magic",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    findings = doc["findings"]
+    assert len(findings) == 1, findings  # atheris and parallel met the same crash: one signature
+    found = findings[0]
+    assert found["signature"].startswith("signal-sigabrt-hakfuzz-test-fault")
+    assert found["ops"] == 1 and found["reproduction_rate"] == 1.0  # minimised to the magic alloc
+    atheris = doc["engines"]["atheris"]
+    assert atheris["restarts"] >= 1  # the worker died on the seed and was replaced...
+    assert atheris["execs"] > atheris["restarts"] + 1  # ...and kept fuzzing
+    assert doc["engines"]["parallel"]["execs"] > 1
+    path = tmp_path / found["path"]
+    program = load_program(path)
+    assert [(o.kind, o.size) for o in program.ops] == [(OpKind.ALLOC, MAGIC)]
+    replayed = _hakfuzz("replay", str(path), "--json", cwd=tmp_path)
+    assert replayed.returncode == 1  # still crashes on its variant, in a child process
+    assert json.loads(replayed.stdout)["failed"] == 1
+    clean = _hakfuzz("replay", str(path), "--variant", "release", "--json", cwd=tmp_path)
+    assert clean.returncode == 0  # and the shipped allocator has no such fault
+
+
+def test_bad_input_is_a_clear_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "free", "handle": 3}]}')
+    done = _hakfuzz("replay", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "bad.json" in done.stderr and "op 0" in done.stderr and "handle" in done.stderr
+    assert "Traceback" not in done.stderr
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "alloc", "han')
+    done = _hakfuzz("replay", str(truncated), cwd=tmp_path)
+    assert done.returncode == 2 and "truncated.json" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = _hakfuzz("fuzz", "--engine", "nope", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown engine 'nope'" in done.stderr
+    done = _hakfuzz("stress", "--workload", "nope", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown workload" in done.stderr
+
+
+def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
+    from hakfuzz.native._tools import build_tool
+    from hakfuzz.parallel.generators import WORKLOADS
+    from hakfuzz.parallel.wire import to_wire
+
+    wire = to_wire(WORKLOADS["mixed"](1, 2, 200, 0.3))
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(wire[: len(wire) - 5])
+    done = subprocess.run(
+        [str(build_tool("hakdriver")), str(cut)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "truncated" in done.stderr
