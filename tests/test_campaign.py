@@ -38,10 +38,12 @@ def test_journal_survives_and_recovers(tmp_path: Path) -> None:
     program = recover(tmp_path / "j")
     assert program is not None
     assert program.ops == tuple(ops)
-    assert program.config.ss_cap == 1 and program.threads == 2
+    assert program.config.ss_cap == 1
+    assert program.threads == 2
     journal.binary(b"\x00\x00\x00\x00\x18")  # header, then alloc of 24 bytes
     again = recover(tmp_path / "j")
-    assert again is not None and again.ops  # the binary form decodes to a program
+    assert again is not None
+    assert again.ops
     journal.clear()
     assert recover(tmp_path / "j") is None
 
@@ -66,10 +68,12 @@ def test_store_deduplicates_by_signature(tmp_path: Path) -> None:
     saved = store.save(finding, first)
     assert saved.new
     again = store.save(finding, Program(ops=(Op.alloc(0, 8), Op.free(0))))
-    assert not again.new and again.path == saved.path
+    assert not again.new
+    assert again.path == saved.path
     assert load_program(saved.path).ops == first.ops  # the first program is kept
     meta = read_meta(saved.path)
-    assert meta["count"] == 2 and meta["replay"].startswith("hakfuzz replay ")
+    assert meta["count"] == 2
+    assert meta["replay"].startswith("hakfuzz replay ")
 
 
 def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_path: Path) -> None:
@@ -98,7 +102,8 @@ def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_pat
     assert len(findings) == 1, findings  # atheris and parallel met the same crash: one signature
     found = findings[0]
     assert found["signature"].startswith("signal-sigabrt-hakfuzz-test-fault")
-    assert found["ops"] == 1 and found["reproduction_rate"] == 1.0  # minimised to the magic alloc
+    assert found["ops"] == 1
+    assert found["reproduction_rate"] == 1.0
     atheris = doc["engines"]["atheris"]
     assert atheris["restarts"] >= 1  # the worker died on the seed and was replaced...
     assert atheris["execs"] > atheris["restarts"] + 1  # ...and kept fuzzing
@@ -118,17 +123,22 @@ def test_bad_input_is_a_clear_usage_error(tmp_path: Path) -> None:
     bad.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "free", "handle": 3}]}')
     done = _hakfuzz("replay", str(bad), cwd=tmp_path)
     assert done.returncode == 2
-    assert "bad.json" in done.stderr and "op 0" in done.stderr and "handle" in done.stderr
+    assert "bad.json" in done.stderr
+    assert "op 0" in done.stderr
+    assert "handle" in done.stderr
     assert "Traceback" not in done.stderr
     truncated = tmp_path / "truncated.json"
     truncated.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "alloc", "han')
     done = _hakfuzz("replay", str(truncated), cwd=tmp_path)
-    assert done.returncode == 2 and "truncated.json" in done.stderr
+    assert done.returncode == 2
+    assert "truncated.json" in done.stderr
     assert "Traceback" not in done.stderr
     done = _hakfuzz("fuzz", "--engine", "nope", cwd=tmp_path)
-    assert done.returncode == 2 and "unknown engine 'nope'" in done.stderr
+    assert done.returncode == 2
+    assert "unknown engine 'nope'" in done.stderr
     done = _hakfuzz("stress", "--workload", "nope", cwd=tmp_path)
-    assert done.returncode == 2 and "unknown workload" in done.stderr
+    assert done.returncode == 2
+    assert "unknown workload" in done.stderr
 
 
 def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
@@ -142,4 +152,5 @@ def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(build_tool("hakdriver")), str(cut)], capture_output=True, text=True, check=False
     )
-    assert done.returncode == 2 and "truncated" in done.stderr
+    assert done.returncode == 2
+    assert "truncated" in done.stderr

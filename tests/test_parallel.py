@@ -22,7 +22,8 @@ def test_workload_passes_every_oracle(workload: str, threads: int, seed: int) ->
     finding = judge(run, program, variant="release", seed=seed)
     assert finding is None, finding.summary()
     assert final_stats_problems(run, program) == []
-    assert run.result is not None and run.result["ops"] == len(program.ops)
+    assert run.result is not None
+    assert run.result["ops"] == len(program.ops)
 
 
 def test_generators_are_deterministic() -> None:

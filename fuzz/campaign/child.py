@@ -20,8 +20,8 @@ def main() -> int:
     parser.add_argument("--variant", default="release")
     args = parser.parse_args()
     program = loads_program(sys.stdin.read(), source="<stdin>")
-    from hakfuzz.variants import load_module
     from hakfuzz.differential import DifferentialExecutor
+    from hakfuzz.variants import load_module
 
     divergence = DifferentialExecutor(load_module(args.variant)).run(program)
     out = {

@@ -106,8 +106,8 @@ def run(  # noqa: D103 - see the module docstring
     ):
         from hakfuzz.differential import DifferentialExecutor
         from hakfuzz.program import decode
-    from hakfuzz.variants import load_module
     from hakfuzz.program.dictionary import libfuzzer_dict
+    from hakfuzz.variants import load_module
 
     if not native_cov:
         emit.notice(
