@@ -227,7 +227,18 @@ def _summary(doc: dict[str, Any]) -> None:
         title=f"hakfuzz fuzz: {doc['seconds']:.0f} s, variant {doc['variant']}",
         title_justify="left",
     )
-    for col in ("engine", "workers", "execs", "execs/s", "coverage", "findings", "restarts"):
+    cols = (
+        "engine",
+        "workers",
+        "execs",
+        "execs/s",
+        "ops",
+        "coverage",
+        "native edges",
+        "findings",
+        "restarts",
+    )
+    for col in cols:
         table.add_column(col, justify="left" if col == "engine" else "right")
     for name, t in doc["engines"].items():
         table.add_row(
@@ -235,11 +246,19 @@ def _summary(doc: dict[str, Any]) -> None:
             str(t["workers"]),
             f"{t['execs']:,}",
             f"{t['execs_per_sec']:,.1f}",
+            f"{t['ops']:,}",
             f"{t['coverage']:,}",
+            f"{t['native_edges']:,}" if name == "atheris" else "-",
             str(t["findings"]),
             str(t["restarts"]),
         )
     out.print(table)
+    out.print(
+        "coverage: hypothesis = distinct (op kind, counters changed) behaviours; atheris = "
+        "libFuzzer's features (Python + native edges); parallel = distinct (workload, "
+        "counters, verdict) outcomes",
+        style="dim",
+    )
     for name, t in doc["engines"].items():
         for note in t["notices"]:
             out.print(f"[yellow]{name}[/yellow]: {note}")

@@ -22,6 +22,9 @@ def campaign_json(  # noqa: D103
         "variant": o.variant,
         "seconds": round(result.seconds, 2),
         "jobs": o.jobs,
+        "engine": ",".join(result.tallies),
+        "programs": sum(t.execs for t in result.tallies.values()),
+        "ops": sum(t.ops for t in result.tallies.values()),
         "engines": {name: t.as_json() for name, t in result.tallies.items()},
         "findings": [
             {
@@ -69,6 +72,11 @@ def _plot(path: Path, result: CampaignResult) -> None:
     cov_ax.set_ylabel("coverage (engine's measure)")
     cov_ax.set_title("hakfuzz campaign: coverage and findings over time")
     cov_ax.legend(loc="lower right")
+    from matplotlib.ticker import MaxNLocator
+
+    find_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    most = max((t.findings for t in result.tallies.values()), default=0)
+    find_ax.set_ylim(0, max(1, most) + 0.5)
     find_ax.set_ylabel("unique findings")
     find_ax.set_xlabel("seconds")
     find_ax.legend(loc="upper left")

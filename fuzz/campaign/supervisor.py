@@ -59,6 +59,7 @@ class EngineTally:
     execs: int = 0
     ops: int = 0
     coverage: int = 0
+    native_edges: int = 0  # atheris: allocator edges ever hit (coverage variant), else 0
     findings: int = 0
     seconds: float = 0.0
     history: list[tuple[float, int, int]] = field(default_factory=list)  # (t, coverage, findings)
@@ -71,6 +72,7 @@ class EngineTally:
             "execs": self.execs,
             "ops": self.ops,
             "coverage": self.coverage,
+            "native_edges": self.native_edges,
             "findings": self.findings,
             "seconds": round(self.seconds, 2),
             "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
@@ -91,6 +93,7 @@ class _Worker:
     execs: int = 0
     ops: int = 0
     coverage: int = 0
+    native_edges: int = 0
     done: bool = False
 
 
@@ -238,8 +241,9 @@ class Supervisor:
         if kind == "stats":
             if worker.engine != "atheris":
                 worker.execs, worker.coverage = int(event["execs"]), int(event["coverage"])
-            else:  # libFuzzer's cov: counts Python + native edges; keep the larger view
+            else:  # coverage: is libFuzzer's (Python + native); the event's is native only
                 worker.execs = max(worker.execs, int(event["execs"]))
+                worker.native_edges = max(worker.native_edges, int(event["coverage"]))
             worker.ops = int(event["ops"])
         elif kind == "finding":
             program = loads_program(event["program"], source=f"<{worker.engine} job {worker.job}>")
@@ -339,6 +343,7 @@ class Supervisor:
             tally.execs = e + sum(w.execs for w in live)
             tally.ops = o + sum(w.ops for w in live)
             tally.coverage = max([c, *(w.coverage for w in live)])
+            tally.native_edges = max([tally.native_edges, *(w.native_edges for w in live)])
             tally.seconds = max(elapsed, 0.0)
             if not tally.history or now - self.started - tally.history[-1][0] >= 1.0:
                 tally.history.append((round(now - self.started, 2), tally.coverage, tally.findings))
