@@ -47,7 +47,7 @@ MUTANT_PREFIX = "mutant:"
 """How a mutant is spelled where a variant is expected: ``mutant:NAME``."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_TITLE = re.compile(r"^#\s*(?P<name>[\w-]+)\s*[—–-]+\s*(?P<title>.+?)\s*$")
+_TITLE = re.compile(r"^#\s*(?P<name>[\w-]+)\s*(?:\u2014|--?)\s*(?P<title>.+?)\s*$")
 
 
 class MutantError(HakfuzzError):
@@ -200,8 +200,10 @@ def mutant_tree(name: str, *, source: NativeTree | None = None,
 
 
 def compile_check(name: str, variant: str = "release", *, cache_dir: Path | None = None) -> None:
-    """Compile the ``.c`` files the patch touches (all of them if it touches a header)
-    with the variant's flags, ``-Werror`` included; raises :class:`MutantError`.
+    """Compile the ``.c`` files the patch touches with the variant's flags.
+
+    All sources are compiled if the patch touches a header; ``-Werror`` is
+    on, as in every build.  Raises :class:`MutantError` naming the file.
     """
     mutant = get_mutant(name)
     tree = mutant_tree(name, cache_dir=cache_dir)
