@@ -30,6 +30,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, ProgramConfig, dump_program, save_program
+from hakfuzz.program.model import OVERFLOW_COUNT
 from hakfuzz.strategies import ALIGNS, configs, sizes
 
 MAX_THREADS = 3
@@ -131,9 +132,16 @@ class AllocatorMachine(RuleBasedStateMachine):
         self._do(Op.libc_alloc(handle, size, self._thread(thread)))
         return handle
 
-    @rule(target=live, thread=threads_st, count=st.integers(0, 40), size=st.integers(0, 300))
+    @rule(
+        target=live,
+        thread=threads_st,
+        count=st.one_of(st.integers(0, 40), st.just(OVERFLOW_COUNT)),
+        size=st.integers(0, 300),
+    )
     def calloc(self, thread: int, count: int, size: int) -> int:
         handle = self._new()
+        if count == OVERFLOW_COUNT:
+            size = max(size, 2)  # count * size overflows: NULL/ENOMEM expected
         self._do(Op.calloc(handle, count, size, self._thread(thread)))
         return handle
 

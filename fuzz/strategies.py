@@ -31,6 +31,7 @@ from hakfuzz.program.model import (
     MAX_SIZE,
     MAX_THREADS,
     MIN_ALIGN,
+    OVERFLOW_COUNT,
     REFILL_BATCH_MAX,
     U32_MAX,
     U64_MAX,
@@ -120,7 +121,7 @@ _KINDS = st.sampled_from((
     OpKind.MEMALIGN, OpKind.FLUSH, OpKind.THREAD_EXIT, OpKind.CHECK,
 ))
 _SIZES = sizes()
-_COUNTS = st.one_of(st.integers(0, 64), st.integers(0, MAX_COUNT))
+_COUNTS = st.one_of(st.integers(0, 64), st.integers(0, MAX_COUNT), st.just(OVERFLOW_COUNT))
 _ALIGNS = st.sampled_from(ALIGNS)
 _REFS = st.integers(0, 15)
 _SEEDS = st.integers(0, MAX_SEED)
@@ -164,6 +165,11 @@ def _interpret(choices: list[_Choice]) -> tuple[Op, ...]:
         kind = choice.kind
         if kind in CREATING_KINDS:
             count = choice.count
+            if count == OVERFLOW_COUNT:
+                ops.append(Op(kind, choice.thread, next_handle, max(choice.size, 2), count))
+                live.append(next_handle)
+                next_handle += 1
+                continue
             if choice.size and count * choice.size > MAX_CALLOC_BYTES:
                 count = MAX_CALLOC_BYTES // choice.size
             ops.append(Op(kind, choice.thread, next_handle, choice.size, count,

@@ -26,6 +26,7 @@ from hakfuzz.program import (
 )
 from hakfuzz.program.binary import OPCODE_OF, OPCODES
 from hakfuzz.program.dictionary import dictionary_entries, libfuzzer_dict
+from hakfuzz.program.model import OVERFLOW_COUNT
 
 _PROFILE = settings(
     derandomize=True, database=None, max_examples=200, deadline=None,
@@ -159,11 +160,20 @@ def test_truncated_ops_read_zeros() -> None:
 
 def test_calloc_products_wrap_under_one_mebibyte() -> None:
     calloc = OPCODE_OF[OpKind.CALLOC]
-    # count 65535 (three-byte NUM C0 FF FF), size 1024 (two-byte NUM 84 00)
-    op = decode(bytes((0, 0, 0, calloc, 0xC0, 0xFF, 0xFF, 0x84, 0x00))).ops[0]
+    # count 65534 (three-byte NUM C0 FE FF), size 1024 (two-byte NUM 84 00)
+    op = decode(bytes((0, 0, 0, calloc, 0xC0, 0xFE, 0xFF, 0x84, 0x00))).ops[0]
     assert op.size == 1024
-    assert op.count == 65535 % (1024 + 1)
+    assert op.count == 65534 % (1024 + 1)
     assert op.count * op.size <= 1 << 20
+
+
+def test_the_largest_count_is_the_overflowing_calloc() -> None:
+    calloc = OPCODE_OF[OpKind.CALLOC]
+    # count 65535 (C0 FF FF) means 2**63: with any size >= 2 the product overflows
+    op = decode(bytes((0, 0, 0, calloc, 0xC0, 0xFF, 0xFF, 0x01))).ops[0]
+    assert op.count == OVERFLOW_COUNT
+    assert op.size == 2  # raised from 1, so that count * size overflows size_t
+    assert decode(encode(Program(ops=(op,)))).ops[0] == op
 
 
 def test_align_choices() -> None:

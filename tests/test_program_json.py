@@ -198,7 +198,7 @@ _ERRORS: list[tuple[str, int | None, str | None, str]] = [
     (_program('{"op": "alloc", "handle": "0", "size": 8}'), 0, "handle",
      'expected an integer, got "0"'),
     (_program(f'{_ALLOC0}, {{"op": "calloc", "handle": 1, "count": 65536, "size": 1}}'),
-     1, "count", "out of range 0..65535"),
+     1, "count", "out of range 0..65534"),
     (_program('{"op": "calloc", "handle": 0, "count": 2048, "size": 1024}'), 0,
      "count", "over the limit 1048576"),
     (_program('{"op": "memalign", "handle": 0, "align": 12, "size": 8}'), 0,

@@ -82,7 +82,7 @@ def _write_then_verify(program: Program) -> bool:
 def test_programs_reach_interesting_states() -> None:
     seen: set[str] = set()
 
-    @_PROFILE
+    @settings(_PROFILE, max_examples=600)
     @given(strategies.programs(threads=None))
     def collect(program: Program) -> None:
         seen.update(op.kind.json_name for op in program.ops)

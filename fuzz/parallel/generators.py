@@ -268,3 +268,9 @@ WORKLOADS: dict[str, Generator] = {
     "pressure": pressure,
 }
 """Every workload, by the name ``hakfuzz stress --workload`` takes."""
+
+# remote_storm (every thread frees into every other thread's slabs at once)
+# lives in its own module; it is the workload that kills a non-atomic push.
+from hakfuzz.parallel.generators_extra import EXTRA_WORKLOADS  # noqa: E402
+
+WORKLOADS.update(EXTRA_WORKLOADS)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import struct
 
 from hakfuzz.program import CREATING_KINDS, NO_HANDLE, OpKind, Program, canonicalize, is_canonical
+from hakfuzz.program.model import OVERFLOW_COUNT
 
 MAGIC = b"HKDRV01\0"
 _HEADER = struct.Struct("<8s4I9Q")
 _OP = struct.Struct("<BBHIII")
 _NO_HANDLE_WIRE = 0xFFFFFFFF
+_OVERFLOW_WIRE = 0xFFFFFFFF  # calloc count 2**63 (DRV_OVERFLOW_COUNT)
 
 
 def to_wire(program: Program) -> bytes:
@@ -33,7 +35,7 @@ def to_wire(program: Program) -> bytes:
     for op in program.ops:
         kind = op.kind
         arg = (
-            op.count
+            (_OVERFLOW_WIRE if op.count == OVERFLOW_COUNT else op.count)
             if kind is calloc
             else op.align
             if kind is memalign

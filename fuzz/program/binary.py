@@ -37,7 +37,9 @@ opcode byte ``b``: ``kind = OPCODES[b & 15]``, ``thread = (b >> 4) %
 threads``; then its arguments:
 
     alloc, libc_alloc   NUM size
-    calloc              NUM count, NUM size   (if count*size > 2**20:
+    calloc              NUM count, NUM size   (count 65535: the overflowing
+                                               count 2**63, size at least 2;
+                                               else if count*size > 2**20:
                                                count %= 2**20 // size + 1)
     memalign            u8 a (align = 8 << (a % 10)), NUM size
     realloc             REF, NUM size         (size 0 kills the handle)
@@ -71,6 +73,7 @@ from hakfuzz.program.model import (
     MAX_CALLOC_BYTES,
     MAX_OPS,
     MAX_THREADS,
+    OVERFLOW_COUNT,
     REFILL_BATCH_MAX,
     Op,
     OpKind,
@@ -223,7 +226,9 @@ def decode(data: bytes) -> Program:
         elif action == _A_CALLOC:
             count, pos = read_num(buf, pos)
             size, pos = read_num(buf, pos)
-            if count * size > MAX_CALLOC_BYTES:
+            if count == 65535:  # the largest NUM: the overflowing calloc
+                count, size = OVERFLOW_COUNT, max(size, 2)
+            elif count * size > MAX_CALLOC_BYTES:
                 count %= MAX_CALLOC_BYTES // size + 1
             append(Op(kind, thread, next_handle, size, count))
         else:  # memalign
@@ -318,7 +323,7 @@ def encode(program: Program) -> bytes:
         if action == _A_NONE:
             continue
         if action == _A_CALLOC:
-            _encode_num(op.count, out)
+            _encode_num(65535 if op.count == OVERFLOW_COUNT else op.count, out)
         elif action == _A_MEMALIGN:
             out.append(op.align.bit_length() - 4)
         _encode_num(op.size, out)

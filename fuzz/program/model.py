@@ -26,7 +26,10 @@ FORMAT = "hakfuzz-program/1"
 MAX_THREADS = 16
 MAX_OPS = 32768
 MAX_SIZE = 65535
-MAX_COUNT = 65535
+MAX_COUNT = 65534  # a literal calloc count; see OVERFLOW_COUNT
+OVERFLOW_COUNT = 1 << 63
+"""The one calloc count above MAX_COUNT: with size >= 2, count * size overflows
+a 64-bit size_t, and calloc must return NULL with ENOMEM."""
 MAX_SEED = 255
 MIN_ALIGN = 8
 MAX_ALIGN = 4096

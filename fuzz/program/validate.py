@@ -32,6 +32,7 @@ from hakfuzz.program.model import (
     NO_HANDLE,
     OOM_POLICIES,
     OP_FIELDS,
+    OVERFLOW_COUNT,
     REFILL_BATCH_MAX,
     U32_MAX,
     U64_MAX,
@@ -192,13 +193,16 @@ class OpChecker:
         for field in ("handle", "size", "count", "align", "seed"):
             value = getattr(op, field)
             if field in used:
+                if field == "count" and value == OVERFLOW_COUNT and op.size >= 2:
+                    continue  # the overflowing calloc: NULL/ENOMEM expected
                 self.check_range(index, name, field, value)
             elif value != getattr(_OP_DEFAULTS, field):
                 raise self.error(
                     index, name, field,
                     f"not used by {name} (leave it at its default)",
                 )
-        if op.kind is OpKind.CALLOC and op.count * op.size > MAX_CALLOC_BYTES:
+        if (op.kind is OpKind.CALLOC and op.count != OVERFLOW_COUNT
+                and op.count * op.size > MAX_CALLOC_BYTES):
             raise self.error(
                 index, name, "count",
                 f"count * size = {op.count * op.size} is over the limit "

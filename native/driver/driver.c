@@ -169,7 +169,15 @@ static void exec_op(uint32_t i) {
     int rc = 0;
     if (op->kind == DRV_ALLOC) p = A->malloc(op->size);
     else if (op->kind == DRV_LIBC_ALLOC) p = A->is_hakmem ? hak_libc_malloc(op->size) : malloc(op->size);
-    else if (op->kind == DRV_CALLOC) {
+    else if (op->kind == DRV_CALLOC && op->arg == DRV_OVERFLOW_COUNT) {
+      /* count * size overflows size_t: must be NULL with ENOMEM, never a block */
+      errno = 0;
+      p = A->calloc((size_t)1 << 63, op->size);
+      h->live = 0;
+      if (p != NULL) drv_fail("calloc_overflow", i, hid, "calloc(2^63, %u) returned a block", op->size);
+      else if (errno != ENOMEM) drv_fail("calloc_overflow", i, hid, "errno %d, expected ENOMEM", errno);
+      break;
+    } else if (op->kind == DRV_CALLOC) {
       p = A->calloc(op->arg, op->size);
       need = (size_t)op->arg * op->size;
     } else {

@@ -6,6 +6,7 @@
 
 #define DRV_MAGIC "HKDRV01"
 #define DRV_MAX_THREADS 64
+#define DRV_OVERFLOW_COUNT 0xFFFFFFFFu /* calloc arg: count 2^63 (overflows) */
 
 enum drv_kind {
   DRV_ALLOC = 0, DRV_LIBC_ALLOC = 1, DRV_CALLOC = 2, DRV_MEMALIGN = 3, DRV_REALLOC = 4,
