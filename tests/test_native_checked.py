@@ -117,15 +117,6 @@ def test_checked_free_reports_on_stderr(
     assert "interior pointer" in err, f"stderr: {err!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "allocator bug: a block allocated while checked=0 in a SuperSlab created while "
-        "checked=1 has its held bit clear (tiny_alloc sets bits only in checked mode, but "
-        "hak_free_checked/_hak_held_clear trust any SuperSlab's held_bits), so its first "
-        "free is reported as HAK_FREE_DOUBLE and the live block is not freed"
-    ),
-)
 def test_checked_free_after_checked_mode_was_turned_off(hak: HakmemModule) -> None:
     exact(hak, checked=1)
     first = malloc_ok(hak, 64)  # creates the SuperSlab with held bits

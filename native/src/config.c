@@ -76,8 +76,13 @@ int hak_configure(const hak_config_t *cfg) {
   hak_thread_t *t = _hak_thread_current_or_null();
   if (t != NULL) _hak_thread_flush(t);
   _hak_lock_all();
+  /* Held bits are exact only while checked mode stays on: a block handed out
+   * with it off has no bit.  So a change forgets every SuperSlab's bits; only
+   * SuperSlabs created from now on (while checked) get new ones. */
+  if (cfg->checked != _hak_g.cfg.checked) _hak_ss_forget_held_bits();
   _hak_g.cfg = *cfg;
   _hak_g.map_attempts = 0;
+  _hak_threads_refresh();
   _hak_unlock_all();
   return 0;
 }
@@ -154,5 +159,6 @@ void hak_reset(void) {
   _hak_g.map_attempts = 0;
   hak_config_default(&_hak_g.cfg);
   atomic_fetch_add_explicit(&_hak_g.epoch, 1, memory_order_release);
+  _hak_threads_refresh();
   _hak_unlock_all();
 }

@@ -12,10 +12,15 @@
 
 #include "hakmem.h"
 
+#define HAK_HIDDEN      __attribute__((visibility("hidden")))  /* no GOT load */
 #define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_SS_MAGIC    0x48414b4d454d5353ull  /* "HAKMEMSS" */
 #define HAK_ORPHAN_BIT  ((uintptr_t)1)         /* in a slab's remote head */
+#define HAK_CACHE_LINE  64
+/* Starts a new cache line: fields written by different threads, or often
+ * written next to fields read on every call, must not share one. */
+#define HAK_LINE        _Alignas(HAK_CACHE_LINE)
 
 /* ---- atomics: the only memory orders the allocator uses -------------- */
 #define hak_load_relaxed(p)      atomic_load_explicit((p), memory_order_relaxed)
@@ -36,9 +41,11 @@ typedef struct hak_ss_s hak_ss_t;
  * the slab.
  *   used == carved - |freelist|          (remote-pending and cached count as used)
  *   FREE  => used == 0, remote head == 0, owner_id == 0
- *   ORPHAN => owner_id == 0, remote head == HAK_ORPHAN_BIT exactly */
+ *   ORPHAN => owner_id == 0, remote head == HAK_ORPHAN_BIT exactly
+ * One cache line per slab: two threads owning neighbouring slabs never
+ * write the same line. */
 struct hak_slab_s {
-  void *freelist;               /* (owner) LIFO, linked through the blocks */
+  HAK_LINE void *freelist;      /* (owner) LIFO, linked through the blocks */
   uint16_t carved;              /* (owner) blocks carved so far, <= capacity */
   uint16_t capacity;            /* blocks this slab can hold */
   uint16_t used;                /* (owner) */
@@ -53,16 +60,18 @@ struct hak_slab_s {
  *   active == sum(slabs[i].used)
  *   free_slabs == number of FREE slabs == 32 - popcount(inuse) */
 struct hak_ss_s {
+  /* Set at creation, then only read (every free reads class_idx): a line
+   * of its own, never invalidated by the writes below. */
   uint64_t magic;
   uint32_t class_idx;
-  uint32_t free_slabs;          /* under the class lock */
-  uint64_t ss_seq;
-  uint32_t inuse;               /* bit i: slab i is not FREE; class lock */
   uint32_t block_size;
-  _Atomic int64_t active;
-  hak_ss_t *next, *prev;        /* class list, ascending ss_seq; class lock */
+  uint64_t ss_seq;
   _Atomic uint64_t *held_bits;  /* checked mode: bit per block held by the user */
-  _Atomic uintptr_t remote[HAK_SLABS_PER_SS]; /* per-slab remote stacks */
+  HAK_LINE uint32_t free_slabs; /* under the class lock */
+  uint32_t inuse;               /* bit i: slab i is not FREE; class lock */
+  hak_ss_t *next, *prev;        /* class list, ascending ss_seq; class lock */
+  HAK_LINE _Atomic int64_t active;  /* every owner's refills and drains */
+  HAK_LINE _Atomic uintptr_t remote[HAK_SLABS_PER_SS]; /* per-slab remote stacks */
   hak_slab_t slabs[HAK_SLABS_PER_SS];
 };
 _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too large");
@@ -70,16 +79,19 @@ _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too lar
 #define HAK_HELD_WORDS_PER_SLAB (HAK_SLAB_SIZE / HAK_MIN_BLOCK / 64)
 
 typedef struct hak_class_s {
-  pthread_mutex_t lock;
+  HAK_LINE pthread_mutex_t lock;
   hak_ss_t *head, *tail;        /* live SuperSlabs, ascending ss_seq */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
-  _Atomic int64_t remote_pending;
+  HAK_LINE _Atomic int64_t remote_pending;  /* every remote free and drain */
   _Atomic uint64_t fallback_allocs, oom_nulls;
 } hak_class_t;
 
 typedef struct hak_global_s {
+  /* Read on every call: kept apart from the lock and the counters, which
+   * thread creation and growth write. */
   hak_config_t cfg;             /* read-mostly; changed only at quiescence */
-  pthread_mutex_t lock;         /* kept stack, counters, thread pool */
+  _Atomic uint64_t epoch;       /* bumped by hak_reset: thread state is stale */
+  HAK_LINE pthread_mutex_t lock;  /* kept stack, counters, thread pool */
   uint64_t ss_seq;              /* last sequence number given */
   uint64_t live_total;          /* live SuperSlabs, all classes */
   hak_ss_t *kept;               /* released, still mapped (linked by next) */
@@ -87,11 +99,11 @@ typedef struct hak_global_s {
   uint64_t map_attempts;        /* OS mapping attempts since configure */
   uint64_t next_thread_id;
   hak_thread_t *thread_pool;    /* recycled thread records */
-  _Atomic uint64_t epoch;       /* bumped by hak_reset: thread state is stale */
+  hak_thread_t *all_threads;    /* every record ever mapped (never unmapped) */
 } hak_global_t;
 
-extern hak_global_t _hak_g;
-extern hak_class_t _hak_classes[HAK_NUM_CLASSES];
+extern HAK_HIDDEN hak_global_t _hak_g;
+extern HAK_HIDDEN hak_class_t _hak_classes[HAK_NUM_CLASSES];
 
 /* Per thread, per class. */
 typedef struct hak_tclass_s {
@@ -104,7 +116,14 @@ typedef struct hak_tclass_s {
 struct hak_thread_s {
   uint64_t id;
   uint64_t epoch;
+  /* The fast paths' only test: the cache cap while this record is current
+   * (epoch == the global one) and checked mode is off, else 0, which sends
+   * every call to the slow path (where a stale record is refreshed).  Set
+   * by fresh_state, and by hak_configure and hak_reset (at quiescence) for
+   * every record through _hak_threads_refresh. */
+  uint32_t fast_cap;
   hak_thread_t *pool_next;
+  hak_thread_t *all_next;       /* every record ever mapped; global lock */
   hak_tclass_t cls[HAK_NUM_CLASSES];
   void *cache[HAK_NUM_CLASSES][HAK_CACHE_CAP_MAX];
 };
@@ -134,10 +153,26 @@ static inline void _hak_set_next(void *block, void *next) { *(void **)block = ne
 void *_hak_os_map_ss(void);              /* counted, may be failed on purpose */
 void _hak_os_unmap_ss(void *base);
 void *_hak_os_map_plain(size_t bytes);   /* uncounted, for metadata */
+void _hak_os_discard(void *p, size_t bytes);  /* RSS back to the OS, stays mapped */
 void _hak_os_unmap_plain(void *p, size_t bytes);
 
-/* ---- registry.c: 2 MiB base -> SuperSlab, lock-free readers ---- */
-hak_ss_t *_hak_registry_lookup(const void *p);
+/* ---- registry.c: 2 MiB base -> SuperSlab, lock-free readers ----
+ * A two-level radix table over the 47-bit user address space (26 bits of
+ * 2 MiB page number: 13 + 13).  The lookup is here, inline: every free
+ * makes one. */
+#define HAK_REG_BITS_TOP  13
+#define HAK_REG_BITS_LEAF 13
+#define HAK_REG_LEAF_LEN  (1u << HAK_REG_BITS_LEAF)
+typedef _Atomic(hak_ss_t *) hak_reg_slot_t;
+extern HAK_HIDDEN _Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
+
+static inline hak_ss_t *_hak_registry_lookup(const void *p) {
+  uintptr_t page = (uintptr_t)p >> 21;
+  if (HAK_UNLIKELY(page >> (HAK_REG_BITS_TOP + HAK_REG_BITS_LEAF))) return NULL;
+  hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
+  if (leaf == NULL) return NULL;
+  return hak_load_acquire(&leaf[page & (HAK_REG_LEAF_LEN - 1)]);
+}
 int _hak_registry_add(hak_ss_t *ss);     /* 0, or -1 when out of memory */
 void _hak_registry_remove(hak_ss_t *ss);
 void _hak_registry_clear(void);
@@ -147,6 +182,7 @@ int _hak_registry_check(char *msg, size_t len);
 hak_ss_t *_hak_ss_grow(unsigned class_idx);
 void _hak_ss_release(hak_ss_t *ss);
 void _hak_ss_unmap_all(void);            /* hak_reset */
+void _hak_ss_forget_held_bits(void);     /* checked mode switched */
 
 /* ---- slab.c: taking and returning blocks ---- */
 void *_hak_take(hak_thread_t *t, unsigned class_idx);
@@ -168,8 +204,12 @@ void _hak_cache_drain(hak_thread_t *t, unsigned class_idx);
 void _hak_thread_flush(hak_thread_t *t);
 void _hak_thread_retire(hak_thread_t *t);  /* thread exit */
 hak_thread_t *_hak_thread_current_or_null(void);
+void _hak_threads_refresh(void);         /* every fast_cap; global lock held */
 
-extern __thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));
+extern HAK_HIDDEN __thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));
+/* Set once the thread's TLS destructor has run (see tcache.c). */
+extern HAK_HIDDEN __thread int _hak_exited __attribute__((tls_model("initial-exec")));
+void _hak_exit_again(void);              /* end of a call made after exit */
 
 static inline hak_thread_t *_hak_thread(void) {
   hak_thread_t *t = _hak_self;
@@ -184,8 +224,43 @@ void _hak_unlock_all(void);
 
 /* ---- check.c: checked mode ---- */
 void _hak_held_set(hak_ss_t *ss, const void *p);
-int _hak_held_clear(hak_ss_t *ss, const void *p);  /* HAK_FREE_* */
-int _hak_block_index(hak_ss_t *ss, const void *p, unsigned *slab_idx, unsigned *block_idx);
+
+/* 0 when p is a block start inside a slab of ss, with its indices. */
+static inline int _hak_block_index(hak_ss_t *ss, const void *p, unsigned *slab_idx,
+                                   unsigned *block_idx) {
+  unsigned s = _hak_slab_idx(ss, p);
+  uintptr_t first = (uintptr_t)_hak_slab_first(ss, s);
+  *slab_idx = s;
+  *block_idx = 0;
+  if ((uintptr_t)p < first) return -1;
+  uintptr_t off = (uintptr_t)p - first;
+  if (off % ss->block_size != 0) return -1;
+  uintptr_t idx = off / ss->block_size;
+  if (idx >= _hak_slab_capacity(ss->block_size, s)) return -1;
+  *block_idx = (unsigned)idx;
+  return 0;
+}
+
+static inline _Atomic uint64_t *_hak_held_word(hak_ss_t *ss, unsigned slab_idx,
+                                               unsigned block_idx, uint64_t *mask) {
+  *mask = 1ull << (block_idx % 64);
+  return &ss->held_bits[slab_idx * HAK_HELD_WORDS_PER_SLAB + block_idx / 64];
+}
+
+/* Checked free: HAK_FREE_*.  Inline, so hak_free makes no call before its
+ * fast path and keeps no register across one. */
+static inline int _hak_held_clear(hak_ss_t *ss, const void *p) {
+  unsigned slab_idx, block_idx;
+  uint64_t mask;
+  if (_hak_block_index(ss, p, &slab_idx, &block_idx) != 0) return HAK_FREE_INTERIOR;
+  if (ss->held_bits == NULL) return HAK_FREE_OK;
+  _Atomic uint64_t *word = _hak_held_word(ss, slab_idx, block_idx, &mask);
+  uint64_t old = atomic_fetch_and_explicit(word, ~mask, memory_order_relaxed);
+  return (old & mask) ? HAK_FREE_OK : HAK_FREE_DOUBLE;
+}
+
+/* ---- stats.c ---- */
+void _hak_stats_print_fd(int fd);        /* hak_stats_print to any descriptor */
 
 /* ---- api.c ---- */
 void *_hak_oom(unsigned class_idx, size_t size, int kind);  /* policy at the cap */

@@ -87,6 +87,16 @@ void _hak_ss_release(hak_ss_t *ss) {
   pthread_mutex_unlock(&_hak_g.lock);
 }
 
+/* hak_configure, checked mode switched: every lock is held by the caller. */
+void _hak_ss_forget_held_bits(void) {
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    for (hak_ss_t *ss = _hak_classes[c].head; ss != NULL; ss = ss->next) {
+      _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
+      ss->held_bits = NULL;
+    }
+  }
+}
+
 /* hak_reset: every class and the global lock are held by the caller. */
 void _hak_ss_unmap_all(void) {
   _hak_registry_clear();
