@@ -201,15 +201,6 @@ def test_plain_valid_free_in_checked_mode_survives(hak: HakmemModule) -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "survived"), done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hak_free and hak_free_checked disagree for a double free into a retired slab: "
-        "hak_free_checked checks `carved` first and returns HAK_FREE_INTERIOR, hak_free "
-        "checks only the held bit and prints 'double free'; docs/policy.md says hak_free "
-        "prints the same diagnosis"
-    ),
-)
 def test_plain_free_and_checked_free_give_the_same_diagnosis(hak: HakmemModule) -> None:
     done = run_child("retired-double", 0)
     assert done.returncode == -signal.SIGABRT, done.stderr

@@ -61,7 +61,10 @@ void *_hak_oom(unsigned c, size_t size, int kind) {
   return NULL;
 }
 
-static void *tiny_alloc(size_t size, int kind) {
+/* Everything but a pop from a non-empty cache: refill, caches off, checked
+ * mode, calloc, a thread's first call, the OOM policy.  Out of line, so the
+ * fast path below saves no registers and makes no call. */
+static inline void *tiny_alloc_served(size_t size, int kind) {
   unsigned c = _hak_class_of(size);
   hak_thread_t *t = _hak_thread();
   void *p = NULL;
@@ -75,9 +78,41 @@ static void *tiny_alloc(size_t size, int kind) {
     }
   }
   if (HAK_UNLIKELY(p == NULL)) return _hak_oom(c, size, kind);
+  HAK_ASAN(_hak_asan_handed_out(p, (size_t)HAK_MIN_BLOCK << c));
   if (HAK_UNLIKELY(_hak_g.cfg.checked)) _hak_held_set(_hak_ss_base(p), p);
   if (kind == OOM_CALLOC) memset(p, 0, size);
   return p;
+}
+
+__attribute__((noinline)) static void *tiny_alloc_slow(size_t size, int kind) {
+  void *p = tiny_alloc_served(size, kind);
+  if (HAK_UNLIKELY(_hak_exited)) _hak_exit_again();  /* see tcache.c */
+  return p;
+}
+
+/* Class of a size <= HAK_MAX_BLOCK, by (size + 7) / 8: one load. */
+static const uint8_t g_class_of[HAK_MAX_BLOCK / HAK_MIN_BLOCK + 1] = {
+    [0 ... 1] = 0, [2] = 1, [3 ... 4] = 2, [5 ... 8] = 3, [9 ... 16] = 4,
+    [17 ... 32] = 5, [33 ... 64] = 6, [65 ... 128] = 7,
+};
+
+/* The fast path: this thread's cache for the class is not empty, and
+ * fast_cap says caches are on, the record is current and checked mode off
+ * (n - 1 < fast_cap: 1 <= n <= fast_cap). */
+static inline void *tiny_alloc(size_t size, int kind) {
+  hak_thread_t *t = _hak_self;
+  if (HAK_LIKELY(kind == OOM_MALLOC && t != NULL)) {
+    unsigned c = g_class_of[(size + HAK_MIN_BLOCK - 1) / HAK_MIN_BLOCK];
+    hak_tclass_t *tc = &t->cls[c];
+    uint32_t n = tc->count;
+    if (HAK_LIKELY(n - 1 < t->fast_cap)) {
+      tc->count = n - 1;
+      void *p = t->cache[c][n - 1];
+      HAK_ASAN(_hak_asan_handed_out(p, (size_t)HAK_MIN_BLOCK << c));
+      return p;
+    }
+  }
+  return tiny_alloc_slow(size, kind);
 }
 
 void *hak_malloc(size_t size) {
@@ -85,7 +120,8 @@ void *hak_malloc(size_t size) {
   return LIBC_MALLOC(size);
 }
 
-static void tiny_free(hak_ss_t *ss, void *p) {
+/* A full cache (drain first), caches off, a thread's first call. */
+static inline void tiny_free_served(hak_ss_t *ss, void *p) {
   unsigned c = ss->class_idx;
   hak_thread_t *t = _hak_thread();
   if (HAK_UNLIKELY(t == NULL)) return;  /* cannot happen short of OOM for a record */
@@ -99,7 +135,34 @@ static void tiny_free(hak_ss_t *ss, void *p) {
   _hak_release_block(t, ss, p);
 }
 
-static void report_bad_free(int code, hak_ss_t *ss, const void *p) {
+__attribute__((noinline)) static void tiny_free_slow(hak_ss_t *ss, void *p) {
+  tiny_free_served(ss, p);
+  if (HAK_UNLIKELY(_hak_exited)) _hak_exit_again();  /* see tcache.c */
+}
+
+/* The fast path: a push on this thread's cache, which has room. */
+static inline void tiny_free(hak_ss_t *ss, void *p) {
+  hak_thread_t *t = _hak_self;
+  if (HAK_LIKELY(t != NULL)) {
+    /* The class from the registry entry (hot: hak_free just read it), not
+     * from the SuperSlab header, whose page is one more TLB entry per
+     * SuperSlab.  An entry that does not name ss (a pointer that reached
+     * here without a registry hit) falls back to the header. */
+    uintptr_t entry = _hak_registry_entry(p);
+    unsigned c = (entry & ~HAK_REG_CLASS_MASK) == (uintptr_t)ss
+                     ? (unsigned)(entry & HAK_REG_CLASS_MASK) : ss->class_idx;
+    hak_tclass_t *tc = &t->cls[c];
+    uint32_t n = tc->count;
+    if (HAK_LIKELY(n < t->fast_cap)) {  /* room; caches on, record current */
+      tc->count = n + 1;
+      t->cache[c][n] = p;
+      return;
+    }
+  }
+  tiny_free_slow(ss, p);
+}
+
+__attribute__((noinline, cold)) static void report_bad_free(int code, hak_ss_t *ss, const void *p) {
   char msg[200];
   int n = snprintf(msg, sizeof msg, "hakmem: %s of %p (class %u, ss_seq %llu)\n",
                    code == HAK_FREE_DOUBLE ? "double free of a tiny block" :
@@ -111,6 +174,17 @@ static void report_bad_free(int code, hak_ss_t *ss, const void *p) {
   }
 }
 
+/* The checked-mode diagnosis, the same for hak_free and hak_free_checked:
+ * not a carved block start -> INTERIOR; a block whose held bit is clear ->
+ * DOUBLE.  Clears the held bit of a good free. */
+static int diagnose_free(hak_ss_t *ss, const void *ptr) {
+  unsigned slab_idx, block_idx;
+  if (_hak_block_index(ss, ptr, &slab_idx, &block_idx) != 0 ||
+      block_idx >= ss->slabs[slab_idx].carved)
+    return HAK_FREE_INTERIOR;
+  return ss->held_bits != NULL ? _hak_held_clear(ss, ptr) : HAK_FREE_OK;
+}
+
 void hak_free(void *ptr) {
   if (ptr == NULL) return;
   hak_ss_t *ss = _hak_registry_lookup(ptr);
@@ -119,12 +193,16 @@ void hak_free(void *ptr) {
     return;
   }
   if (HAK_UNLIKELY(_hak_g.cfg.checked)) {
-    int code = _hak_held_clear(ss, ptr);
+    int code = diagnose_free(ss, ptr);
     if (code != HAK_FREE_OK) {
       report_bad_free(code, ss, ptr);
       abort();
     }
+    HAK_ASAN(_hak_asan_freed(ptr, ss->block_size));
+    tiny_free_slow(ss, ptr);  /* a path of its own: the fast one below saves no register */
+    return;
   }
+  HAK_ASAN(_hak_asan_freed(ptr, ss->block_size));
   tiny_free(ss, ptr);
 }
 
@@ -135,19 +213,12 @@ int hak_free_checked(void *ptr) {
     LIBC_FREE(ptr);
     return HAK_FREE_OK;
   }
-  unsigned slab_idx, block_idx;
-  if (_hak_block_index(ss, ptr, &slab_idx, &block_idx) != 0 ||
-      block_idx >= ss->slabs[slab_idx].carved) {
-    report_bad_free(HAK_FREE_INTERIOR, ss, ptr);
-    return HAK_FREE_INTERIOR;
+  int code = diagnose_free(ss, ptr);
+  if (code != HAK_FREE_OK) {
+    report_bad_free(code, ss, ptr);
+    return code;
   }
-  if (ss->held_bits != NULL) {
-    int code = _hak_held_clear(ss, ptr);
-    if (code != HAK_FREE_OK) {
-      report_bad_free(code, ss, ptr);
-      return code;
-    }
-  }
+  HAK_ASAN(_hak_asan_freed(ptr, ss->block_size));
   tiny_free(ss, ptr);
   return HAK_FREE_OK;
 }

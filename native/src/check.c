@@ -1,34 +1,19 @@
-/* check.c — checked mode (a bit per block held by the user) and hak_check,
- * which walks every structure and reports the first broken invariant of
- * internal.h as a sentence. */
+/* check.c — checked mode (a bit per block held by the user; the test on
+ * free, _hak_held_clear, is inline in internal.h) and hak_check, which walks
+ * every structure and reports the first broken invariant of internal.h as a
+ * sentence. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-static _Atomic uint64_t *held_word(hak_ss_t *ss, unsigned slab_idx, unsigned block_idx,
-                                   uint64_t *mask) {
-  *mask = 1ull << (block_idx % 64);
-  return &ss->held_bits[slab_idx * HAK_HELD_WORDS_PER_SLAB + block_idx / 64];
-}
-
 void _hak_held_set(hak_ss_t *ss, const void *p) {
   unsigned slab_idx, block_idx;
   uint64_t mask;
   if (ss->held_bits == NULL || _hak_block_index(ss, p, &slab_idx, &block_idx) != 0) return;
-  _Atomic uint64_t *word = held_word(ss, slab_idx, block_idx, &mask);
+  _Atomic uint64_t *word = _hak_held_word(ss, slab_idx, block_idx, &mask);
   atomic_fetch_or_explicit(word, mask, memory_order_relaxed);
-}
-
-int _hak_held_clear(hak_ss_t *ss, const void *p) {
-  unsigned slab_idx, block_idx;
-  uint64_t mask;
-  if (_hak_block_index(ss, p, &slab_idx, &block_idx) != 0) return HAK_FREE_INTERIOR;
-  if (ss->held_bits == NULL) return HAK_FREE_OK;
-  _Atomic uint64_t *word = held_word(ss, slab_idx, block_idx, &mask);
-  uint64_t old = atomic_fetch_and_explicit(word, ~mask, memory_order_relaxed);
-  return (old & mask) ? HAK_FREE_OK : HAK_FREE_DOUBLE;
 }
 
 /* ---- hak_check ---------------------------------------------------------- */

@@ -135,6 +135,7 @@ static void child_after_fork(void) {
 static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
 
 static void init_once(void) {
+  HAK_ASAN(_hak_asan_init());
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) pthread_mutex_init(&_hak_classes[c].lock, NULL);
   hak_config_default(&_hak_g.cfg);
   pthread_atfork(_hak_lock_all, _hak_unlock_all, child_after_fork);

@@ -146,8 +146,24 @@ static inline uint8_t *_hak_slab_first(hak_ss_t *ss, unsigned slab_idx) {
 static inline uint16_t _hak_slab_capacity(unsigned block_size, unsigned slab_idx) {
   return (uint16_t)((HAK_SLAB_SIZE - (slab_idx == 0 ? HAK_SS_HEADER_SIZE : 0)) / block_size);
 }
-static inline void *_hak_next(void *block) { return *(void **)block; }
-static inline void _hak_set_next(void *block, void *next) { *(void **)block = next; }
+/* ---- asan.c: the asan variant poisons free blocks (one switch, here) ---- */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAK_NO_ASAN __attribute__((no_sanitize_address))
+#define HAK_ASAN(call) call
+void _hak_asan_init(void);
+void _hak_asan_poison(void *p, size_t size);
+void _hak_asan_unpoison(void *p, size_t size);
+void _hak_asan_handed_out(void *p, size_t size);  /* unpoison, remember the stack */
+void _hak_asan_freed(void *p, size_t size);       /* remember the stack, poison */
+#else
+#define HAK_NO_ASAN
+#define HAK_ASAN(call) ((void)0)
+#endif
+
+/* Free blocks are linked through their first word: the allocator's only
+ * reads and writes of memory it does not hand out (exempt from ASan). */
+HAK_NO_ASAN static inline void *_hak_next(void *block) { return *(void **)block; }
+HAK_NO_ASAN static inline void _hak_set_next(void *block, void *next) { *(void **)block = next; }
 
 /* ---- os.c: mappings and fault injection ---- */
 void *_hak_os_map_ss(void);              /* counted, may be failed on purpose */
@@ -163,15 +179,22 @@ void _hak_os_unmap_plain(void *p, size_t bytes);
 #define HAK_REG_BITS_TOP  13
 #define HAK_REG_BITS_LEAF 13
 #define HAK_REG_LEAF_LEN  (1u << HAK_REG_BITS_LEAF)
-typedef _Atomic(hak_ss_t *) hak_reg_slot_t;
+/* An entry is the SuperSlab's base | its class index (the base is 2 MiB
+ * aligned): free learns the class without touching the SuperSlab's page. */
+typedef _Atomic(uintptr_t) hak_reg_slot_t;
 extern HAK_HIDDEN _Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
+#define HAK_REG_CLASS_MASK ((uintptr_t)(HAK_SS_SIZE - 1))
+
+static inline uintptr_t _hak_registry_entry(const void *p) {
+  uintptr_t page = (uintptr_t)p >> 21;
+  if (HAK_UNLIKELY(page >> (HAK_REG_BITS_TOP + HAK_REG_BITS_LEAF))) return 0;
+  hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
+  if (leaf == NULL) return 0;
+  return hak_load_acquire(&leaf[page & (HAK_REG_LEAF_LEN - 1)]);
+}
 
 static inline hak_ss_t *_hak_registry_lookup(const void *p) {
-  uintptr_t page = (uintptr_t)p >> 21;
-  if (HAK_UNLIKELY(page >> (HAK_REG_BITS_TOP + HAK_REG_BITS_LEAF))) return NULL;
-  hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
-  if (leaf == NULL) return NULL;
-  return hak_load_acquire(&leaf[page & (HAK_REG_LEAF_LEN - 1)]);
+  return (hak_ss_t *)(_hak_registry_entry(p) & ~HAK_REG_CLASS_MASK);
 }
 int _hak_registry_add(hak_ss_t *ss);     /* 0, or -1 when out of memory */
 void _hak_registry_remove(hak_ss_t *ss);

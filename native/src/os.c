@@ -1,10 +1,12 @@
 /* os.c — the allocator's only contact with the kernel: 2 MiB-aligned
- * SuperSlab mappings (counted, and failable on purpose for fault injection)
- * and plain metadata mappings (uncounted). */
+ * SuperSlab mappings (counted, and failable on purpose for fault injection),
+ * plain metadata mappings (uncounted), and giving the pages of a retired
+ * slab back (still mapped, zero-filled on the next touch). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -37,11 +39,20 @@ void *_hak_os_map_ss(void) {
 }
 
 void _hak_os_unmap_ss(void *base) {
+  /* asan variant: the next mapping of these addresses must start clean */
+  HAK_ASAN(_hak_asan_unpoison(base, HAK_SS_SIZE));
   munmap(base, HAK_SS_SIZE);
   _hak_g.os_unmaps++;
 }
 
 void *_hak_os_map_plain(size_t bytes) { return map_bytes(bytes); }
+
+void _hak_os_discard(void *p, size_t bytes) {
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)p + bytes + page - 1) & ~(page - 1);
+  if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
 
 void _hak_os_unmap_plain(void *p, size_t bytes) {
   if (p) munmap(p, bytes);

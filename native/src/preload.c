@@ -4,9 +4,13 @@
  * thread record from mmap), so glibc or the loader may call malloc before
  * or during our set-up without recursing.  Fork safety comes from the
  * atfork handlers installed by _hak_init.  HAKMEM_STATS=1 prints the
- * allocator's counters at exit, which proves the preload served the calls. */
+ * allocator's counters at exit, which proves the preload served the calls.
+ * They go to a duplicate of stderr taken at start-up: many programs (every
+ * coreutils one) close stderr in their own atexit handler, which runs before
+ * ours. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,11 +19,19 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+static int g_stats_fd = -1;
+
+static void print_stats_at_exit(void) { _hak_stats_print_fd(g_stats_fd); }
+
 __attribute__((constructor)) static void preload_init(void) {
   _hak_init();
   hak_configure_from_env();
   const char *stats = getenv("HAKMEM_STATS");
-  if (stats != NULL && strcmp(stats, "1") == 0) atexit(hak_stats_print);
+  if (stats != NULL && strcmp(stats, "1") == 0) {
+    g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+    if (g_stats_fd < 0) g_stats_fd = 2;
+    atexit(print_stats_at_exit);
+  }
 }
 
 EXPORT void *malloc(size_t size) { return hak_malloc(size); }

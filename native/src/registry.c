@@ -1,7 +1,8 @@
 /* registry.c — ownership: which 2 MiB bases are SuperSlabs.
  *
  * A two-level radix table over the 47-bit user address space (26 bits of
- * 2 MiB page number: 13 + 13).  Readers never lock: two acquire loads.
+ * 2 MiB page number: 13 + 13; the lookup is inline in internal.h).  Readers
+ * never lock: two acquire loads.
  * Leaves are mapped on first use and never unmapped, so a reader holding a
  * stale leaf pointer still reads valid memory; a removed entry reads NULL.
  * free() decides ownership here and nowhere else. */
@@ -10,30 +11,21 @@
 
 #include "internal.h"
 
-#define REG_BITS_TOP  13
-#define REG_BITS_LEAF 13
-#define REG_LEAF_LEN  (1u << REG_BITS_LEAF)
+#define REG_BITS_TOP  HAK_REG_BITS_TOP
+#define REG_BITS_LEAF HAK_REG_BITS_LEAF
+#define REG_LEAF_LEN  HAK_REG_LEAF_LEN
+#define g_top         _hak_reg_top
 
-typedef _Atomic(hak_ss_t *) reg_slot_t;
-
-static _Atomic(reg_slot_t *) g_top[1u << REG_BITS_TOP];
+_Atomic(hak_reg_slot_t *) _hak_reg_top[1u << REG_BITS_TOP];
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
-hak_ss_t *_hak_registry_lookup(const void *p) {
-  uintptr_t page = (uintptr_t)p >> 21;
-  if (HAK_UNLIKELY(page >> (REG_BITS_TOP + REG_BITS_LEAF))) return NULL;
-  reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
-  if (leaf == NULL) return NULL;
-  return hak_load_acquire(&leaf[page & (REG_LEAF_LEN - 1)]);
-}
-
-static reg_slot_t *leaf_for(uintptr_t page, int create) {
-  reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+static hak_reg_slot_t *leaf_for(uintptr_t page, int create) {
+  hak_reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
   if (leaf != NULL || !create) return leaf;
   pthread_mutex_lock(&g_reg_lock);
   leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
   if (leaf == NULL) {
-    leaf = _hak_os_map_plain(REG_LEAF_LEN * sizeof(reg_slot_t));
+    leaf = _hak_os_map_plain(REG_LEAF_LEN * sizeof(hak_reg_slot_t));
     if (leaf != NULL) hak_store_release(&g_top[page >> REG_BITS_LEAF], leaf);
   }
   pthread_mutex_unlock(&g_reg_lock);
@@ -42,23 +34,23 @@ static reg_slot_t *leaf_for(uintptr_t page, int create) {
 
 int _hak_registry_add(hak_ss_t *ss) {
   uintptr_t page = (uintptr_t)ss >> 21;
-  reg_slot_t *leaf = leaf_for(page, 1);
+  hak_reg_slot_t *leaf = leaf_for(page, 1);
   if (leaf == NULL) return -1;
-  hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], ss);
+  hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], (uintptr_t)ss | ss->class_idx);
   return 0;
 }
 
 void _hak_registry_remove(hak_ss_t *ss) {
   uintptr_t page = (uintptr_t)ss >> 21;
-  reg_slot_t *leaf = leaf_for(page, 0);
-  if (leaf != NULL) hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], NULL);
+  hak_reg_slot_t *leaf = leaf_for(page, 0);
+  if (leaf != NULL) hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], 0);
 }
 
 void _hak_registry_clear(void) {
   for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
-    reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+    hak_reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
     if (leaf == NULL) continue;
-    for (size_t j = 0; j < REG_LEAF_LEN; j++) hak_store_release(&leaf[j], NULL);
+    for (size_t j = 0; j < REG_LEAF_LEN; j++) hak_store_release(&leaf[j], 0);
   }
 }
 
@@ -67,16 +59,22 @@ void _hak_registry_clear(void) {
 int _hak_registry_check(char *msg, size_t len) {
   uint64_t registered = 0, live = 0;
   for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
-    reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+    hak_reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
     if (leaf == NULL) continue;
     for (size_t j = 0; j < REG_LEAF_LEN; j++) {
-      hak_ss_t *ss = hak_load_acquire(&leaf[j]);
-      if (ss == NULL) continue;
+      uintptr_t entry = hak_load_acquire(&leaf[j]);
+      if (entry == 0) continue;
       registered++;
+      hak_ss_t *ss = (hak_ss_t *)(entry & ~HAK_REG_CLASS_MASK);
       uintptr_t base = ((uintptr_t)i << (REG_BITS_LEAF + 21)) | ((uintptr_t)j << 21);
       if ((uintptr_t)ss != base || ss->magic != HAK_SS_MAGIC) {
         snprintf(msg, len, "registry entry for base %#lx does not point to a SuperSlab at that base",
                  (unsigned long)base);
+        return 1;
+      }
+      if ((entry & HAK_REG_CLASS_MASK) != ss->class_idx) {
+        snprintf(msg, len, "registry entry for base %#lx says class %u, the SuperSlab class %u",
+                 (unsigned long)base, (unsigned)(entry & HAK_REG_CLASS_MASK), ss->class_idx);
         return 1;
       }
     }

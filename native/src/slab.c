@@ -55,6 +55,11 @@ void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   unsigned c = ss->class_idx;
   _hak_slab_detach(t, c, slab);
+  /* No block of the slab is out (used == 0, so no remote free is in flight)
+   * and it is not FREE yet, so no one else can touch its memory: give the
+   * pages it carved back to the OS.  Without this, the pages of every slab
+   * ever carved stay resident (peak RSS grows with thread churn). */
+  _hak_os_discard(_hak_slab_first(ss, slab_index(slab)), (size_t)slab->carved * ss->block_size);
   hak_class_t *cls = &_hak_classes[c];
   pthread_mutex_lock(&cls->lock);
   slab->state = HAK_SLAB_FREE;

@@ -6,21 +6,6 @@
 
 #include "internal.h"
 
-/* 0 when p is a block start inside a slab of ss, with its indices. */
-int _hak_block_index(hak_ss_t *ss, const void *p, unsigned *slab_idx, unsigned *block_idx) {
-  unsigned s = _hak_slab_idx(ss, p);
-  uintptr_t first = (uintptr_t)_hak_slab_first(ss, s);
-  *slab_idx = s;
-  *block_idx = 0;
-  if ((uintptr_t)p < first) return -1;
-  uintptr_t off = (uintptr_t)p - first;
-  if (off % ss->block_size != 0) return -1;
-  uintptr_t idx = off / ss->block_size;
-  if (idx >= _hak_slab_capacity(ss->block_size, s)) return -1;
-  *block_idx = (unsigned)idx;
-  return 0;
-}
-
 void hak_locate(const void *ptr, hak_location_t *out) {
   memset(out, 0, sizeof *out);
   out->class_idx = -1;
@@ -69,14 +54,16 @@ void hak_stats(hak_stats_t *out) {
   pthread_mutex_unlock(&_hak_g.lock);
 }
 
-void hak_stats_print(void) {
+void hak_stats_print(void) { _hak_stats_print_fd(2); }
+
+void _hak_stats_print_fd(int fd) {
   hak_stats_t st;
   hak_stats(&st);
   char line[256];
   int n = snprintf(line, sizeof line, "hakmem stats: ss_mapped=%llu os_maps=%llu os_unmaps=%llu\n",
                    (unsigned long long)st.ss_mapped, (unsigned long long)st.os_maps,
                    (unsigned long long)st.os_unmaps);
-  if (n > 0 && write(2, line, (size_t)n) < 0) return;
+  if (n > 0 && write(fd, line, (size_t)n) < 0) return;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     const hak_class_stats_t *s = &st.cls[c];
     n = snprintf(line, sizeof line,
@@ -85,6 +72,6 @@ void hak_stats_print(void) {
                  c, HAK_MIN_BLOCK << c, (unsigned long long)s->ss_created,
                  (unsigned long long)s->ss_live, (unsigned long long)s->active_blocks,
                  (unsigned long long)s->fallback_allocs, (long long)s->remote_pending);
-    if (n > 0 && write(2, line, (size_t)n) < 0) return;
+    if (n > 0 && write(fd, line, (size_t)n) < 0) return;
   }
 }

@@ -15,6 +15,8 @@ static void ss_init(hak_ss_t *ss, unsigned class_idx, uint64_t seq) {
   ss->ss_seq = seq;
   ss->free_slabs = HAK_SLABS_PER_SS;
   ss->block_size = (uint32_t)HAK_MIN_BLOCK << class_idx;
+  /* asan variant: nothing past the header is the user's until handed out */
+  HAK_ASAN(_hak_asan_poison((uint8_t *)ss + HAK_SS_HEADER_SIZE, HAK_SS_SIZE - HAK_SS_HEADER_SIZE));
   for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++)
     ss->slabs[i].capacity = _hak_slab_capacity(ss->block_size, i);
 }

@@ -4,18 +4,29 @@
  * _hak_take and stacks them so they pop in take order; a push onto a full
  * cache first drains its oldest max(1, cap/2) blocks.  Thread records are
  * mapped (never malloc'd: this file runs inside malloc) and recycled; a
- * pthread key's destructor runs the thread-exit path. */
+ * pthread key's destructor runs the thread-exit path.
+ *
+ * glibc keeps calling free() after the key destructors have run: a thread
+ * that exits frees the TLS blocks of other exited threads' cached stacks
+ * (__nptl_free_stacks -> _dl_deallocate_tls), tiny blocks that another
+ * thread allocated.  A record taken then would never see a destructor
+ * again: it, and every block in its caches, would leak, pinning slabs and
+ * SuperSlabs for good.  So after the destructor has run (_hak_exited), each
+ * allocator call runs with a fresh identity that exits again when the call
+ * returns (_hak_exit_again). */
 #include <string.h>
 
 #include "internal.h"
 
 __thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));
+__thread int _hak_exited __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 static void thread_destructor(void *arg) {
   hak_thread_t *t = arg;
+  _hak_exited = 1;
   if (t == NULL) return;
   if (t->epoch == hak_load_relaxed(&_hak_g.epoch)) _hak_thread_retire(t);
   else {
@@ -30,9 +41,20 @@ static void thread_destructor(void *arg) {
 
 static void make_key(void) { pthread_key_create(&g_key, thread_destructor); }
 
+static uint32_t fast_cap_of(const hak_thread_t *t) {
+  if (t->epoch != hak_load_relaxed(&_hak_g.epoch) || _hak_g.cfg.checked) return 0;
+  return _hak_g.cfg.cache_cap;
+}
+
+void _hak_threads_refresh(void) {
+  for (hak_thread_t *t = _hak_g.all_threads; t != NULL; t = t->all_next)
+    t->fast_cap = fast_cap_of(t);
+}
+
 static void fresh_state(hak_thread_t *t) {
   memset(t->cls, 0, sizeof t->cls);
   t->epoch = hak_load_relaxed(&_hak_g.epoch);
+  t->fast_cap = fast_cap_of(t);
 }
 
 hak_thread_t *_hak_thread_slow(void) {
@@ -48,6 +70,10 @@ hak_thread_t *_hak_thread_slow(void) {
   if (t == NULL) {
     t = _hak_os_map_plain(sizeof(hak_thread_t));
     if (t == NULL) return NULL;
+    pthread_mutex_lock(&_hak_g.lock);
+    t->all_next = _hak_g.all_threads;
+    _hak_g.all_threads = t;
+    pthread_mutex_unlock(&_hak_g.lock);
   }
   /* A record that survived hak_reset holds pointers into unmapped memory:
    * forget them, and take a new identity so no slab can claim us. */
@@ -131,6 +157,10 @@ void _hak_thread_retire(hak_thread_t *t) {
 void hak_flush(void) {
   hak_thread_t *t = _hak_thread_current_or_null();
   if (t != NULL) _hak_thread_flush(t);
+}
+
+void _hak_exit_again(void) {
+  if (_hak_self != NULL) hak_thread_exit();
 }
 
 void hak_thread_exit(void) {
