@@ -20,6 +20,8 @@ Measured cost: see ``_bench.py``.
 
 from __future__ import annotations
 
+from array import array
+
 from hakfuzz.model import selfcheck
 from hakfuzz.model.config import Config, OomPolicy
 from hakfuzz.model.core import ModelError
@@ -83,8 +85,11 @@ class ModelAllocator:
     def malloc(self, tid: int, size: int) -> Loc:
         """``hak_malloc(size)`` by thread ``tid``."""
         if 0 <= size <= MAX_BLOCK:
-            thread = self._threads.get(tid) or self._heap.thread(tid)
-            return self._tiny(thread, CLASS_OF_SIZE[size])
+            heap = self._heap
+            thread = self._threads.get(tid) or heap.thread(tid)
+            class_idx = CLASS_OF_SIZE[size]
+            loc = heap.alloc(thread, class_idx)
+            return loc if loc is not None else self._refused(class_idx)
         _check_size("size", size)
         return self._new_libc()
 
@@ -154,8 +159,10 @@ class ModelAllocator:
 
     def _tiny(self, thread: ThreadState, class_idx: int) -> Loc:
         loc = self._heap.alloc(thread, class_idx)
-        if loc is not None:
-            return loc
+        return loc if loc is not None else self._refused(class_idx)
+
+    def _refused(self, class_idx: int) -> Loc:
+        """The class cannot give a block: glibc fallback or NULL, as the OOM policy says."""
         if self._heap.config.oom_policy is OomPolicy.LIBC:
             self._heap.counters[class_idx * N_CLASS_FIELDS + FALLBACK_ALLOCS] += 1
             return self._new_libc()
@@ -166,7 +173,7 @@ class ModelAllocator:
         libc_id = self._next_libc_id
         self._next_libc_id = libc_id + 1
         self._libc_live.add(libc_id)
-        return Loc(_LIBC, libc_id=libc_id)
+        return Loc(_LIBC, -1, 0, -1, -1, libc_id)
 
     # -- free and queries ------------------------------------------------------
 
@@ -174,7 +181,8 @@ class ModelAllocator:
         """``hak_free(p)`` by thread ``tid``; NULL does nothing."""
         owner = loc.owner
         if owner is _TINY:
-            self._heap.free(self._threads.get(tid) or self._heap.thread(tid), loc)
+            heap = self._heap
+            heap.free(self._threads.get(tid) or heap.thread(tid), loc)
         elif owner is _LIBC:
             try:
                 self._libc_live.remove(loc.libc_id)
@@ -227,6 +235,15 @@ class ModelAllocator:
     def stats_tuple(self) -> tuple[int, ...]:
         """Every counter, flattened in ``hak_stats_t`` order (8 x 8 per class, 5 globals)."""
         return tuple(self._heap.counters)
+
+    def stats_array(self) -> array[int]:
+        """The live counters: an ``array('q')`` in ``hak_stats_t`` order and layout.
+
+        Updated in place by every call (read it, never write it); its
+        ``tobytes()`` equals the bytes of ``hak_stats`` when model and native
+        agree.  ``reset`` replaces it.
+        """
+        return self._heap.counters
 
     def stats(self) -> Stats:
         """Every counter as a ``Stats`` record."""

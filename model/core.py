@@ -7,16 +7,20 @@ and a thread: ``take(T, c)`` (with collect, acquire and growth),
 SuperSlab release.  ``TinyHeap`` (heap.py) adds the thread caches, malloc,
 free, flush and thread exit on top.
 
-Counters are kept incrementally in one flat list in ``hak_stats_t`` order
-(see stats.py), never recomputed by walking.  Callers pass a
+Counters are kept incrementally in one flat ``array('q')`` laid out exactly
+like ``hak_stats_t`` (see stats.py), never recomputed by walking; its bytes
+are what the native struct's bytes must equal.  Callers pass a
 ``ThreadState``; the core never decides which thread runs.  Hot paths cache
 attributes in locals and allocate nothing.
 """
 
 from __future__ import annotations
 
+from array import array
+
 from hakfuzz.model.config import Config
 from hakfuzz.model.limits import NUM_CLASSES, SS_SIZE
+from hakfuzz.model.slab import EMPTY_HELD as _EMPTY
 from hakfuzz.model.slab import Slab, SlabState
 from hakfuzz.model.stats import (
     ACTIVE_BLOCKS,
@@ -66,8 +70,8 @@ class SlabCore:
     )
 
     config: Config
-    counters: list[int]
-    """Flat ``hak_stats_t`` (stats.py layout), updated in place."""
+    counters: array[int]
+    """Flat ``hak_stats_t`` (stats.py layout, int64 each), updated in place."""
     pools: list[ClassPool]
     registry: dict[int, SuperSlab]
     """Every live SuperSlab by ``ss_seq``: the model's ownership registry."""
@@ -83,7 +87,7 @@ class SlabCore:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.counters = [0] * STATS_LEN
+        self.counters = array("q", bytes(8 * STATS_LEN))
         self.pools = [ClassPool(c) for c in range(NUM_CLASSES)]
         self.registry = {}
         self.kept = 0
@@ -179,7 +183,7 @@ class SlabCore:
                 return None
             slab = pool.take_free_slab()
             assert slab is not None, "a new SuperSlab has FREE slabs"
-        if not slab.locs:
+        if slab.held is _EMPTY:  # never acquired before
             slab.first_use()
         slab.state = _OWNED
         slab.owner = thread

@@ -13,6 +13,7 @@ from hakfuzz.model.core import ModelError, SlabCore
 from hakfuzz.model.limits import NUM_CLASSES, SLABS_PER_SS
 from hakfuzz.model.location import Loc, Owner
 from hakfuzz.model.slab import Slab, SlabState
+from hakfuzz.model.stats import ACTIVE_BLOCKS, N_CLASS_FIELDS
 from hakfuzz.model.thread import ThreadState
 
 _FREE = SlabState.FREE
@@ -39,9 +40,11 @@ class TinyHeap(SlabCore):
             slab = thread.cur[class_idx]
             assert slab is not None
             slab.held[block] = 1
-            loc = slab.locs[block]
-            if loc is None:
-                loc = slab.locs[block] = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+            locs = slab.locs
+            if block < len(locs):
+                return locs[block]
+            loc = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+            locs.append(loc)  # block == len(locs): carved just now (see slab.loc_memo)
             return loc
         cache = thread.cache[class_idx]
         if not cache:
@@ -49,22 +52,66 @@ class TinyHeap(SlabCore):
             if not cache:
                 return None
         loc = cache.pop()
-        self.slab_of(loc).held[loc.block_idx] = 1
+        # A cached Loc is a block of a used slab of a live SuperSlab (selfcheck).
+        self.registry[loc.ss_seq].slabs[loc.slab_idx].held[loc.block_idx] = 1  # type: ignore[union-attr]
         return loc
 
     def _refill(self, thread: ThreadState, class_idx: int, cache: list[Loc]) -> None:
+        config = self.config
+        want = config.refill_batch  # config.refill_count, inlined (cache_cap > 0 here)
+        if want > config.cache_cap:
+            want = config.cache_cap
+        if want < 1:
+            want = 1
         taken: list[Loc] = []
         cur = thread.cur
-        for _ in range(self.config.refill_count):
+        while len(taken) < want:
+            slab = cur[class_idx]
+            if slab is not None:
+                # What take() would return from cur's free list and carve point,
+                # in the same order, taken in one go: pops (the top first), then
+                # carving upwards.  Anything else (drain, next slab) is take()'s.
+                need = want - len(taken)
+                freelist = slab.freelist
+                blocks: list[int] = []
+                if freelist:
+                    n = min(need, len(freelist))
+                    blocks = freelist[-n:]
+                    del freelist[-n:]
+                    blocks.reverse()
+                    need -= n
+                carved = slab.carved
+                if need and carved < slab.capacity:
+                    n = min(need, slab.capacity - carved)
+                    blocks.extend(range(carved, carved + n))
+                    slab.carved = carved + n
+                if blocks:
+                    count = len(blocks)
+                    slab.used += count
+                    slab.ss.active += count
+                    self.counters[class_idx * N_CLASS_FIELDS + ACTIVE_BLOCKS] += count
+                    locs = slab.locs
+                    known = len(locs)
+                    for block in blocks:
+                        if block < known:
+                            taken.append(locs[block])
+                        else:  # carved just now, in index order (see slab.loc_memo)
+                            loc = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+                            locs.append(loc)
+                            taken.append(loc)
+                    continue
             block = self.take(thread, class_idx)
             if block < 0:
                 break
             slab = cur[class_idx]
             assert slab is not None
-            loc = slab.locs[block]
-            if loc is None:
-                loc = slab.locs[block] = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
-            taken.append(loc)
+            locs = slab.locs
+            if block < len(locs):
+                taken.append(locs[block])
+            else:  # carved just now (see slab.loc_memo)
+                loc = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
+                locs.append(loc)
+                taken.append(loc)
         # b1 on top: the next pops return the blocks in take order.
         taken.reverse()
         cache.extend(taken)
@@ -80,8 +127,15 @@ class TinyHeap(SlabCore):
 
     def free(self, thread: ThreadState, loc: Loc) -> None:
         """Policy "free(p)" for a tiny block; ModelError unless ``loc`` is held by the user."""
-        slab = self.slab_of(loc)
+        # slab_of(loc), inlined: the hottest caller.
+        class_idx = loc.class_idx
+        ss = self.registry.get(loc.ss_seq)
+        slab = None
+        if ss is not None and ss.class_idx == class_idx and 0 <= loc.slab_idx < SLABS_PER_SS:
+            slab = ss.slabs[loc.slab_idx]
         block = loc.block_idx
+        if slab is None:
+            raise ModelError(f"{loc} is not in a used slab of a live SuperSlab of its class")
         if slab.state is _FREE or not 0 <= block < slab.carved or not slab.held[block]:
             raise ModelError(f"free of {loc}, which is not a live block (double free?)")
         slab.held[block] = 0
@@ -89,15 +143,19 @@ class TinyHeap(SlabCore):
         if cache_cap == 0:
             self.release_block(thread, slab, block)
             return
-        cache = thread.cache[loc.class_idx]
+        cache = thread.cache[class_idx]
         # '>=' rather than '==': a configure that lowers cache_cap leaves
         # fuller caches behind, which must drain on their next free.
         if len(cache) >= cache_cap:
             count = max(1, cache_cap // 2)
             oldest = cache[:count]
             del cache[:count]
+            registry, release_block = self.registry, self.release_block
             for old in oldest:
-                self.release_block(thread, self.slab_of(old), old.block_idx)
+                # Cached Locs are blocks of used slabs of live SuperSlabs (selfcheck).
+                old_slab = registry[old.ss_seq].slabs[old.slab_idx]
+                assert old_slab is not None
+                release_block(thread, old_slab, old.block_idx)
         cache.append(loc)
 
     def is_held(self, loc: Loc) -> bool:
@@ -118,12 +176,16 @@ class TinyHeap(SlabCore):
 
     def flush(self, thread: ThreadState) -> None:
         """Policy "flush": drain caches, drain remote stacks, retire empty owned slabs."""
+        registry, release_block = self.registry, self.release_block
         for cache in thread.cache:
             if cache:
                 blocks = cache[:]
                 cache.clear()
                 for loc in blocks:
-                    self.release_block(thread, self.slab_of(loc), loc.block_idx)
+                    # Cached Locs are blocks of used slabs of live SuperSlabs (selfcheck).
+                    slab = registry[loc.ss_seq].slabs[loc.slab_idx]
+                    assert slab is not None
+                    release_block(thread, slab, loc.block_idx)
         for owned in thread.owned:
             for slab in owned:
                 if slab.remote:

@@ -11,9 +11,9 @@ Invariants (docs/policy.md "State"; ``selfcheck`` verifies each sentence):
 - ``on_partial`` is True exactly when the slab is on its owner's partial stack.
 
 Blocks are plain ints (indices from the slab's first block).  Per block a
-used slab keeps one byte (``held``) and one slot of its ``Loc`` memo; free
-lists and remote stacks are lists of ints, and no other per-block object
-exists in the model.
+used slab keeps one byte (``held``) and, once carved, one slot of its ``Loc``
+memo; free lists and remote stacks are lists of ints, and no other per-block
+object exists in the model.
 """
 
 from __future__ import annotations
@@ -29,26 +29,32 @@ if TYPE_CHECKING:
     from hakfuzz.model.thread import ThreadState
 
 
-# Building a frozen dataclass costs microseconds (object.__setattr__ per
-# field), more than the rest of a malloc, so each slab memoizes the Loc of
-# its blocks: a Loc depends only on (class, ss_seq, slab, block).  Slabs at
-# the places every short program uses (the first slabs of the first
+# Building a Loc costs about a microsecond, more than the rest of a malloc,
+# so each slab memoizes the Loc of its blocks: a Loc depends only on (class,
+# ss_seq, slab, block).  The memo is a list that grows as blocks are carved:
+# blocks are carved in index order and a block is handed out only once it
+# has been carved, so ``len(locs) >= carved`` always, and ``locs[b]`` exists
+# for every block that can be free, cached, remote or held.  (A memo of
+# ``capacity`` slots made up front would cost 64 KiB per 8-byte slab and,
+# worse, the cyclic GC would walk every empty slot of it at each collection.)
+# Slabs at the places every short program uses (the first slabs of the first
 # SuperSlabs) share one memo across model instances, so a fresh model per
 # program starts warm; the shared memory is bounded by the places below.
 _SHARED_SS_SEQ_MAX = 8
 _SHARED_SLAB_IDX_MAX = 1
-_EMPTY = bytearray()
-_shared_locs: dict[tuple[int, int, int], list[Loc | None]] = {}
+EMPTY_HELD = _EMPTY = bytearray()
+"""``held`` of a slab never acquired (its per-block arrays are made on first use)."""
+_shared_locs: dict[tuple[int, int, int], list[Loc]] = {}
 
 
-def loc_memo(class_idx: int, ss_seq: int, slab_idx: int, capacity: int) -> list[Loc | None]:
+def loc_memo(class_idx: int, ss_seq: int, slab_idx: int) -> list[Loc]:
     """The Loc memo list for a slab: shared for the first places, else a new one."""
     if ss_seq > _SHARED_SS_SEQ_MAX or slab_idx > _SHARED_SLAB_IDX_MAX:
-        return [None] * capacity
+        return []
     key = (class_idx, ss_seq, slab_idx)
     memo = _shared_locs.get(key)
     if memo is None:
-        memo = _shared_locs[key] = [None] * capacity
+        memo = _shared_locs[key] = []
     return memo
 
 
@@ -103,8 +109,8 @@ class Slab:
     """Increases with each entry into an ``owned`` list: sorts slabs in owned order."""
     held: bytearray
     """``held[b]`` is 1 while block ``b`` is held by the user (not cached)."""
-    locs: list[Loc | None]
-    """Memo of the ``Loc`` of each block, filled on first use (empty until acquired)."""
+    locs: list[Loc]
+    """Memo of the ``Loc`` of each block carved so far (see ``loc_memo``)."""
 
     def __init__(self, ss: SuperSlab, slab_idx: int) -> None:
         self.ss = ss
@@ -126,7 +132,7 @@ class Slab:
     def first_use(self) -> None:
         """Allocate the per-block arrays (on first acquisition)."""
         self.held = bytearray(self.capacity)
-        self.locs = loc_memo(self.class_idx, self.ss_seq, self.slab_idx, self.capacity)
+        self.locs = loc_memo(self.class_idx, self.ss_seq, self.slab_idx)
 
     def __repr__(self) -> str:
         return (
