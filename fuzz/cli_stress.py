@@ -113,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from hakfuzz.findings import Finding
-    from hakfuzz.variants import tool
     from hakfuzz.parallel.stress import StressOptions, run_stress
     from hakfuzz.program import save_program
+    from hakfuzz.variants import tool
 
     opts = _options(args)
     assert isinstance(opts, StressOptions)

@@ -53,7 +53,7 @@ def run(  # noqa: D103 - see the module docstring
     reported = 0
     while time.time() < deadline:
         try:
-            run_state_machine_as_test(  # type: ignore[no-untyped-call]
+            run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
                 AllocatorMachine,
                 settings=settings(
                     max_examples=20,

@@ -173,7 +173,7 @@ def run_hypothesis(hak: Any, reporter: Reporter, journal: Journal, *, deadline: 
     while time.time() < deadline:
         failure: BaseException | None = None
         try:
-            run_state_machine_as_test(  # type: ignore[no-untyped-call]
+            run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
                 KillMachine,
                 settings=settings(max_examples=batch, stateful_step_count=steps, deadline=None,
                                   database=None, derandomize=False, print_blob=False,
