@@ -2,8 +2,9 @@
 
 ``build_tool(name, variant)`` compiles one of :data:`TOOLS` (the
 multi-threaded program driver, larson linked with hakmem, plain larson for
-any allocator, ``libhakmem.so``, the pairs benchmark and the fork check) with the same variant flags as the cffi
-module, and caches it like the module: ``<cache>/tools/<name>-<variant>-<key>``
+any allocator, ``libhakmem.so``, the pairs benchmark and the fork check) with
+the same variant flags as the cffi module, and caches it like the module:
+``<cache>/tools/<name>-<variant>-<tree>-<key>``
 where the key hashes the sources, headers, flags and compiler version.  Builds
 are serialised by an ``fcntl`` lock and published by an atomic rename, so
 parallel test workers can ask for the same tool at once.
@@ -38,18 +39,45 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool("hakdriver", ("driver/driver.c", "driver/oracles.c"), True,
-             summary="runs a Program on real pthreads (hakmem or glibc)"),
-        Tool("larson-hakmem", ("bench/larson.c",), True, defines=("-DLARSON_HAKMEM",),
-             summary="larson calling hak_malloc/hak_free directly"),
-        Tool("larson", ("bench/larson.c",), False,
-             summary="larson calling malloc/free, for LD_PRELOAD"),
-        Tool("libhakmem.so", ("src/preload.c",), True, shared=True, defines=("-DHAK_PRELOAD",),
-             summary="the allocator under the standard names, for LD_PRELOAD"),
-        Tool("pairs", ("bench/pairs.c",), True,
-             summary="single-thread malloc+free pairs/s and RSS, hakmem vs glibc in one run"),
-        Tool("forkcheck", ("bench/forkcheck.c",), False,
-             summary="fork() in a threaded parent, then allocate in the child (LD_PRELOAD)"),
+        Tool(
+            "hakdriver",
+            ("driver/driver.c", "driver/oracles.c"),
+            True,
+            summary="runs a Program on real pthreads (hakmem or glibc)",
+        ),
+        Tool(
+            "larson-hakmem",
+            ("bench/larson.c",),
+            True,
+            defines=("-DLARSON_HAKMEM",),
+            summary="larson calling hak_malloc/hak_free directly",
+        ),
+        Tool(
+            "larson",
+            ("bench/larson.c",),
+            False,
+            summary="larson calling malloc/free, for LD_PRELOAD",
+        ),
+        Tool(
+            "libhakmem.so",
+            ("src/preload.c",),
+            True,
+            shared=True,
+            defines=("-DHAK_PRELOAD",),
+            summary="the allocator under the standard names, for LD_PRELOAD",
+        ),
+        Tool(
+            "pairs",
+            ("bench/pairs.c",),
+            True,
+            summary="single-thread malloc+free pairs/s and RSS, hakmem vs glibc in one run",
+        ),
+        Tool(
+            "forkcheck",
+            ("bench/forkcheck.c",),
+            False,
+            summary="fork() in a threaded parent, then allocate in the child (LD_PRELOAD)",
+        ),
     )
 }
 
@@ -82,8 +110,13 @@ def tool_flags(tool: Tool, variant: str) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def build_tool(name: str, variant: str = "release", *, tree: NativeTree | None = None,
-               cache_dir: Path | None = None) -> Path:
+def build_tool(
+    name: str,
+    variant: str = "release",
+    *,
+    tree: NativeTree | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
     """The path of the built tool (compiled now, or found in the cache)."""
     tool = TOOLS.get(name)
     if tool is None:
@@ -107,8 +140,15 @@ def build_tool(name: str, variant: str = "release", *, tree: NativeTree | None =
             sources = [tree.root / s for s in tool.sources]
             if tool.with_allocator:
                 sources += [s for s in _allocator_sources(tree) if s.name != "preload.c"]
-            command = [*compiler.command, *flags, f"-I{tree.include_dir}", f"-I{tree.src_dir}",
-                       *map(str, sources), "-o", str(staging / name)]
+            command = [
+                *compiler.command,
+                *flags,
+                f"-I{tree.include_dir}",
+                f"-I{tree.src_dir}",
+                *map(str, sources),
+                "-o",
+                str(staging / name),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise BuildError(f"building {name} ({variant}) failed:\n{done.stderr.strip()}")

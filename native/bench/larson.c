@@ -17,8 +17,18 @@
  * Built twice: with -DLARSON_HAKMEM it calls hak_malloc/hak_free directly;
  * without, it calls malloc/free, for any allocator through LD_PRELOAD.
  * Prints "Throughput = N operations per second" (one op = one free + one
- * malloc of a slot). */
+ * malloc of a slot), and "Peak RSS = N kB": VmHWM of /proc/self/status, the
+ * high-water mark of this program's own address space (getrusage's
+ * ru_maxrss would also count the image of the process that exec'ed us).
+ *
+ * Proof of who served the run, for hakfuzz: with LARSON_SHOW_MALLOC=1 it
+ * prints "larson: malloc from <object>" on stderr, where <object> is the
+ * shared object (or executable) that defines the allocation function it
+ * calls, as the dynamic linker resolved it (dladdr).  The linked build also
+ * reads HAKMEM_* options and, with HAKMEM_STATS=1, prints the allocator's
+ * counters at exit, like the LD_PRELOAD library. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -32,18 +42,40 @@
 #include "hakmem.h"
 #define ALLOC(n) hak_malloc(n)
 #define FREE(p) hak_free(p)
+#define ALLOC_FN hak_malloc
 #else
 #define ALLOC(n) malloc(n)
 #define FREE(p) free(p)
+#define ALLOC_FN malloc
 #endif
 
+static void show_malloc(void) {
+  const char *flag = getenv("LARSON_SHOW_MALLOC");
+  if (flag == NULL || strcmp(flag, "1") != 0) return;
+  void *(*fn)(size_t) = ALLOC_FN;
+  void *addr;
+  memcpy(&addr, &fn, sizeof addr);  /* a function's address as data, without a cast */
+  Dl_info info;
+  const char *where = "?";
+  if (dladdr(addr, &info) != 0 && info.dli_fname != NULL) where = info.dli_fname;
+  fprintf(stderr, "larson: malloc from %s\n", where);
+}
+
+/* One chain's state, on a cache line of its own: the chains must not share
+ * a line, or the benchmark measures where the allocator under test happened
+ * to place larson's own control blocks (two 40-byte records in one calloc
+ * land on one line, or not, depending on the allocator's alignment).  The
+ * random state lives in a local of the worker, written back when it ends. */
 typedef struct {
-  void **slots;
+  _Alignas(64) void **slots;
   size_t nslots;
   uint64_t rng;
   uint64_t ops;
   uint64_t threads_started;
 } area_t;
+
+#define LARSON_MAX_THREADS 1024
+static area_t g_areas[LARSON_MAX_THREADS];
 
 static size_t g_min, g_max;
 static long g_rounds;
@@ -69,11 +101,14 @@ static void *worker(void *arg) {
   area_t *a = arg;
   long todo = g_rounds * (long)a->nslots;
   uint64_t ops = 0;
+  uint64_t rng = a->rng;
+  void **slots = a->slots;
+  size_t nslots = a->nslots;
   for (long i = 0; i < todo; i++) {
     if ((i & 1023) == 0 && atomic_load_explicit(&g_stop, memory_order_relaxed)) break;
-    size_t victim = (size_t)(next_rand(&a->rng) % a->nslots);
-    FREE(a->slots[victim]);
-    size_t n = rand_size(&a->rng);
+    size_t victim = (size_t)(next_rand(&rng) % nslots);
+    FREE(slots[victim]);
+    size_t n = rand_size(&rng);
     char *p = ALLOC(n);
     if (p == NULL) {
       fprintf(stderr, "larson: allocation of %zu bytes failed\n", n);
@@ -82,9 +117,10 @@ static void *worker(void *arg) {
     }
     p[0] = (char)i;
     if (n > 1) p[n - 1] = (char)i;
-    a->slots[victim] = p;
+    slots[victim] = p;
     ops++;
   }
+  a->rng = rng;
   a->ops += ops;
   if (atomic_load(&g_stop) || atomic_load(&g_failed)) {
     atomic_fetch_sub(&g_running, 1);
@@ -100,6 +136,18 @@ static void *worker(void *arg) {
     atomic_fetch_sub(&g_running, 1);
   }
   return NULL;
+}
+
+/* VmHWM in kB, or -1 where /proc is not mounted. */
+static long peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) return -1;
+  char line[256];
+  long kb = -1;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strncmp(line, "VmHWM:", 6) == 0) kb = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return kb;
 }
 
 int main(int argc, char **argv) {
@@ -118,9 +166,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "larson: invalid arguments\n");
     return 2;
   }
+#ifdef LARSON_HAKMEM
+  hak_configure_from_env();
+#endif
+  show_malloc();
   pthread_attr_init(&g_detached);
   pthread_attr_setdetachstate(&g_detached, PTHREAD_CREATE_DETACHED);
-  area_t *areas = calloc((size_t)threads, sizeof *areas);
+  if (threads > LARSON_MAX_THREADS) {
+    fprintf(stderr, "larson: at most %d threads\n", LARSON_MAX_THREADS);
+    return 2;
+  }
+  area_t *areas = g_areas;
   for (int t = 0; t < threads; t++) {
     areas[t].nslots = (size_t)chunks;
     areas[t].rng = (seed + 1) * 0x9E3779B97F4A7C15ull + (uint64_t)t * 7919u + 1;
@@ -143,6 +199,7 @@ int main(int argc, char **argv) {
   atomic_store(&g_stop, 1);
   while (atomic_load(&g_running) > 0) usleep(1000);
   clock_gettime(CLOCK_MONOTONIC, &t1);
+  long peak_kb = peak_rss_kb();
   double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   uint64_t ops = 0, started = 0;
   for (int t = 0; t < threads; t++) {
@@ -151,8 +208,12 @@ int main(int argc, char **argv) {
     for (long i = 0; i < chunks; i++) FREE(areas[t].slots[i]);
     free(areas[t].slots);
   }
-  free(areas);
   printf("Threads started = %llu\n", (unsigned long long)started);
   printf("Throughput = %.0f operations per second\n", (double)ops / elapsed);
+  printf("Peak RSS = %ld kB\n", peak_kb);
+#ifdef LARSON_HAKMEM
+  const char *stats = getenv("HAKMEM_STATS");
+  if (stats != NULL && strcmp(stats, "1") == 0) hak_stats_print();
+#endif
   return atomic_load(&g_failed) ? 1 : 0;
 }

@@ -1,0 +1,28 @@
+"""larson, the LD_PRELOAD allocator, real programs and peer allocators.
+
+- :mod:`~hakfuzz.larson.runner`: run larson under one allocator, prove who
+  served it, and compare allocators side by side (interleaved runs).
+- :mod:`~hakfuzz.larson.peers`: glibc, hakmem and the peers (jemalloc,
+  mimalloc, tcmalloc from Debian packages).
+- :mod:`~hakfuzz.larson.stability`: the seed's acceptance protocol.
+- :mod:`~hakfuzz.larson.preload`: real programs under ``libhakmem.so``,
+  compared with a glibc run.
+- :mod:`~hakfuzz.larson.process`: measured child processes (peak RSS) and the
+  evidence they print.
+"""
+
+from hakfuzz.larson.peers import ALLOCATORS, PEERS, find_library, parse_allocators
+from hakfuzz.larson.runner import Comparison, LarsonConfig, RunResult, Summary, compare, run_once
+
+__all__ = [
+    "ALLOCATORS",
+    "PEERS",
+    "Comparison",
+    "LarsonConfig",
+    "RunResult",
+    "Summary",
+    "compare",
+    "find_library",
+    "parse_allocators",
+    "run_once",
+]

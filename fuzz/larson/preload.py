@@ -1,0 +1,154 @@
+"""Real programs under the allocator: ``LD_PRELOAD=libhakmem.so``, compared with glibc.
+
+:func:`run_program` runs a command with ``libhakmem.so`` preloaded (or with
+nothing preloaded, for the glibc side) and ``HAKMEM_STATS=1``, so every
+process of the command that exits prints hakmem's counters on stderr: a
+process whose counters show SuperSlabs created was really served by hakmem.
+:func:`compare_program` runs the command under both and lists what differs:
+exit status, stdout and, on request, stderr (without the stats lines).
+
+Only builds without a sanitizer can be preloaded: a sanitizer's runtime
+defines ``malloc`` itself and, preloaded first as it must be, would shadow
+ours.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hakfuzz._errors import HakfuzzError
+from hakfuzz.larson.process import (
+    HakmemStats,
+    Measured,
+    parse_all_hakmem_stats,
+    run_measured,
+    strip_hakmem_stats,
+)
+
+PRELOAD_VARIANTS: tuple[str, ...] = ("release", "debug")
+"""Variants whose ``libhakmem.so`` can serve a real program."""
+
+
+def library(variant: str = "release") -> str:
+    """Path of ``libhakmem.so`` of ``variant`` (built on first use)."""
+    if variant not in PRELOAD_VARIANTS:
+        raise HakfuzzError(f"variant {variant!r} cannot be preloaded (a sanitizer runtime would "
+                           f"shadow malloc); choose from {', '.join(PRELOAD_VARIANTS)}")
+    from hakfuzz.native._tools import build_tool
+
+    return str(build_tool("libhakmem.so", variant).resolve())
+
+
+def preload_env(allocator: str, variant: str = "release",
+                base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run under ``allocator`` (``hakmem`` or ``glibc``)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("LD_PRELOAD", None)
+    env["HAKMEM_STATS"] = "1"
+    if allocator == "hakmem":
+        env["LD_PRELOAD"] = library(variant)
+    elif allocator != "glibc":
+        raise ValueError(f"preload runs under hakmem or glibc, not {allocator!r}")
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class PreloadRun:
+    """One run of a real program."""
+
+    allocator: str
+    measured: Measured
+    stats: tuple[HakmemStats, ...]  # one block per process of the command that exited
+
+    @property
+    def served(self) -> bool:
+        """Hakmem created SuperSlabs in at least one process of the command."""
+        return any(s.ss_created > 0 for s in self.stats)
+
+    @property
+    def ss_created(self) -> int:
+        """SuperSlabs created over every process of the command."""
+        return sum(s.ss_created for s in self.stats)
+
+    @property
+    def stdout(self) -> str:
+        """What the command printed on stdout."""
+        return self.measured.stdout
+
+    @property
+    def stderr(self) -> str:
+        """Stderr without the stats lines."""
+        return strip_hakmem_stats(self.measured.stderr)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (output abbreviated)."""
+        return {"allocator": self.allocator, "status": self.measured.describe_status(),
+                "returncode": self.measured.returncode,
+                "seconds": round(self.measured.wall_seconds, 3),
+                # ru_maxrss: never below the launching Python's (see run_measured)
+                "maxrss_kb": self.measured.maxrss_kb, "processes_with_stats": len(self.stats),
+                "ss_created": self.ss_created, "served": self.served,
+                "stdout_bytes": len(self.stdout), "stderr_tail": self.stderr[-400:]}
+
+
+def run_program(argv: Sequence[str], *, allocator: str = "hakmem", variant: str = "release",
+                env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+                cwd: str | os.PathLike[str] | None = None, timeout: float = 120.0) -> PreloadRun:
+    """Run ``argv`` under ``allocator``; ``env`` is the base environment (default: ours)."""
+    if not argv:
+        raise HakfuzzError("no command to run")
+    done = run_measured(argv, env=preload_env(allocator, variant, env), timeout=timeout,
+                        stdin=stdin, cwd=cwd)
+    if done.returncode == 127 and not done.stdout and "not found" in done.stderr:
+        raise HakfuzzError(f"cannot run {argv[0]}: {done.stderr.strip()}")
+    return PreloadRun(allocator, done, tuple(parse_all_hakmem_stats(done.stderr)))
+
+
+@dataclass(frozen=True, slots=True)
+class PreloadComparison:
+    """The same command under hakmem and under glibc."""
+
+    argv: tuple[str, ...]
+    hakmem: PreloadRun
+    glibc: PreloadRun
+    differences: tuple[str, ...]
+
+    @property
+    def same(self) -> bool:
+        """Nothing compared differs."""
+        return not self.differences
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"argv": list(self.argv), "same": self.same, "differences": list(self.differences),
+                "hakmem": self.hakmem.as_json(), "glibc": self.glibc.as_json()}
+
+
+def _first_difference(a: str, b: str) -> str:
+    for i, (x, y) in enumerate(zip(a.splitlines(), b.splitlines(), strict=False)):
+        if x != y:
+            return f"line {i + 1}: hakmem {x[:60]!r} vs glibc {y[:60]!r}"
+    return f"hakmem {len(a.splitlines())} lines vs glibc {len(b.splitlines())} lines"
+
+
+def compare_program(argv: Sequence[str], *, variant: str = "release",
+                    env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+                    cwd: str | os.PathLike[str] | None = None, timeout: float = 120.0,
+                    compare_stderr: bool = False) -> PreloadComparison:
+    """Run ``argv`` under glibc, then under hakmem, and list the differences."""
+    glibc = run_program(argv, allocator="glibc", variant=variant, env=env, stdin=stdin, cwd=cwd,
+                        timeout=timeout)
+    hakmem = run_program(argv, allocator="hakmem", variant=variant, env=env, stdin=stdin, cwd=cwd,
+                         timeout=timeout)
+    diffs: list[str] = []
+    if hakmem.measured.returncode != glibc.measured.returncode or hakmem.measured.timed_out:
+        diffs.append(f"status: hakmem {hakmem.measured.describe_status()}, "
+                     f"glibc {glibc.measured.describe_status()}")
+    if hakmem.stdout != glibc.stdout:
+        diffs.append("stdout differs: " + _first_difference(hakmem.stdout, glibc.stdout))
+    if compare_stderr and hakmem.stderr != glibc.stderr:
+        diffs.append("stderr differs: " + _first_difference(hakmem.stderr, glibc.stderr))
+    return PreloadComparison(tuple(argv), hakmem, glibc, tuple(diffs))
