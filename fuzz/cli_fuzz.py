@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,7 +223,7 @@ def _summary(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 150)  # pipes: no truncated columns
     table = Table(
         title=f"hakfuzz fuzz: {doc['seconds']:.0f} s, variant {doc['variant']}",
         title_justify="left",
