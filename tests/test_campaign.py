@@ -154,3 +154,21 @@ def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "truncated" in done.stderr
+
+
+def test_executor_frees_glibc_blocks_left_live_at_the_end() -> None:
+    """A 10-minute campaign once died at libFuzzer's 2 GiB RSS limit: glibc
+    blocks still live when a program ended were never freed."""
+    import resource
+
+    from hakfuzz import native
+    from hakfuzz.differential import DifferentialExecutor
+
+    executor = DifferentialExecutor(native.load())
+    program = Program(ops=tuple(Op.libc_alloc(h, 60000) for h in range(100)))
+    executor.run(program)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(200):  # 1.2 GB if leaked
+        assert executor.run(program) is None
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"RSS grew {grown_mb:.0f} MB"

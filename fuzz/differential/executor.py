@@ -213,7 +213,15 @@ class DifferentialSession:
             w.call(self.x.lib.hak_thread_exit)
             w.close()
         self.workers = []
-        self.x.lib.hak_reset()  # worker threads are gone; nothing may outlive the run
+        # hak_reset unmaps every tiny block, but glibc's blocks (libc_alloc,
+        # requests over 1024, fallbacks at the cap) are only freed by a free:
+        # without this a long campaign leaks them by the gigabyte.
+        lib = self.x.lib
+        for handle in self.handles.values():
+            if handle[1].owner is Owner.LIBC:
+                lib.hak_libc_free(handle[0])
+        self.handles.clear()
+        lib.hak_reset()  # worker threads are gone; nothing may outlive the run
 
 
 class DifferentialExecutor:

@@ -152,7 +152,8 @@ static long peak_rss_kb(void) {
 
 int main(int argc, char **argv) {
   if (argc != 8) {
-    fprintf(stderr, "usage: larson <seconds> <min_size> <max_size> <chunks_per_thread> <rounds> <seed> <threads>\n");
+    fprintf(stderr, "usage: larson <seconds> <min_size> <max_size> <chunks_per_thread> "
+                    "<rounds> <seed> <threads>\n");
     return 2;
   }
   double seconds = atof(argv[1]);
