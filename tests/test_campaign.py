@@ -157,8 +157,10 @@ def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
 
 
 def test_executor_frees_glibc_blocks_left_live_at_the_end() -> None:
-    """A 10-minute campaign once died at libFuzzer's 2 GiB RSS limit: glibc
-    blocks still live when a program ended were never freed."""
+    """The glibc blocks still live when a program ends are freed.
+
+    A 10-minute campaign once died at libFuzzer's 2 GiB RSS limit without this.
+    """
     import resource
 
     from hakfuzz import native
