@@ -14,10 +14,9 @@ from pathlib import Path
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
-from hakfuzz.findings import Finding
 from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import judge, run_driver
-from hakfuzz.parallel.stress import final_stats_problems
+from hakfuzz.parallel.runner import run_driver
+from hakfuzz.parallel.stress import judge_run
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.variants import tool
 
@@ -55,20 +54,7 @@ def run(  # noqa: D103 - see the module docstring
         journal.clear()
         execs += 1
         ops += len(program.ops)
-        finding = judge(result, program, variant=variant, seed=program_seed)
-        if finding is None:
-            problems = final_stats_problems(result, program)
-            if problems:
-                finding = Finding(
-                    "parallel",
-                    "oracle",
-                    "model-invariant " + problems[0],
-                    "; ".join(problems),
-                    program,
-                    None,
-                    variant,
-                    program_seed,
-                )
+        finding = judge_run(result, program, variant=variant, seed=program_seed)
         stats = (result.result or {}).get("stats") or {}
         nonzero = tuple(
             sorted(

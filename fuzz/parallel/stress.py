@@ -143,6 +143,27 @@ def final_stats_problems(run: RunResult, program: Program) -> list[str]:
     )
 
 
+def judge_run(
+    run: RunResult, program: Program, *, variant: str, seed: int | None, model: bool = True
+) -> Finding | None:
+    """The driver's verdict, then (``model``) invariant mode on its final counters."""
+    finding = judge(run, program, variant=variant, seed=seed)
+    if finding is None and model:
+        problems = final_stats_problems(run, program)
+        if problems:
+            finding = Finding(
+                "parallel",
+                "oracle",
+                "model-invariant " + problems[0],
+                "; ".join(problems),
+                program,
+                None,
+                variant,
+                seed,
+            )
+    return finding
+
+
 def _programs(opts: StressOptions, name: str) -> Iterator[tuple[int, Program]]:
     share = max(1, opts.ops // len(opts.workloads))
     spent, seed = 0, opts.seed
@@ -192,20 +213,13 @@ def run_stress(
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
                         tally.seconds += float(run.result.get("seconds", 0.0))
-                    finding = judge(run, program, variant=opts.variant, seed=seed)
-                    if finding is None and opts.allocator == "hakmem":
-                        problems = final_stats_problems(run, program)
-                        if problems:
-                            finding = Finding(
-                                "parallel",
-                                "oracle",
-                                "model-invariant " + problems[0],
-                                "; ".join(problems),
-                                program,
-                                None,
-                                opts.variant,
-                                seed,
-                            )
+                    finding = judge_run(
+                        run,
+                        program,
+                        variant=opts.variant,
+                        seed=seed,
+                        model=opts.allocator == "hakmem",
+                    )
                     if finding is not None:
                         if finding.signature not in report.findings:
                             report.findings[finding.signature] = finding
