@@ -23,18 +23,17 @@ resolved by :func:`resolve_variant`.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from hakfuzz._errors import HakfuzzError, UsageError
 from hakfuzz.native._build import NativeTree, cache_root, default_tree
+from hakfuzz.native._cache import make_entry
 from hakfuzz.native._toolchain import COMMON_CFLAGS, find_compiler, get_variant
 
 MUTANTS_DIR = Path(__file__).resolve().parent / "mutants"
@@ -137,19 +136,32 @@ def mutant_key(mutant: Mutant, source: NativeTree | None = None) -> str:
 
 
 def _run_patch(mutant: Mutant, directory: Path, *, dry_run: bool) -> None:
-    command = ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "--silent",
-               "-d", str(directory), "-i", str(mutant.patch)]
+    command = [
+        "patch",
+        "-p1",
+        "--batch",
+        "--forward",
+        "--no-backup-if-mismatch",
+        "--silent",
+        "-d",
+        str(directory),
+        "-i",
+        str(mutant.patch),
+    ]
     if dry_run:
         command.append("--dry-run")
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     except FileNotFoundError:
-        raise MutantError("the `patch` program is missing; install it (apt-get install patch)") \
-            from None
+        raise MutantError(
+            "the `patch` program is missing; install it (apt-get install patch)"
+        ) from None
     if done.returncode != 0:
         words = (done.stdout + done.stderr).strip()
-        raise MutantError(f"mutant {mutant.name}: {mutant.patch} does not apply to the sources "
-                          f"in {directory}:\n{words}")
+        raise MutantError(
+            f"mutant {mutant.name}: {mutant.patch} does not apply to the sources "
+            f"in {directory}:\n{words}"
+        )
 
 
 def check_applies(name: str, source: NativeTree | None = None) -> Mutant:
@@ -159,8 +171,13 @@ def check_applies(name: str, source: NativeTree | None = None) -> Mutant:
     return mutant
 
 
-def mutant_tree(name: str, *, source: NativeTree | None = None,
-                cache_dir: Path | None = None, directory: Path | None = None) -> NativeTree:
+def mutant_tree(
+    name: str,
+    *,
+    source: NativeTree | None = None,
+    cache_dir: Path | None = None,
+    directory: Path | None = None,
+) -> NativeTree:
     """A patched copy of ``source`` (default: the shipped tree), from the cache or made now.
 
     ``directory`` holds the patch (default :data:`MUTANTS_DIR`).
@@ -168,35 +185,22 @@ def mutant_tree(name: str, *, source: NativeTree | None = None,
     mutant = get_mutant(name, directory)
     source = source or default_tree()
     key = mutant_key(mutant, source)
+    tree_name = f"mutant_{mutant.ident}"
+
+    def fill(staging: Path) -> None:
+        for part in COPIED_DIRS:
+            if (source.root / part).is_dir():
+                shutil.copytree(
+                    source.root / part,
+                    staging / part,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.o", "*.so", "*.pyc"),
+                )
+        _run_patch(mutant, staging, dry_run=False)
+        (staging / ".applied").write_text(f"{mutant.patch}\n")
+
     root = (cache_dir or cache_root()) / "mutants"
-    entry = root / f"{mutant.name}-{key}"
-    tree = NativeTree(root=entry, name=f"mutant_{mutant.ident}")
-    done_mark = entry / ".applied"
-    if done_mark.is_file():
-        return tree
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{entry.name}.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if done_mark.is_file():
-                return tree
-            staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
-            try:
-                for part in COPIED_DIRS:
-                    if (source.root / part).is_dir():
-                        shutil.copytree(source.root / part, staging / part,
-                                        ignore=shutil.ignore_patterns("__pycache__", "*.o",
-                                                                      "*.so", "*.pyc"))
-                _run_patch(mutant, staging, dry_run=False)
-                (staging / ".applied").write_text(f"{mutant.patch}\n")
-                if entry.exists():  # a half-made entry of a crashed run
-                    shutil.rmtree(entry)
-                os.rename(staging, entry)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return tree
+    entry = make_entry(root, f"{mutant.name}-{key}", lambda e: (e / ".applied").is_file(), fill)
+    return NativeTree(root=entry, name=tree_name)
 
 
 def compile_check(name: str, variant: str = "release", *, cache_dir: Path | None = None) -> None:
@@ -216,18 +220,30 @@ def compile_check(name: str, variant: str = "release", *, cache_dir: Path | None
     flags = [*COMMON_CFLAGS, *get_variant(variant).cflags]
     for source in sources:
         done = subprocess.run(
-            [*compiler.command, *flags, f"-I{tree.include_dir}", f"-I{tree.src_dir}", "-c",
-             str(source), "-o", os.devnull],
-            capture_output=True, text=True, check=False)
+            [
+                *compiler.command,
+                *flags,
+                f"-I{tree.include_dir}",
+                f"-I{tree.src_dir}",
+                "-c",
+                str(source),
+                "-o",
+                os.devnull,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
-            raise MutantError(f"mutant {name}: {source.name} does not compile ({variant}):\n"
-                              f"{done.stderr.strip()}")
+            raise MutantError(
+                f"mutant {name}: {source.name} does not compile ({variant}):\n{done.stderr.strip()}"
+            )
 
 
 def resolve_variant(text: str) -> tuple[str, NativeTree | None]:
     """``release`` -> (``release``, None); ``mutant:NAME`` -> (``release``, its tree)."""
     if text.startswith(MUTANT_PREFIX):
-        return "release", mutant_tree(text[len(MUTANT_PREFIX):])
+        return "release", mutant_tree(text[len(MUTANT_PREFIX) :])
     get_variant(text)
     return text, None
 

@@ -12,15 +12,13 @@ parallel test workers can ask for the same tool at once.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from hakfuzz.native._build import BuildError, NativeTree, cache_root, default_tree
+from hakfuzz.native._cache import make_entry
 from hakfuzz.native._toolchain import COMMON_CFLAGS, find_compiler, get_variant
 
 
@@ -125,34 +123,24 @@ def build_tool(
     compiler = find_compiler(get_variant(variant))
     flags = tool_flags(tool, variant)
     key = _key(tool, tree, flags, compiler.version_text)
+    entry_name = f"{name}-{variant}-{tree.name}-{key}"
+
+    def fill(staging: Path) -> None:
+        sources = [tree.root / s for s in tool.sources]
+        if tool.with_allocator:
+            sources += [s for s in _allocator_sources(tree) if s.name != "preload.c"]
+        command = [
+            *compiler.command,
+            *flags,
+            f"-I{tree.include_dir}",
+            f"-I{tree.src_dir}",
+            *map(str, sources),
+            "-o",
+            str(staging / name),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BuildError(f"building {name} ({variant}) failed:\n{done.stderr.strip()}")
+
     root = (cache_dir or cache_root()) / "tools"
-    entry = root / f"{name}-{variant}-{tree.name}-{key}"
-    target = entry / name
-    if target.is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{entry.name}.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if target.is_file():
-                return target
-            staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
-            sources = [tree.root / s for s in tool.sources]
-            if tool.with_allocator:
-                sources += [s for s in _allocator_sources(tree) if s.name != "preload.c"]
-            command = [
-                *compiler.command,
-                *flags,
-                f"-I{tree.include_dir}",
-                f"-I{tree.src_dir}",
-                *map(str, sources),
-                "-o",
-                str(staging / name),
-            ]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise BuildError(f"building {name} ({variant}) failed:\n{done.stderr.strip()}")
-            os.rename(staging, entry)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return target
+    return make_entry(root, entry_name, lambda e: (e / name).is_file(), fill) / name
