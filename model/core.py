@@ -118,7 +118,9 @@ class SlabCore:
         partial = thread.partial[class_idx]
         while True:
             slab = cur[class_idx]
-            if slab is not None:
+            # Step 1: cur's free list; carving and draining only when no
+            # partial slab has a free list to use first.
+            if slab is not None and (slab.freelist or not partial):
                 freelist = slab.freelist
                 if freelist:
                     block = freelist.pop()
@@ -137,6 +139,9 @@ class SlabCore:
                     return block
             # Step 2: cur is exhausted (or none) and stays owned.
             if partial:
+                old = cur[class_idx]
+                if old is not None and old.carved < old.capacity:
+                    thread.dirty[class_idx][old] = None  # carve room for collect
                 slab = partial.popitem()[0]
                 slab.on_partial = False
                 cur[class_idx] = slab
@@ -169,14 +174,22 @@ class SlabCore:
                 continue
             if slab.used == 0:
                 self._retire(slab)
-            elif slab.freelist and not slab.on_partial:
+            elif (slab.freelist or slab.carved < slab.capacity) and not slab.on_partial:
                 partial[slab] = None
                 slab.on_partial = True
         return bool(partial)
 
     def _acquire(self, thread: ThreadState, class_idx: int) -> Slab | None:
-        """Steps 2c-2e: a FREE slab in policy order, growing the class if needed."""
+        """Steps 2c-2f: the latest orphan, else a FREE slab in policy order, growing if needed."""
         pool = self.pools[class_idx]
+        if pool.orphans:
+            orphan = pool.orphans.popitem()[0]
+            orphan.state = _OWNED
+            orphan.owner = thread
+            orphan.stamp = self.next_stamp
+            self.next_stamp += 1
+            thread.owned[class_idx][orphan] = None
+            return orphan
         slab = pool.take_free_slab()
         if slab is None:
             if not self._grow(class_idx):
@@ -242,6 +255,7 @@ class SlabCore:
         owner = slab.owner
         if owner is not thread:
             if owner is None:  # ORPHAN: adopt
+                del self.pools[class_idx].orphans[slab]
                 slab.state = _OWNED
                 slab.owner = thread
                 slab.stamp = self.next_stamp

@@ -201,10 +201,12 @@ class TinyHeap(SlabCore):
         """Policy "thread exit": flush, orphan the slabs still owned, forget the identity."""
         self.flush(thread)
         for class_idx in range(NUM_CLASSES):
+            orphans = self.pools[class_idx].orphans
             for slab in thread.owned[class_idx]:
                 slab.state = _ORPHAN
                 slab.owner = None
                 slab.on_partial = False
+                orphans[slab] = None
             thread.owned[class_idx].clear()
             thread.partial[class_idx].clear()
             thread.dirty[class_idx].clear()

@@ -60,9 +60,8 @@ def _check_threads(heap: TinyHeap, problems: list[str]) -> Counter[tuple[int, in
                     problems.append(f"{who} lists {slab.name()} as owned, but it is {slab!r}")
                 if slab.class_idx != class_idx:
                     problems.append(f"{who}: {slab.name()} is in the owned list of C{class_idx}")
-                collectable = (
-                    slab.remote or slab.used == 0 or (slab.freelist and not slab.on_partial)
-                )
+                has_room = slab.freelist or slab.carved < slab.capacity
+                collectable = slab.remote or slab.used == 0 or (has_room and not slab.on_partial)
                 if slab is not cur and collectable and slab not in thread.dirty[class_idx]:
                     problems.append(f"{who}: {slab!r} needs collecting but is not marked dirty")
             for slab in thread.dirty[class_idx]:

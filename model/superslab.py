@@ -4,8 +4,10 @@ A ``SuperSlab`` is 32 slabs given to one class under one ``ss_seq``.  A kept
 SuperSlab reused for growth gets a new ``ss_seq`` and is, for the model, a new
 ``SuperSlab`` object: nothing of its previous life is observable.
 
-``ClassPool`` answers "the lowest slab index of the lowest-``ss_seq``
-SuperSlab of the class that has a FREE slab" (policy step 2c) in O(log n):
+``ClassPool`` keeps the class's ORPHAN slabs in orphaning order (step 2c
+adopts the most recent one), and answers "the lowest slab index of the
+lowest-``ss_seq`` SuperSlab of the class that has a FREE slab" (step 2d) in
+O(log n):
 each SuperSlab keeps a bit mask of its FREE slabs, and a heap holds the
 ``ss_seq`` of every live SuperSlab that may have one (stale entries are
 dropped when they reach the top).
@@ -61,16 +63,19 @@ class SuperSlab:
 class ClassPool:
     """The live SuperSlabs of one class, in ``ss_seq`` order."""
 
-    __slots__ = ("_with_free", "class_idx", "live")
+    __slots__ = ("_with_free", "class_idx", "live", "orphans")
 
     class_idx: int
     live: dict[int, SuperSlab]
     """``ss_seq -> SuperSlab``; insertion order is ``ss_seq`` order."""
+    orphans: dict[Slab, None]
+    """The class's ORPHAN slabs; insertion order is orphaning order."""
     _with_free: list[int]
 
     def __init__(self, class_idx: int) -> None:
         self.class_idx = class_idx
         self.live = {}
+        self.orphans = {}
         self._with_free = []
 
     def add(self, ss: SuperSlab) -> None:

@@ -15,7 +15,8 @@ Per class ``c`` (docs/policy.md "State"):
   as an ordered set), ``cur`` included.
 - ``dirty[c]``: owned slabs that policy step 2b ("collect") may act on: it
   holds every owned non-current slab with remote blocks, with ``used == 0``,
-  or with free blocks while off the partial stack (and may hold others).
+  or with free blocks (free list or carve room) while off the partial stack
+  (and may hold others).
   Collect visits only these, in ``owned`` order (by ``Slab.stamp``), which
   has the effect of visiting all of ``owned`` without its quadratic cost.
 """

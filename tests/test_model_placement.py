@@ -70,11 +70,26 @@ def test_partial_slab_is_preferred_to_a_free_one() -> None:
     slab0 = [model.malloc(0, C7) for _ in range(60)]
     in_slab1 = model.malloc(0, C7)
     assert place(in_slab1) == (1, 1, 0)
+    more = [model.malloc(0, C7) for _ in range(62)]
+    assert place(more[-1]) == (1, 1, 62)  # cur carves while partial is empty
     model.free(0, slab0[7])  # slab 0 is not current: it goes on partial
-    more = [model.malloc(0, C7) for _ in range(63)]
-    assert place(more[-1]) == (1, 1, 63)  # cur is served first
-    assert place(model.malloc(0, C7)) == (1, 0, 7)  # then the partial slab
+    assert place(model.malloc(0, C7)) == (1, 0, 7)  # the hole before cur's carve room
+    assert place(model.malloc(0, C7)) == (1, 1, 63)  # partial empty again: cur carves
     assert place(model.malloc(0, C7)) == (1, 2, 0)  # then the lowest FREE slab
+
+
+def test_a_partial_slab_is_used_before_cur_carves_fresh_memory() -> None:
+    model = ModelAllocator(CACHES_OFF)
+    slab0 = [model.malloc(0, C7) for _ in range(60)]
+    assert place(model.malloc(0, C7)) == (1, 1, 0)  # cur is slab 1, 63 blocks of carve room
+    model.free(0, slab0[3])
+    model.free(0, slab0[5])  # slab 0 on partial, freelist [3, 5]
+    assert [place(model.malloc(0, C7)) for _ in range(2)] == [(1, 0, 5), (1, 0, 3)]
+    # Slab 0 (cur now) is full and partial is empty: collect finds slab 1's
+    # carve room before any FREE slab is opened.
+    assert place(model.malloc(0, C7)) == (1, 1, 1)
+    assert model.stats().cls[7].slabs_in_use == 2
+    assert model.self_check() == []
 
 
 def test_empty_non_current_slab_retires_and_is_reacquired_first() -> None:

@@ -70,15 +70,17 @@ def test_thread_exit_orphans_and_another_thread_adopts() -> None:
     cls = model.stats().cls[3]
     assert (cls.slabs_in_use, cls.active_blocks) == (1, 2)
     assert model.self_check() == []
-    c = model.malloc(0, 64)  # a new identity: the orphan is not its cur
-    assert c.location() == (1, 3, 1, 1, 0)
-    model.free(1, a)  # thread 1 adopts slab 0 and frees locally
+    c = model.malloc(0, 64)  # a new identity adopts the orphan (step 2c) and carves on
+    assert c.location() == (1, 3, 1, 0, 2)
     cls = model.stats().cls[3]
-    assert (cls.remote_pending, cls.active_blocks, cls.slabs_in_use) == (0, 2, 2)
-    model.free(1, b)  # used 0, not thread 1's cur: retired
-    assert model.stats().cls[3].slabs_in_use == 1
-    model.free(0, c)
-    model.flush(0)
+    assert (cls.active_blocks, cls.slabs_in_use) == (3, 1)
+    model.thread_exit(0)  # slab 0 is an orphan again
+    model.free(1, a)  # thread 1 adopts slab 0 by freeing into it, locally
+    cls = model.stats().cls[3]
+    assert (cls.remote_pending, cls.active_blocks, cls.slabs_in_use) == (0, 2, 1)
+    model.free(1, b)
+    model.free(1, c)  # used 0, not thread 1's cur: retired
+    model.flush(1)
     cls = model.stats().cls[3]
     assert (cls.slabs_in_use, cls.ss_live, cls.active_blocks) == (0, 0, 0)
     assert model.self_check() == []

@@ -177,9 +177,14 @@ def test_blocks_of_an_exited_thread_are_adopted(hak: HakmemModule, mode: str) ->
         f"the exited thread's slabs are orphans, still in use:\n{snap}"
     )
     assert_clean(hak, "with orphan slabs")
-    # A new allocation does not take blocks from orphans: they are not FREE.
+    # A thread that needs a slab adopts the latest orphan (slab 1, which has
+    # room) before it takes a FREE one (docs/policy.md, take step 2c).
     mine = malloc_ok(hak, 1024)
-    assert locate(hak, mine).slab_idx == 2, f"a new thread gets a FREE slab: {locate(hak, mine)}"
+    where = locate(hak, mine)
+    assert where.slab_idx == 1, f"the latest orphan is adopted, not a FREE slab: {where}"
+    if mode == "caches-off":
+        assert where.block_idx == 40, f"it continues where the exited thread stopped: {where}"
+    assert stats(hak).cls[7]["slabs_in_use"] == 2
     for ptr in [*result, mine]:
         lib.hak_free(ptr)
     lib.hak_flush()

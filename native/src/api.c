@@ -71,7 +71,7 @@ static inline void *tiny_alloc_served(size_t size, int kind) {
   if (HAK_LIKELY(t != NULL)) {
     if (HAK_LIKELY(_hak_g.cfg.cache_cap != 0)) {
       hak_tclass_t *tc = &t->cls[c];
-      if (HAK_LIKELY(tc->count != 0)) p = t->cache[c][--tc->count];
+      if (HAK_LIKELY(tc->count != 0)) p = *_hak_cache_slot(t, c, --tc->count);
       else p = _hak_cache_refill(t, c);
     } else {
       p = _hak_take(t, c);
@@ -107,7 +107,7 @@ static inline void *tiny_alloc(size_t size, int kind) {
     uint32_t n = tc->count;
     if (HAK_LIKELY(n - 1 < t->fast_cap)) {
       tc->count = n - 1;
-      void *p = t->cache[c][n - 1];
+      void *p = *_hak_cache_slot(t, c, n - 1);
       HAK_ASAN(_hak_asan_handed_out(p, (size_t)HAK_MIN_BLOCK << c));
       return p;
     }
@@ -129,7 +129,7 @@ static inline void tiny_free_served(hak_ss_t *ss, void *p) {
   if (HAK_LIKELY(cap != 0)) {
     hak_tclass_t *tc = &t->cls[c];
     if (HAK_UNLIKELY(tc->count >= cap)) _hak_cache_drain(t, c);
-    t->cache[c][tc->count++] = p;
+    *_hak_cache_slot(t, c, tc->count++) = p;
     return;
   }
   _hak_release_block(t, ss, p);
@@ -155,7 +155,7 @@ static inline void tiny_free(hak_ss_t *ss, void *p) {
     uint32_t n = tc->count;
     if (HAK_LIKELY(n < t->fast_cap)) {  /* room; caches on, record current */
       tc->count = n + 1;
-      t->cache[c][n] = p;
+      *_hak_cache_slot(t, c, n) = p;
       return;
     }
   }

@@ -106,7 +106,7 @@ static int check_class(unsigned c, char *msg, size_t len) {
   size_t ncached = 0;
   if (t != NULL) {
     ncached = t->cls[c].count;
-    memcpy(cached, t->cache[c], ncached * sizeof(void *));
+    for (size_t i = 0; i < ncached; i++) cached[i] = *_hak_cache_slot(t, c, (uint32_t)i);
     qsort(cached, ncached, sizeof(void *), cmp_ptr);
     for (size_t i = 0; i < ncached; i++) {
       hak_ss_t *ss = _hak_registry_lookup(cached[i]);
@@ -116,7 +116,16 @@ static int check_class(unsigned c, char *msg, size_t len) {
         FAIL("class %u: the thread cache holds %p twice", c, cached[i]);
     }
   }
-  uint64_t n = 0, prev_seq = 0, in_use = 0;
+  uint64_t n = 0, prev_seq = 0, in_use = 0, orphans = 0, listed = 0, dirty = 0;
+  for (hak_slab_t *o = cls->orphans, *prev = NULL; o != NULL; prev = o, o = o->o_next) {
+    hak_ss_t *oss = _hak_ss_base(o);
+    if (_hak_registry_lookup(oss) != oss || oss->class_idx != c || o->state != HAK_SLAB_ORPHAN)
+      FAIL("class %u: the orphan list holds slab %p, not an ORPHAN slab of this class", c,
+           (void *)o);
+    if (o->o_prev != prev) FAIL("class %u: orphan list links broken at slab %p", c, (void *)o);
+    if (++listed > (uint64_t)cls->ss_live * HAK_SLABS_PER_SS)
+      FAIL("class %u: the orphan list loops", c);
+  }
   for (hak_ss_t *ss = cls->head; ss != NULL; ss = ss->next, n++) {
     unsigned long long seq = (unsigned long long)ss->ss_seq;
     if (ss->magic != HAK_SS_MAGIC) FAIL("class %u: SuperSlab %p has a bad magic", c, (void *)ss);
@@ -136,7 +145,19 @@ static int check_class(unsigned c, char *msg, size_t len) {
       FAIL("class %u ss_seq %llu: active %lld != sum of slab used %lld", c, seq, (long long)active,
            (long long)used_sum);
     in_use += HAK_SLABS_PER_SS - ss->free_slabs;
+    if (ss->dirty & ss->inuse)
+      FAIL("class %u ss_seq %llu: a slab in use is marked dirty (%#x)", c, seq,
+           ss->dirty & ss->inuse);
+    dirty += (uint64_t)__builtin_popcount(ss->dirty);
+    for (unsigned si = 0; si < HAK_SLABS_PER_SS; si++)
+      orphans += ss->slabs[si].state == HAK_SLAB_ORPHAN;
   }
+  if (dirty != hak_load_relaxed(&cls->dirty_slabs))
+    FAIL("class %u: %llu dirty FREE slabs, the counter says %u", c, (unsigned long long)dirty,
+         hak_load_relaxed(&cls->dirty_slabs));
+  if (orphans != listed)
+    FAIL("class %u: %llu ORPHAN slabs, %llu on the orphan list", c, (unsigned long long)orphans,
+         (unsigned long long)listed);
   if (n != cls->ss_live) FAIL("class %u: %llu SuperSlabs listed, ss_live says %llu", c,
                               (unsigned long long)n, (unsigned long long)cls->ss_live);
   if (in_use != cls->slabs_in_use)

@@ -149,6 +149,8 @@ void hak_reset(void) {
   _hak_ss_unmap_all();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_class_t *cls = &_hak_classes[c];
+    cls->orphans = NULL;
+    hak_store_relaxed(&cls->dirty_slabs, 0);
     cls->ss_live = cls->ss_created = cls->ss_released = cls->slabs_in_use = 0;
     hak_store_relaxed(&cls->remote_pending, 0);
     hak_store_relaxed(&cls->fallback_allocs, 0);

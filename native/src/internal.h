@@ -18,6 +18,8 @@
 #define HAK_SS_MAGIC    0x48414b4d454d5353ull  /* "HAKMEMSS" */
 #define HAK_ORPHAN_BIT  ((uintptr_t)1)         /* in a slab's remote head */
 #define HAK_CACHE_LINE  64
+/* FREE slabs per class that keep their pages for reuse (see _hak_retire). */
+#define HAK_DIRTY_MAX   2
 /* Starts a new cache line: fields written by different threads, or often
  * written next to fields read on every call, must not share one. */
 #define HAK_LINE        _Alignas(HAK_CACHE_LINE)
@@ -69,6 +71,7 @@ struct hak_ss_s {
   _Atomic uint64_t *held_bits;  /* checked mode: bit per block held by the user */
   HAK_LINE uint32_t free_slabs; /* under the class lock */
   uint32_t inuse;               /* bit i: slab i is not FREE; class lock */
+  uint32_t dirty;               /* bit i: FREE slab i kept its pages; class lock */
   hak_ss_t *next, *prev;        /* class list, ascending ss_seq; class lock */
   HAK_LINE _Atomic int64_t active;  /* every owner's refills and drains */
   HAK_LINE _Atomic uintptr_t remote[HAK_SLABS_PER_SS]; /* per-slab remote stacks */
@@ -81,6 +84,8 @@ _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too lar
 typedef struct hak_class_s {
   HAK_LINE pthread_mutex_t lock;
   hak_ss_t *head, *tail;        /* live SuperSlabs, ascending ss_seq */
+  hak_slab_t *orphans;          /* ORPHAN slabs, latest first, by o_next/o_prev; lock */
+  _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); written under the lock */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
   HAK_LINE _Atomic int64_t remote_pending;  /* every remote free and drain */
   _Atomic uint64_t fallback_allocs, oom_nulls;
@@ -125,8 +130,16 @@ struct hak_thread_s {
   hak_thread_t *pool_next;
   hak_thread_t *all_next;       /* every record ever mapped; global lock */
   hak_tclass_t cls[HAK_NUM_CLASSES];
-  void *cache[HAK_NUM_CLASSES][HAK_CACHE_CAP_MAX];
+  /* Entry i of every class's cache side by side (slot [i][c], not [c][i]):
+   * with the default cap of 64 all eight caches fit in one 4 KiB page, not
+   * one page per class, which is most of a record's resident memory. */
+  void *cache[HAK_CACHE_CAP_MAX][HAK_NUM_CLASSES];
 };
+
+/* Entry i of thread t's cache for class c (0 is the bottom, the oldest). */
+static inline void **_hak_cache_slot(hak_thread_t *t, unsigned c, uint32_t i) {
+  return &t->cache[i][c];
+}
 
 /* ---- inline helpers ---------------------------------------------------- */
 static inline unsigned _hak_class_of(size_t size) {
@@ -219,6 +232,7 @@ void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p)
 void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p);
 uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab);
 void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
+void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab);
 
 /* ---- tcache.c: thread records and caches ---- */
 hak_thread_t *_hak_thread_slow(void);

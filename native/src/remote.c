@@ -10,19 +10,33 @@
  * its remote head is set to HAK_ORPHAN_BIT in the same exchange that takes
  * the last pushed blocks, so a pusher either landed before (and was taken)
  * or sees the bit.  A thread that frees into an orphan adopts it under the
- * class lock and frees locally. */
+ * class lock and frees locally.  Orphans are also on their class's orphan
+ * list (linked through o_next/o_prev, which only owned slabs otherwise use),
+ * so a thread that needs a slab adopts the latest orphan before it takes a
+ * FREE one: a new thread continues where an exited one stopped instead of
+ * opening one more slab per class. */
 #include "internal.h"
 
+/* Class lock held, slab ORPHAN: off the class's orphan list, OWNED by t,
+ * its remote stack open again.  The caller appends it to t's owned list
+ * once the lock is dropped. */
+void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab) {
+  hak_ss_t *ss = _hak_ss_base(slab);
+  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else cls->orphans = slab->o_next;
+  if (slab->o_next) slab->o_next->o_prev = slab->o_prev;
+  slab->o_next = slab->o_prev = NULL;
+  slab->state = HAK_SLAB_OWNED;
+  slab->on_partial = 0;
+  hak_store_relaxed(&slab->owner_id, t->id);
+  hak_store_release(&ss->remote[slab - ss->slabs], 0);
+}
 
 static void adopt_or_retry(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
   hak_class_t *cls = &_hak_classes[ss->class_idx];
   unsigned idx = (unsigned)(slab - ss->slabs);
   pthread_mutex_lock(&cls->lock);
   if (hak_load_acquire(&ss->remote[idx]) == HAK_ORPHAN_BIT) {
-    slab->state = HAK_SLAB_OWNED;
-    slab->on_partial = 0;
-    hak_store_relaxed(&slab->owner_id, t->id);
-    hak_store_release(&ss->remote[idx], 0);
+    _hak_adopt_locked(t, cls, slab);
     pthread_mutex_unlock(&cls->lock);
     _hak_owned_append(t, ss->class_idx, slab);
     _hak_adopted_free(t, ss, slab, p);
@@ -100,5 +114,9 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   _hak_slab_detach(t, ss->class_idx, slab);
   slab->state = HAK_SLAB_ORPHAN;
   hak_store_relaxed(&slab->owner_id, 0);
+  slab->o_prev = NULL;  /* _hak_slab_detach cleared both links */
+  slab->o_next = cls->orphans;
+  if (cls->orphans) cls->orphans->o_prev = slab;
+  cls->orphans = slab;
   pthread_mutex_unlock(&cls->lock);
 }

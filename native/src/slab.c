@@ -1,10 +1,11 @@
 /* slab.c — taking blocks from a thread's slabs and giving them back.
  *
  * Policy (docs/policy.md, "Taking one block"): the current slab serves from
- * its LIFO freelist, then by bump-carving, then from its drained remote
- * stack; when exhausted the thread tries its partial stack, then collects
- * remote frees over every slab it owns, then acquires the lowest FREE slab
- * of the lowest-ss_seq SuperSlab, then grows the class. */
+ * its LIFO freelist; then a partial slab's free blocks come first; only
+ * then does the current slab carve fresh blocks or drain its remote stack.
+ * When all that fails the thread collects remote frees over every slab it
+ * owns, then adopts the latest orphan of the class, then acquires the
+ * lowest FREE slab of the lowest-ss_seq SuperSlab, then grows the class. */
 #include "internal.h"
 
 /* ---- per-thread lists (no lock: only the owner touches them) ---- */
@@ -55,18 +56,27 @@ void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   unsigned c = ss->class_idx;
   _hak_slab_detach(t, c, slab);
-  /* No block of the slab is out (used == 0, so no remote free is in flight)
-   * and it is not FREE yet, so no one else can touch its memory: give the
-   * pages it carved back to the OS.  Without this, the pages of every slab
-   * ever carved stay resident (peak RSS grows with thread churn). */
-  _hak_os_discard(_hak_slab_first(ss, slab_index(slab)), (size_t)slab->carved * ss->block_size);
   hak_class_t *cls = &_hak_classes[c];
+  unsigned idx = slab_index(slab);
+  /* The class's first HAK_DIRTY_MAX FREE slabs keep their pages ("dirty"):
+   * a slab taken again soon, as under thread churn, costs no syscall, no
+   * TLB shootdown and no page faults.  Past that, give the carved pages
+   * back now, while no block is out (used == 0, so no remote free is in
+   * flight) and the slab is not FREE yet, so no one else touches them.
+   * The count is read before the lock: racing retirers may overshoot it
+   * by one each. */
+  int keep = hak_load_relaxed(&cls->dirty_slabs) < HAK_DIRTY_MAX;
+  if (!keep) _hak_os_discard(_hak_slab_first(ss, idx), (size_t)slab->carved * ss->block_size);
   pthread_mutex_lock(&cls->lock);
   slab->state = HAK_SLAB_FREE;
   slab->freelist = NULL;
   slab->carved = 0;
   hak_store_relaxed(&slab->owner_id, 0);
-  ss->inuse &= ~(1u << slab_index(slab));
+  ss->inuse &= ~(1u << idx);
+  if (keep) {
+    ss->dirty |= 1u << idx;
+    hak_store_relaxed(&cls->dirty_slabs, hak_load_relaxed(&cls->dirty_slabs) + 1);
+  }
   ss->free_slabs++;
   cls->slabs_in_use--;
   if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty) _hak_ss_release(ss);
@@ -115,7 +125,8 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
 }
 
 /* Drain every owned slab's remote stack; retire the empty ones and stack
- * the ones with free blocks on partial (docs/policy.md step 2b). */
+ * the ones with free blocks (on the freelist or not carved yet: a former
+ * cur left for a partial slab) on partial (docs/policy.md step 2b). */
 static void collect(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
   for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next) _hak_remote_drain(slab_ss(s), s);
@@ -123,13 +134,21 @@ static void collect(hak_thread_t *t, unsigned c) {
     next = s->o_next;
     if (s == tc->cur) continue;
     if (s->used == 0) _hak_retire(t, slab_ss(s), s);
-    else if (s->freelist != NULL && !s->on_partial) partial_push(tc, s);
+    else if ((s->freelist != NULL || s->carved < s->capacity) && !s->on_partial)
+      partial_push(tc, s);
   }
 }
 
 static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   hak_class_t *cls = &_hak_classes[c];
   pthread_mutex_lock(&cls->lock);
+  hak_slab_t *o = cls->orphans;  /* the latest orphan first (docs/policy.md 2c) */
+  if (o != NULL) {
+    _hak_adopt_locked(t, cls, o);
+    pthread_mutex_unlock(&cls->lock);
+    _hak_owned_append(t, c, o);
+    return o;
+  }
   hak_ss_t *ss = cls->head;
   while (ss != NULL && ss->free_slabs == 0) ss = ss->next;
   if (ss == NULL) ss = _hak_ss_grow(c);
@@ -140,6 +159,10 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   unsigned idx = (unsigned)__builtin_ctz(~ss->inuse);
   hak_slab_t *slab = &ss->slabs[idx];
   ss->inuse |= 1u << idx;
+  if (ss->dirty & (1u << idx)) {
+    ss->dirty &= ~(1u << idx);
+    hak_store_relaxed(&cls->dirty_slabs, hak_load_relaxed(&cls->dirty_slabs) - 1);
+  }
   ss->free_slabs--;
   cls->slabs_in_use++;
   slab->state = HAK_SLAB_OWNED;
@@ -157,7 +180,9 @@ void *_hak_take(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
   for (;;) {
     hak_slab_t *cur = tc->cur;
-    if (cur != NULL) {
+    /* Holes before fresh memory: carve (or drain) cur only when no partial
+     * slab has free blocks to hand out first. */
+    if (cur != NULL && (cur->freelist != NULL || tc->partial == NULL)) {
       void *p = slab_pop(slab_ss(cur), cur, slab_index(cur));
       if (p != NULL) return p;
     }

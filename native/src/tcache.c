@@ -106,18 +106,19 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   }
   if (k == 0) return NULL;
   /* b1 is returned now; b2..bk are stacked so that b2 pops next. */
-  void **cache = t->cache[c];
   hak_tclass_t *tc = &t->cls[c];
-  for (uint32_t i = k; i > 1; i--) cache[tc->count++] = taken[i - 1];
+  for (uint32_t i = k; i > 1; i--) *_hak_cache_slot(t, c, tc->count++) = taken[i - 1];
   return taken[0];
 }
 
 static void drain_oldest(hak_thread_t *t, unsigned c, uint32_t n) {
   hak_tclass_t *tc = &t->cls[c];
-  void **cache = t->cache[c];
   if (n > tc->count) n = tc->count;
-  for (uint32_t i = 0; i < n; i++) _hak_release_block(t, _hak_ss_base(cache[i]), cache[i]);
-  memmove(cache, cache + n, (size_t)(tc->count - n) * sizeof(void *));
+  for (uint32_t i = 0; i < n; i++) {
+    void *p = *_hak_cache_slot(t, c, i);
+    _hak_release_block(t, _hak_ss_base(p), p);
+  }
+  for (uint32_t i = n; i < tc->count; i++) *_hak_cache_slot(t, c, i - n) = *_hak_cache_slot(t, c, i);
   tc->count -= n;
 }
 
