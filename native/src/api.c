@@ -140,17 +140,14 @@ __attribute__((noinline)) static void tiny_free_slow(hak_ss_t *ss, void *p) {
   if (HAK_UNLIKELY(_hak_exited)) _hak_exit_again();  /* see tcache.c */
 }
 
-/* The fast path: a push on this thread's cache, which has room. */
-static inline void tiny_free(hak_ss_t *ss, void *p) {
+/* The fast path: a push on this thread's cache, which has room.  The
+ * class c comes from the caller's registry entry, not from the SuperSlab
+ * header, whose page would be one more TLB entry per SuperSlab; and the
+ * entry is read once per free (its loads are atomic: the compiler cannot
+ * merge a second lookup into the first). */
+static inline void tiny_free(hak_ss_t *ss, unsigned c, void *p) {
   hak_thread_t *t = _hak_self;
   if (HAK_LIKELY(t != NULL)) {
-    /* The class from the registry entry (hot: hak_free just read it), not
-     * from the SuperSlab header, whose page is one more TLB entry per
-     * SuperSlab.  An entry that does not name ss (a pointer that reached
-     * here without a registry hit) falls back to the header. */
-    uintptr_t entry = _hak_registry_entry(p);
-    unsigned c = (entry & ~HAK_REG_CLASS_MASK) == (uintptr_t)ss
-                     ? (unsigned)(entry & HAK_REG_CLASS_MASK) : ss->class_idx;
     hak_tclass_t *tc = &t->cls[c];
     uint32_t n = tc->count;
     if (HAK_LIKELY(n < t->fast_cap)) {  /* room; caches on, record current */
@@ -187,11 +184,12 @@ static int diagnose_free(hak_ss_t *ss, const void *ptr) {
 
 void hak_free(void *ptr) {
   if (ptr == NULL) return;
-  hak_ss_t *ss = _hak_registry_lookup(ptr);
-  if (ss == NULL) {
+  uintptr_t entry = _hak_registry_entry(ptr);
+  if (entry == 0) {
     LIBC_FREE(ptr);
     return;
   }
+  hak_ss_t *ss = (hak_ss_t *)(entry & ~HAK_REG_CLASS_MASK);
   if (HAK_UNLIKELY(_hak_g.cfg.checked)) {
     int code = diagnose_free(ss, ptr);
     if (code != HAK_FREE_OK) {
@@ -203,23 +201,24 @@ void hak_free(void *ptr) {
     return;
   }
   HAK_ASAN(_hak_asan_freed(ptr, ss->block_size));
-  tiny_free(ss, ptr);
+  tiny_free(ss, (unsigned)(entry & HAK_REG_CLASS_MASK), ptr);
 }
 
 int hak_free_checked(void *ptr) {
   if (ptr == NULL) return HAK_FREE_OK;
-  hak_ss_t *ss = _hak_registry_lookup(ptr);
-  if (ss == NULL) {
+  uintptr_t entry = _hak_registry_entry(ptr);
+  if (entry == 0) {
     LIBC_FREE(ptr);
     return HAK_FREE_OK;
   }
+  hak_ss_t *ss = (hak_ss_t *)(entry & ~HAK_REG_CLASS_MASK);
   int code = diagnose_free(ss, ptr);
   if (code != HAK_FREE_OK) {
     report_bad_free(code, ss, ptr);
     return code;
   }
   HAK_ASAN(_hak_asan_freed(ptr, ss->block_size));
-  tiny_free(ss, ptr);
+  tiny_free(ss, (unsigned)(entry & HAK_REG_CLASS_MASK), ptr);
   return HAK_FREE_OK;
 }
 
