@@ -70,7 +70,9 @@ class TinyHeap(SlabCore):
             if slab is not None:
                 # What take() would return from cur's free list and carve point,
                 # in the same order, taken in one go: pops (the top first), then
-                # carving upwards.  Anything else (drain, next slab) is take()'s.
+                # carving upwards, but only while no partial slab has holes to
+                # use first (take step 1).  Anything else (drain, next slab) is
+                # take()'s.
                 need = want - len(taken)
                 freelist = slab.freelist
                 blocks: list[int] = []
@@ -81,7 +83,7 @@ class TinyHeap(SlabCore):
                     blocks.reverse()
                     need -= n
                 carved = slab.carved
-                if need and carved < slab.capacity:
+                if need and carved < slab.capacity and not thread.partial[class_idx]:
                     n = min(need, slab.capacity - carved)
                     blocks.extend(range(carved, carved + n))
                     slab.carved = carved + n
