@@ -1,0 +1,113 @@
+"""Which pages stay resident (docs/policy.md, "Retire and release", Pages).
+
+No counter shows residency, so these tests ask the kernel: ``mincore(2)``
+reports, page by page, whether a range is in memory.  A retired slab keeps
+its pages while its class has fewer than two dirty FREE slabs; later ones
+give their carved pages back at once; a released SuperSlab that is kept
+mapped gives all of its pages back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+from native_helpers import (
+    Ptr,
+    addr,
+    assert_clean,
+    exact,
+    locate,
+    malloc_ok,
+    ss_base,
+    stats,
+)
+
+from hakfuzz.model import limits
+from hakfuzz.native import HakmemModule
+
+PAGE = mmap.PAGESIZE
+DIRTY_MAX = 2  # HAK_DIRTY_MAX in native/src/internal.h
+BLOCK = 1024  # class 7: 60 blocks in slab 0, 64 in the others
+C7 = 7
+_PATTERN = b"\xa5" * BLOCK
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def resident_pages(start: int, length: int) -> int:
+    """How many of the pages of [start, start + length) are resident."""
+    first = start - start % PAGE
+    count = (start + length - first + PAGE - 1) // PAGE
+    vec = ctypes.create_string_buffer(count)
+    if _libc.mincore(first, count * PAGE, vec) != 0:
+        raise OSError(ctypes.get_errno(), "mincore failed")
+    return sum(byte & 1 for byte in vec.raw)
+
+
+def slab_range(hak: HakmemModule, ptr: Ptr, slab_idx: int) -> tuple[int, int]:
+    """The block area of slab ``slab_idx`` of ``ptr``'s SuperSlab."""
+    start = ss_base(hak, ptr) + slab_idx * limits.SLAB_SIZE
+    if slab_idx == 0:
+        start += limits.SS_HEADER_SIZE
+    return start, limits.slab_capacity(C7, slab_idx) * BLOCK
+
+
+def allocate_slabs(hak: HakmemModule, full: int) -> dict[int, list[Ptr]]:
+    """``full`` full slabs of class 7, then one block in the next (cur), all written."""
+    by_slab: dict[int, list[Ptr]] = {}
+    total = sum(limits.slab_capacity(C7, s) for s in range(full)) + 1
+    for _ in range(total):
+        ptr = malloc_ok(hak, BLOCK)
+        hak.ffi.memmove(ptr, _PATTERN, BLOCK)  # every page of every block resident
+        by_slab.setdefault(locate(hak, ptr).slab_idx, []).append(ptr)
+    assert sorted(by_slab) == list(range(full + 1))
+    return by_slab
+
+
+def test_retired_slabs_past_the_dirty_cap_give_their_pages_back(hak: HakmemModule) -> None:
+    exact(hak)  # caches off: every free reaches its slab
+    by_slab = allocate_slabs(hak, full=6)
+    anchor = by_slab[6][0]  # keeps the SuperSlab live (slab 6 is cur)
+    for s in range(6):
+        start, length = slab_range(hak, anchor, s)
+        assert resident_pages(start, length) == length // PAGE + (start % PAGE != 0), s
+    for s in range(6):
+        for ptr in by_slab[s]:
+            hak.lib.hak_free(ptr)
+    assert stats(hak).cls[7]["slabs_in_use"] == 1
+    assert_clean(hak, "after retiring six slabs")
+    resident = [resident_pages(*slab_range(hak, anchor, s)) for s in range(6)]
+    # Slabs 0 and 1 retired first and stay dirty; 2..5 went back to the OS
+    # (the first word of each block was written by the free, so a slab that
+    # kept its pages has them all).
+    assert all(resident[s] > 0 for s in range(DIRTY_MAX)), resident
+    assert resident[DIRTY_MAX:] == [0] * (6 - DIRTY_MAX), resident
+
+    # The lowest FREE slab, dirty slab 0, is the next one taken: no longer dirty.
+    hak.lib.hak_free(anchor)  # cur emptied: not retired, still cur
+    more = [malloc_ok(hak, BLOCK) for _ in range(65)]  # all 64 of slab 6, then slab 0
+    assert locate(hak, more[-1]).slab_idx == 0, locate(hak, more[-1])
+    assert_clean(hak, "after reusing a dirty slab")
+    for ptr in more:
+        hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
+    assert_clean(hak, "after freeing everything")
+
+
+def test_a_kept_superslab_gives_back_every_page(hak: HakmemModule) -> None:
+    exact(hak)
+    by_slab = allocate_slabs(hak, full=3)
+    base = ss_base(hak, by_slab[0][0])
+    assert resident_pages(base, limits.SS_SIZE) > 3 * limits.SLAB_SIZE // PAGE
+    for ptrs in by_slab.values():
+        for ptr in ptrs:
+            hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
+    snap = stats(hak)
+    assert (snap.cls[7]["ss_live"], snap["ss_kept"]) == (0, 1), str(snap)
+    # Only the header page, where the kept stack's link is written after.
+    assert resident_pages(base, limits.SS_SIZE) <= 1, "the kept SuperSlab is mapped, not resident"
+    assert resident_pages(base + PAGE, limits.SS_SIZE - PAGE) == 0
+    assert addr(hak, malloc_ok(hak, BLOCK)) == base + limits.SS_HEADER_SIZE  # reused
+    assert_clean(hak, "after reusing the kept SuperSlab")
