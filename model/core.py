@@ -139,9 +139,8 @@ class SlabCore:
                     return block
             # Step 2: cur is exhausted (or none) and stays owned.
             if partial:
-                old = cur[class_idx]
-                if old is not None and old.carved < old.capacity:
-                    thread.dirty[class_idx][old] = None  # carve room for collect
+                if slab is not None and slab.carved < slab.capacity:
+                    thread.dirty[class_idx][slab] = None  # carve room for collect
                 slab = partial.popitem()[0]
                 slab.on_partial = False
                 cur[class_idx] = slab
@@ -184,11 +183,7 @@ class SlabCore:
         pool = self.pools[class_idx]
         if pool.orphans:
             orphan = pool.orphans.popitem()[0]
-            orphan.state = _OWNED
-            orphan.owner = thread
-            orphan.stamp = self.next_stamp
-            self.next_stamp += 1
-            thread.owned[class_idx][orphan] = None
+            self._own(thread, orphan)
             return orphan
         slab = pool.take_free_slab()
         if slab is None:
@@ -198,13 +193,17 @@ class SlabCore:
             assert slab is not None, "a new SuperSlab has FREE slabs"
         if slab.held is _EMPTY:  # never acquired before
             slab.first_use()
+        self._own(thread, slab)
+        self.counters[class_idx * N_CLASS_FIELDS + SLABS_IN_USE] += 1
+        return slab
+
+    def _own(self, thread: ThreadState, slab: Slab) -> None:
+        """``slab`` (FREE or ORPHAN) becomes OWNED by ``thread``, last in its owned order."""
         slab.state = _OWNED
         slab.owner = thread
         slab.stamp = self.next_stamp
         self.next_stamp += 1
-        thread.owned[class_idx][slab] = None
-        self.counters[class_idx * N_CLASS_FIELDS + SLABS_IN_USE] += 1
-        return slab
+        thread.owned[slab.class_idx][slab] = None
 
     def _grow(self, class_idx: int) -> bool:
         """Policy "Growth": give the class a kept or newly mapped SuperSlab."""
@@ -256,11 +255,7 @@ class SlabCore:
         if owner is not thread:
             if owner is None:  # ORPHAN: adopt
                 del self.pools[class_idx].orphans[slab]
-                slab.state = _OWNED
-                slab.owner = thread
-                slab.stamp = self.next_stamp
-                self.next_stamp += 1
-                thread.owned[class_idx][slab] = None
+                self._own(thread, slab)
             else:
                 slab.remote.append(block)
                 owner.dirty[class_idx][slab] = None

@@ -85,7 +85,8 @@ typedef struct hak_class_s {
   HAK_LINE pthread_mutex_t lock;
   hak_ss_t *head, *tail;        /* live SuperSlabs, ascending ss_seq */
   hak_slab_t *orphans;          /* ORPHAN slabs, latest first, by o_next/o_prev; lock */
-  _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); written under the lock */
+  _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); changed under the lock,
+                                 * read without it by _hak_retire */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
   HAK_LINE _Atomic int64_t remote_pending;  /* every remote free and drain */
   _Atomic uint64_t fallback_allocs, oom_nulls;

@@ -75,7 +75,7 @@ void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   ss->inuse &= ~(1u << idx);
   if (keep) {
     ss->dirty |= 1u << idx;
-    hak_store_relaxed(&cls->dirty_slabs, hak_load_relaxed(&cls->dirty_slabs) + 1);
+    hak_add_relaxed(&cls->dirty_slabs, 1);
   }
   ss->free_slabs++;
   cls->slabs_in_use--;
@@ -161,7 +161,7 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   ss->inuse |= 1u << idx;
   if (ss->dirty & (1u << idx)) {
     ss->dirty &= ~(1u << idx);
-    hak_store_relaxed(&cls->dirty_slabs, hak_load_relaxed(&cls->dirty_slabs) - 1);
+    hak_sub_relaxed(&cls->dirty_slabs, 1);
   }
   ss->free_slabs--;
   cls->slabs_in_use++;

@@ -75,8 +75,7 @@ void _hak_ss_release(hak_ss_t *ss) {
   if (ss->next) ss->next->prev = ss->prev; else cls->tail = ss->prev;
   cls->ss_live--;
   cls->ss_released++;
-  hak_store_relaxed(&cls->dirty_slabs,
-                    hak_load_relaxed(&cls->dirty_slabs) - (uint32_t)__builtin_popcount(ss->dirty));
+  hak_sub_relaxed(&cls->dirty_slabs, (uint32_t)__builtin_popcount(ss->dirty));
   _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
   ss->magic = 0;
   pthread_mutex_lock(&_hak_g.lock);
