@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hakfuzz._console import console
 from hakfuzz._errors import UsageError
+from hakfuzz._paths import fallback_dir, writable_dir
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -100,11 +102,28 @@ def _engines(text: str) -> tuple[str, ...]:
     return names
 
 
+def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_dir: Path) -> None:
+    """Every place the campaign writes, proven writable before any work starts."""
+    writable_dir(args.workdir, "--workdir")
+    writable_dir(args.findings, "--findings")
+    writable_dir(report_dir, "--report")
+    if "atheris" in engines and args.corpus_dir is not None:
+        writable_dir(args.corpus_dir, "--corpus-dir")
+    db = args.hypothesis_db
+    if "hypothesis" in engines and db is not None:
+        if db.startswith("redis://"):
+            if importlib.util.find_spec("redis") is None:
+                raise UsageError(
+                    f"hakfuzz fuzz: --hypothesis-db {db}: the redis package is not installed "
+                    "(pip install redis)"
+                )
+        else:
+            writable_dir(Path(db), "--hypothesis-db")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the campaign; print the summary table or JSON."""
-    from rich.console import Console
-
-    from hakfuzz.campaign.report import write_report
+    from hakfuzz.campaign.interrupt import StopSignals
     from hakfuzz.campaign.store import FindingStore
     from hakfuzz.campaign.supervisor import CampaignOptions
     from hakfuzz.campaign.triage import triage
@@ -116,9 +135,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("hakfuzz fuzz: --time must be positive")
     if args.jobs < 1:
         raise UsageError("hakfuzz fuzz: --jobs must be at least 1")
+    if args.minimize_time < 0:
+        raise UsageError(
+            f"hakfuzz fuzz: --minimize-time must be 0 or more, not {args.minimize_time:g}"
+        )
     split(args.variant)  # a usage error for an unknown variant or mutant
-    err = Console(stderr=True)
     workdir: Path = args.workdir
+    report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    _check_outputs(args, engines, report_dir)
+    err = console(stderr=True)
     # Build once, here, so workers do not race to compile and the clock is fair.
     err.print(f"building hakmem ({args.variant}) and the driver...", style="dim")
     if args.variant in ("asan", "tsan"):
@@ -132,8 +157,6 @@ def run(args: argparse.Namespace) -> int:
 
         if native_coverage_available():
             build("coverage")
-        else:
-            err.print("atheris: clang is not installed: Python coverage only (no native edges)")
     seeds = tuple(sorted(Path("corpus").rglob("*.json"))) if Path("corpus").is_dir() else ()
     opts = CampaignOptions(
         engines=engines,
@@ -146,23 +169,41 @@ def run(args: argparse.Namespace) -> int:
         db=args.hypothesis_db or str(workdir / "hypothesis-db"),
         seeds=seeds,
         libfuzzer_args=tuple(args.libfuzzer),
+        findings_dir=args.findings,
     )
-    result = _run_live(opts, err)
-    if result.findings:
-        err.print(f"minimising {len(result.findings)} finding(s)...", style="dim")
-    triaged = triage(
-        result.findings,
-        FindingStore(args.findings),
-        variant=args.variant,
-        seconds_each=args.minimize_time,
-    )
-    report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")
-    doc = write_report(report_dir, result, triaged)
+    stop = StopSignals()
+    with stop.installed():
+        result = _run_live(opts, err, stop)
+        if result.findings and stop.signum is None:
+            err.print(f"minimising {len(result.findings)} finding(s)...", style="dim")
+        triaged = triage(
+            result.ledger,
+            FindingStore(args.findings),
+            variant=args.variant,
+            seconds_each=args.minimize_time,
+            stop=stop,
+        )
+        result.interrupted = result.interrupted or stop.name
+        doc = _write_report(report_dir, result, triaged, err)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         _summary(doc)
-    return 1 if triaged else 0
+    if stop.signum is not None:
+        return stop.exit_code
+    return 1 if triaged or result.failures else 0
+
+
+def _write_report(report_dir: Path, result: Any, triaged: Any, err: Any) -> dict[str, Any]:
+    """The report, in a temporary directory if ``report_dir`` fails now (it was checked)."""
+    from hakfuzz.campaign.report import write_report
+
+    try:
+        return write_report(report_dir, result, triaged)
+    except OSError as exc:
+        fallback = fallback_dir("report")
+        err.print(f"could not write the report to {report_dir} ({exc}); writing it to {fallback}")
+        return write_report(fallback, result, triaged)
 
 
 def _table(tallies: dict[str, Any], elapsed: float, title: str) -> Any:
@@ -185,10 +226,14 @@ def _table(tallies: dict[str, Any], elapsed: float, title: str) -> Any:
     return table
 
 
-def _run_live(opts: Any, err: Any) -> Any:
+def _run_live(opts: Any, err: Any, stop: Any) -> Any:
     from rich.live import Live
+    from rich.markup import escape
 
     from hakfuzz.campaign.supervisor import Supervisor
+
+    def notice(message: str) -> None:
+        err.print(f"[yellow]{escape(message)}[/yellow]")
 
     if not err.is_terminal:
         last = [0.0]
@@ -203,7 +248,11 @@ def _run_live(opts: Any, err: Any) -> Any:
                 err.print(f"[{elapsed:5.0f}s] {parts}")
 
         return Supervisor(
-            opts, on_update=quiet, on_finding=lambda f: err.print(f"finding: {f.summary()}")
+            opts,
+            on_update=quiet,
+            on_finding=lambda f: err.print(f"finding: {escape(f.summary())}"),
+            should_stop=stop.requested,
+            on_notice=notice,
         ).run()
     with Live(console=err, refresh_per_second=4) as live:
 
@@ -215,17 +264,20 @@ def _run_live(opts: Any, err: Any) -> Any:
         return Supervisor(
             opts,
             on_update=update,
-            on_finding=lambda f: err.print(f"[red]finding[/red] {f.summary()}"),
+            on_finding=lambda f: err.print(f"[red]finding[/red] {escape(f.summary())}"),
+            should_stop=stop.requested,
+            on_notice=notice,
         ).run()
 
 
 def _summary(doc: dict[str, Any]) -> None:
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    out = Console(width=None if sys.stdout.isatty() else 150)  # pipes: no truncated columns
+    out = console()
+    stopped = f", stopped by {doc['interrupted']}" if doc["interrupted"] else ""
     table = Table(
-        title=f"hakfuzz fuzz: {doc['seconds']:.0f} s, variant {doc['variant']}",
+        title=f"hakfuzz fuzz: {doc['seconds']:.0f} s, variant {doc['variant']}{stopped}",
         title_justify="left",
     )
     cols = (
@@ -262,15 +314,25 @@ def _summary(doc: dict[str, Any]) -> None:
     )
     for name, t in doc["engines"].items():
         for note in t["notices"]:
-            out.print(f"[yellow]{name}[/yellow]: {note}")
+            out.print(f"[yellow]{name}[/yellow]: {escape(note)}")
+    for name, why in doc["failures"].items():
+        out.print(f"[red]{name} failed[/red]: {escape(why)}")
+    for event in doc["events"]:
+        out.print(f"[dim]event (not a finding): {escape(event)}[/dim]")
+    for path in doc["unconfirmed"]:
+        out.print(f"[yellow]not re-run (interrupted): {path}[/yellow]")
     if not doc["findings"]:
         out.print("findings: none")
     for f in doc["findings"]:
         rate = (
             "" if f["reproduction_rate"] is None else f", reproduces {f['reproduction_rate']:.0%}"
         )
+        size = f"{f['ops_before']} -> {f['ops']} ops" if f["minimised"] else f"{f['ops']} ops, "
+        size += "" if f["minimised"] else "not minimised"
+        seen = f", met {f['count']} times by {', '.join(f['found_by'])}" if f["count"] > 1 else ""
         out.print(
-            f"[red]{f['signature']}[/red] ({f['engine']}, {f['ops_before']} -> {f['ops']} ops"
-            f"{rate}): {f['message']}\n  {f['replay']}"
+            f"[red]{f['signature']}[/red] ({f['engine']}, {size}{rate}{seen}): "
+            f"{escape(f['message'])}\n"
+            f"  {f['replay']}"
         )
     out.print(f"report: {doc['report_dir']}/report.json, coverage.png")

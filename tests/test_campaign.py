@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hakfuzz.campaign.journal import Journal, recover
 from hakfuzz.campaign.minimize import minimize
 from hakfuzz.campaign.store import FindingStore, read_meta
+from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
+from hakfuzz.campaign.triage import triage
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, OpKind, Program, ProgramConfig, load_program, save_program
+from hakfuzz.variants import tool
 
 MAGIC = 1021  # native/testfaults/abort-on-magic.patch aborts on hak_malloc(1021)
 
@@ -61,60 +65,85 @@ def test_ddmin_finds_the_one_op_that_matters() -> None:
     assert result.reproduction_rate == 1.0
 
 
-def test_store_deduplicates_by_signature(tmp_path: Path) -> None:
+def test_store_keeps_every_distinct_program_of_a_signature(tmp_path: Path) -> None:
+    """A file always holds the program its summary names; a repeat only counts."""
     store = FindingStore(tmp_path)
     first = Program(ops=(Op.alloc(0, 8),))
     finding = Finding("parallel", "oracle", "pattern", "byte 3 changed", first)
-    saved = store.save(finding, first)
+    saved = store.save(finding, first, minimised=True)
     assert saved.new
-    again = store.save(finding, Program(ops=(Op.alloc(0, 8), Op.free(0))))
-    assert not again.new
-    assert again.path == saved.path
-    assert load_program(saved.path).ops == first.ops  # the first program is kept
+    other = Program(ops=(Op.alloc(0, 8), Op.free(0)))
+    again = store.save(finding, other, minimised=False)
+    assert again.new
+    assert again.path != saved.path  # a different program: a file of its own
+    assert load_program(saved.path).ops == first.ops
+    assert load_program(again.path).ops == other.ops
+    assert read_meta(again.path)["minimised"] is False
+    repeat = store.save(finding, first, minimised=True)
+    assert not repeat.new
+    assert repeat.path == saved.path
     meta = read_meta(saved.path)
     assert meta["count"] == 2
-    assert meta["replay"].startswith("hakfuzz replay ")
+    assert meta["replay"] == f"hakfuzz replay {saved.path}"
+    assert read_meta(again.path)["count"] == 1
+    assert store.holding(finding.signature, other) == again.path
+
+
+def _stop_when(condition: Callable[[Supervisor], bool], supervisor: Supervisor) -> None:
+    supervisor.should_stop = lambda: "test condition met" if condition(supervisor) else None
 
 
 def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_path: Path) -> None:
+    """Waits for events (a restart, inputs after it), never for a clock.
+
+    The campaign's deadline is only an upper bound: the supervisor is stopped
+    as soon as atheris has died on the seed, been replaced, and run more
+    inputs, and the parallel engine has run several programs.
+    """
     (tmp_path / "corpus" / "regressions").mkdir(parents=True)
     ops = (Op.alloc(0, 64), Op.alloc(1, 100), Op.write(0, 3), Op.alloc(2, MAGIC), Op.free(1))
-    save_program(
-        Program(description="reaches the magic size", ops=ops),
-        tmp_path / "corpus" / "regressions" / "magic.json",
+    seed = tmp_path / "corpus" / "regressions" / "magic.json"
+    save_program(Program(description="reaches the magic size", ops=ops), seed)
+    variant = "testfault:abort-on-magic"
+    tool("hakdriver", variant)
+    opts = CampaignOptions(
+        engines=("atheris", "parallel"),
+        seconds=600,
+        jobs=2,
+        variant=variant,
+        workdir=tmp_path / "work",
+        corpus_dir=tmp_path / "work" / "atheris-corpus",
+        seeds=(seed,),
+        findings_dir=tmp_path / "findings",
     )
-    done = _hakfuzz(
-        "fuzz",
-        "--engine",
-        "atheris,parallel",
-        "--time",
-        "8",
-        "--jobs",
-        "2",
-        "--variant",
-        "testfault:abort-on-magic",
-        "--json",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 1, done.stderr[-2000:]
-    doc = json.loads(done.stdout)
-    findings = doc["findings"]
-    assert len(findings) == 1, findings  # atheris and parallel met the same crash: one signature
-    found = findings[0]
-    assert found["signature"].startswith("signal-sigabrt-hakfuzz-test-fault")
-    assert found["ops"] == 1
-    assert found["reproduction_rate"] == 1.0
-    atheris = doc["engines"]["atheris"]
-    assert atheris["restarts"] >= 1  # the worker died on the seed and was replaced...
-    assert atheris["execs"] > atheris["restarts"] + 1  # ...and kept fuzzing
-    assert doc["engines"]["parallel"]["execs"] > 1
-    path = tmp_path / found["path"]
-    program = load_program(path)
+
+    def enough(s: Supervisor) -> bool:
+        atheris, parallel = s.tallies["atheris"], s.tallies["parallel"]
+        return (
+            atheris.restarts >= 1  # the worker died on the seed and was replaced...
+            and atheris.execs > atheris.restarts + 1  # ...and kept fuzzing
+            and parallel.execs > 1
+            and len(s.ledger.seen) >= 1
+        )
+
+    supervisor = Supervisor(opts)
+    _stop_when(enough, supervisor)
+    result = supervisor.run()
+    assert result.interrupted == "test condition met", "the deadline came first"
+    assert enough(supervisor)
+    triaged = triage(result.ledger, FindingStore(tmp_path / "findings"), variant=variant)
+    assert len(triaged) == 1, triaged  # atheris and parallel met the same crash: one signature
+    found = triaged[0]
+    assert found.finding.signature.startswith("signal-sigabrt-hakfuzz-test-fault")
+    assert found.ops_after == 1
+    assert found.reproduction_rate == 1.0
+    assert found.minimised
+    program = load_program(found.path)
     assert [(o.kind, o.size) for o in program.ops] == [(OpKind.ALLOC, MAGIC)]
-    replayed = _hakfuzz("replay", str(path), "--json", cwd=tmp_path)
+    replayed = _hakfuzz("replay", str(found.path), "--json", cwd=tmp_path)
     assert replayed.returncode == 1  # still crashes on its variant, in a child process
     assert json.loads(replayed.stdout)["failed"] == 1
-    clean = _hakfuzz("replay", str(path), "--variant", "release", "--json", cwd=tmp_path)
+    clean = _hakfuzz("replay", str(found.path), "--variant", "release", "--json", cwd=tmp_path)
     assert clean.returncode == 0  # and the shipped allocator has no such fault
 
 

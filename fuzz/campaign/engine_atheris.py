@@ -111,8 +111,10 @@ def run(  # noqa: D103 - see the module docstring
 
     if not native_cov:
         emit.notice(
-            "atheris: clang not found (or variant not release): Python coverage only, "
-            "no native edges"
+            "clang not found: Python coverage only, no native edges"
+            if variant == "release"
+            else f"native edges are measured on the release variant only (this campaign runs "
+            f"{variant}): Python coverage only"
         )
     seen: set[str] = set()
     counters = {"execs": 0, "ops": 0}

@@ -6,7 +6,15 @@ Workers are child processes (``python -m hakfuzz.campaign.worker``).  Their
 stdout carries JSON events; atheris workers' stderr carries libFuzzer's own
 status lines (``#N ... cov: C``), parsed for execs and coverage.  A worker
 that dies before the deadline is a crash: the input in its journal becomes a
-``signal`` finding and a new worker takes its place.
+``signal`` finding and a new worker takes its place, unless it was killed from
+outside (see :mod:`ledger`: a suspect, re-run before it counts).  Every
+finding is saved the moment it is met (:class:`~hakfuzz.campaign.ledger.Ledger`).
+
+Workers run in sessions of their own, so a Ctrl-C at the terminal reaches
+the supervisor only; the supervisor polls ``should_stop`` and, when asked,
+ends every worker's process group and returns what it has.  An engine whose
+workers never ran an input, or keep dying outside any input, has failed:
+the result says why, and the campaign is not green.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import os
 import re
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +34,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from hakfuzz.campaign.journal import recover, recover_bytes
-from hakfuzz.campaign.reproduce import crash_finding
+from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
+from hakfuzz.campaign.reproduce import child_env, crash_finding, first_diagnostic
+from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.worker import journal_path
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
@@ -48,13 +59,14 @@ class CampaignOptions:
     db: str | None = None  # shared Hypothesis example database (dir or redis://)
     seeds: tuple[Path, ...] = ()  # JSON programs for atheris seeds
     libfuzzer_args: tuple[str, ...] = ()
+    findings_dir: Path | None = None  # findings are saved here the moment they are met
 
 
 @dataclass(slots=True)
 class EngineTally:
     """One engine's figures, summed over its workers."""
 
-    workers: int = 0
+    workers: int = 0  # job slots, not processes: a restart is counted in ``restarts``
     restarts: int = 0
     execs: int = 0
     ops: int = 0
@@ -64,6 +76,8 @@ class EngineTally:
     seconds: float = 0.0
     history: list[tuple[float, int, int]] = field(default_factory=list)  # (t, coverage, findings)
     notices: list[str] = field(default_factory=list)
+    deaths_outside_input: int = 0
+    failure: str | None = None  # why this engine did not really run, if it did not
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +91,7 @@ class EngineTally:
             "seconds": round(self.seconds, 2),
             "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
             "notices": self.notices[:5],
+            "failure": self.failure,
         }
 
 
@@ -95,16 +110,28 @@ class _Worker:
     coverage: int = 0
     native_edges: int = 0
     done: bool = False
+    stopping: bool = False  # ended by the supervisor: its death is not a finding
 
 
 @dataclass(slots=True)
 class CampaignResult:
-    """Figures and the deduplicated findings of a campaign."""
+    """Figures, findings and events of a campaign."""
 
     options: CampaignOptions
     tallies: dict[str, EngineTally]
-    findings: list[Finding]
+    ledger: Ledger
     seconds: float
+    interrupted: str | None = None  # the signal that stopped it early
+
+    @property
+    def findings(self) -> list[Finding]:
+        """One finding per signature: the smallest program met."""
+        return [seen.finding for seen in self.ledger.seen.values()]
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Engines that did not really run, and why."""
+        return {name: t.failure for name, t in self.tallies.items() if t.failure}
 
 
 Listener = Callable[[dict[str, EngineTally], float], None]
@@ -119,12 +146,18 @@ class Supervisor:
         *,
         on_update: Listener | None = None,
         on_finding: Callable[[Finding], None] | None = None,
+        should_stop: Callable[[], str | None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.opts = opts
         self.on_update = on_update
         self.on_finding = on_finding
+        self.should_stop = should_stop
         self.tallies = {e: EngineTally() for e in opts.engines}
-        self.findings: dict[str, Finding] = {}
+        store = FindingStore(opts.findings_dir) if opts.findings_dir is not None else None
+        self.ledger = Ledger(store, opts.workdir, on_notice or (lambda message: None))
+        self.stopped: str | None = None
+        self.stop_sent = 0.0
         self.selector = selectors.DefaultSelector()
         self.workers: list[_Worker] = []
         self.finished: dict[str, tuple[int, int, int]] = dict.fromkeys(opts.engines, (0, 0, 0))
@@ -151,6 +184,8 @@ class Supervisor:
             o.variant,
             "--workdir",
             str(o.workdir),
+            "--parent",
+            str(os.getpid()),
         ]
         if o.db is not None:
             cmd += ["--db", o.db]
@@ -162,15 +197,14 @@ class Supervisor:
                 cmd += ["--", *o.libfuzzer_args]
         return cmd
 
-    def _start(self, engine: str, job: int, seed: int) -> None:
-        from hakfuzz.campaign.reproduce import child_env
-
+    def _start(self, engine: str, job: int, seed: int, *, restart: bool = False) -> None:
         proc = subprocess.Popen(
             self._command(engine, job, seed),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             env=child_env(self.opts.variant),
+            start_new_session=True,  # a terminal's Ctrl-C is the supervisor's to handle
         )
         worker = _Worker(engine, job, seed, proc, time.time())
         for stream in (proc.stdout, proc.stderr):
@@ -179,7 +213,22 @@ class Supervisor:
             self.selector.register(stream, selectors.EVENT_READ, worker)
             worker.buffers[stream.fileno()] = b""
         self.workers.append(worker)
-        self.tallies[engine].workers += 1
+        if not restart:
+            self.tallies[engine].workers += 1
+
+    def _signal(self, worker: _Worker, sig: int) -> None:
+        """Send ``sig`` to a worker and everything it started (its process group)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.proc.pid, sig)
+
+    def stop(self, reason: str) -> None:
+        """End every worker now; their deaths are not findings.  No restarts after this."""
+        if self.stopped is None:
+            self.stopped = reason
+            self.stop_sent = time.time()
+            for w in self.workers:
+                w.stopping = True
+                self._signal(w, signal.SIGTERM)
 
     def run(self) -> CampaignResult:
         o = self.opts
@@ -191,6 +240,10 @@ class Supervisor:
             self._start(o.engines[job % len(o.engines)], job, o.seed * 1000 + job)
         last_update = 0.0
         while self.workers:
+            if self.should_stop is not None and self.stopped is None:
+                reason = self.should_stop()
+                if reason is not None:
+                    self.stop(reason)
             for key, _ in self.selector.select(timeout=0.2):
                 self._read(key.data, key.fileobj)  # type: ignore[arg-type]
             for worker in [w for w in self.workers if w.proc.poll() is not None]:
@@ -199,14 +252,32 @@ class Supervisor:
             if now - last_update > 0.25:
                 last_update = now
                 self._refresh(now)
+            if self.stopped is not None and now > self.stop_sent + 5:
+                for w in self.workers:  # ignored SIGTERM: no more waiting
+                    self._signal(w, signal.SIGKILL)
             if now > self.deadline + 30:  # a stuck worker: stop it (and say so)
                 for w in self.workers:
-                    self.tallies[w.engine].notices.append(f"job {w.job} did not stop; killed")
-                    w.proc.kill()
+                    if not w.stopping:
+                        self.tallies[w.engine].notices.append(f"job {w.job} did not stop; killed")
+                    w.stopping = True
+                    self._signal(w, signal.SIGKILL)
         self._refresh(time.time())
+        if self.stopped is None:
+            self._judge_engines()
         return CampaignResult(
-            o, self.tallies, list(self.findings.values()), time.time() - self.started
+            o, self.tallies, self.ledger, time.time() - self.started, self.stopped
         )
+
+    def _judge_engines(self) -> None:
+        """An engine that never ran an input, or kept dying outside one, has failed."""
+        for tally in self.tallies.values():
+            if tally.failure is not None:
+                continue
+            if tally.execs == 0:
+                why = next(iter(tally.notices[::-1]), "")
+                tally.failure = "no worker ran a single input" + (f" ({why})" if why else "")
+            elif tally.deaths_outside_input >= 3:
+                tally.failure = f"workers died {tally.deaths_outside_input} times outside any input"
 
     def _read(self, worker: _Worker, stream: IO[bytes]) -> None:
         fd = stream.fileno()
@@ -248,6 +319,7 @@ class Supervisor:
         elif kind == "finding":
             program = loads_program(event["program"], source=f"<{worker.engine} job {worker.job}>")
             self._add(
+                worker.engine,
                 Finding(
                     event["engine"],
                     event["kind"],
@@ -257,7 +329,7 @@ class Supervisor:
                     event.get("op_index"),
                     event.get("variant", "release"),
                     event.get("seed"),
-                )
+                ),
             )
         elif kind == "notice":
             notes = self.tallies[worker.engine].notices
@@ -266,14 +338,12 @@ class Supervisor:
         elif kind == "done":
             worker.done = True
 
-    def _add(self, finding: Finding) -> None:
-        known = self.findings.get(finding.signature)
-        if known is None or len(finding.program.ops) < len(known.program.ops):
-            if known is None:
-                self.tallies[finding.engine].findings += 1
-                if self.on_finding is not None:
-                    self.on_finding(finding)
-            self.findings[finding.signature] = finding
+    def _add(self, engine: str, finding: Finding) -> None:
+        """Record a finding met by a worker of ``engine`` (the engine credited with it)."""
+        if self.ledger.add(finding, engine):
+            self.tallies[engine].findings += 1
+            if self.on_finding is not None:
+                self.on_finding(finding)
 
     def _reap(self, worker: _Worker) -> None:
         for stream in (worker.proc.stdout, worker.proc.stderr):
@@ -299,41 +369,49 @@ class Supervisor:
         e, o, c = self.finished[worker.engine]
         self.finished[worker.engine] = (e + worker.execs, o + worker.ops, max(c, worker.coverage))
         code = worker.proc.returncode
-        journal = journal_path(self.opts.workdir, worker.job)
-        crashed = code != 0 and not worker.done
-        if crashed:
-            program = recover(journal)
-            data = recover_bytes(journal)
-            if worker.engine == "atheris" and data is not None:
-                from hakfuzz.campaign.engine_atheris import quarantine
-
-                quarantine(self.opts.workdir, self.opts.corpus_dir or self.opts.workdir, data)
-            stderr = "\n".join(worker.stderr_tail)
-            if program is not None and program.ops:
-                self._add(
-                    crash_finding(
-                        worker.engine,
-                        code,
-                        stderr,
-                        program,
-                        variant=self.opts.variant,
-                        seed=worker.seed,
-                    )
-                )
-            else:
-                tally.notices.append(
-                    f"job {worker.job} exited {code} outside any input: "
-                    f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}"
-                )
+        if worker.stopping:
+            return  # ended by us: whatever was in flight did not fail
+        if code != 0 and not worker.done:
+            self._crashed(worker, code, tally)
         quick = time.time() - worker.started < 5.0 and not worker.execs
         self.quick_deaths[worker.engine] = (
             self.quick_deaths.get(worker.engine, 0) + 1 if quick else 0
         )
         if self.quick_deaths[worker.engine] >= 3:
-            tally.notices.append(f"{worker.engine} workers die at start-up; not restarting them")
-        elif time.time() < self.deadline - 2:
+            tally.failure = "workers die at start-up" + (
+                f": {tally.notices[-1]}" if tally.notices else ""
+            )
+        elif time.time() < self.deadline - 2 and self.stopped is None:
             tally.restarts += 1
-            self._start(worker.engine, worker.job, worker.seed + 7919)
+            self._start(worker.engine, worker.job, worker.seed + 7919, restart=True)
+
+    def _crashed(self, worker: _Worker, code: int, tally: EngineTally) -> None:
+        """A worker died on its own: a finding, a suspect, or an infrastructure event."""
+        journal = journal_path(self.opts.workdir, worker.job)
+        program = recover(journal)
+        data = recover_bytes(journal)
+        if worker.engine == "atheris" and data is not None:
+            from hakfuzz.campaign.engine_atheris import quarantine
+
+            quarantine(self.opts.workdir, self.opts.corpus_dir or self.opts.workdir, data)
+        stderr = "\n".join(worker.stderr_tail)
+        external = code < 0 and signal.Signals(-code) in EXTERNAL_SIGNALS
+        how = signal.Signals(-code).name if code < 0 else f"status {code}"
+        if program is None or not program.ops:
+            tally.deaths_outside_input += 0 if external else 1
+            said = first_diagnostic(stderr)
+            message = f"{worker.engine} job {worker.job} ended by {how} outside any input"
+            self.ledger.event(message + (f": {said}" if said else ""))
+            if not external:
+                tally.notices.append(f"job {worker.job} exited {code} outside any input: {said}")
+            return
+        finding = crash_finding(
+            worker.engine, code, stderr, program, variant=self.opts.variant, seed=worker.seed
+        )
+        if external:
+            self.ledger.suspect(finding, worker.job, how)
+        else:
+            self._add(worker.engine, finding)
 
     def _refresh(self, now: float) -> None:
         elapsed = min(now, self.deadline) - self.started

@@ -7,6 +7,9 @@ Started by the supervisor, one process per job.  Events go to stdout (see
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +20,21 @@ from hakfuzz.campaign.journal import Journal
 def journal_path(workdir: Path, job: int) -> Path:
     """Where job ``job`` journals its in-flight input."""
     return workdir / f"journal-{job}"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when the supervisor dies, even by SIGKILL.
+
+    Workers run in sessions of their own (a terminal's Ctrl-C is the
+    supervisor's), so nothing else would stop them before their deadline.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the supervisor died before the line above
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=None, help="example database: a directory or redis:// URL")
     parser.add_argument("--corpus-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=Path, action="append", default=[])
+    parser.add_argument("--parent", type=int, default=None, help="the supervisor's pid")
     parser.add_argument("rest", nargs="*", help="libFuzzer options (atheris)")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        _die_with(args.parent)
     emit = Emitter()
     journal = Journal(journal_path(args.workdir, args.job))
     if args.engine == "parallel":
