@@ -35,6 +35,7 @@ from pathlib import Path
 import cffi
 
 from hakfuzz._errors import HakfuzzError
+from hakfuzz.native._cache import cache_root
 from hakfuzz.native._cdef import CDEF, PREAMBLE
 from hakfuzz.native._toolchain import (
     COMMON_CFLAGS,
@@ -93,16 +94,6 @@ class NativeTree:
 def default_tree() -> NativeTree:
     """The allocator shipped in this package (``native/`` of the source tree)."""
     return NativeTree(Path(__file__).resolve().parent)
-
-
-def cache_root() -> Path:
-    """``$HAKFUZZ_CACHE``, else ``$XDG_CACHE_HOME/hakfuzz``, else ``~/.cache/hakfuzz``."""
-    explicit = os.environ.get("HAKFUZZ_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "hakfuzz"
 
 
 def build_cache_dir() -> Path:

@@ -1,0 +1,103 @@
+"""Bad input is one line naming the culprit, with exit status 2 (or a shell's 126/127).
+
+Every case runs the command line in this process through
+:func:`hakfuzz.cli.main`: an exception that escapes ``main`` (a traceback for
+the user) fails the test by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from hakfuzz.cli import main
+from hakfuzz.native._cache import CacheError, cache_root
+
+
+def one_error(capsys: pytest.CaptureFixture[str], argv: list[str], status: int = 2) -> str:
+    """Run ``hakfuzz ARGV``; it must exit ``status`` with its error as the last stderr line."""
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines, "no error message"
+    # Progress lines ("building the driver...") may come first; the error is one line.
+    assert lines[-1].startswith("hakfuzz")
+    return lines[-1]
+
+
+# ---- HAKFUZZ_CACHE ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ("file", "not a directory"),
+        ("file/below", "Not a directory"),
+        ("/proc/hakfuzz-no-such-dir", "cannot create"),
+        ("/proc", "cannot write"),  # exists, and not even root can write there
+    ],
+)
+@pytest.mark.parametrize("command", [["build"], ["info"], ["stress", "--ops", "10"]])
+def test_unusable_cache_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    setting: str,
+    reason: str,
+    command: list[str],
+) -> None:
+    (tmp_path / "file").write_text("not a directory\n")
+    value = setting if setting.startswith("/") else str(tmp_path / setting)
+    monkeypatch.setenv("HAKFUZZ_CACHE", value)
+    line = one_error(capsys, command)
+    assert f"HAKFUZZ_CACHE={value}" in line
+    assert reason in line
+
+
+def test_read_only_cache_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes through permission bits")
+    read_only = tmp_path / "ro"
+    read_only.mkdir(mode=0o555)
+    monkeypatch.setenv("HAKFUZZ_CACHE", str(read_only))
+    with pytest.raises(CacheError, match=r"HAKFUZZ_CACHE=.*cannot write there"):
+        cache_root()
+
+
+def test_default_cache_location_is_checked_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.delenv("HAKFUZZ_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    with pytest.raises(CacheError, match="XDG_CACHE_HOME") as caught:
+        cache_root()
+    assert caught.value.exit_code == 2
+
+
+def test_many_threads_can_check_a_new_cache_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # pytest-xdist workers and campaign workers resolve the cache concurrently.
+    monkeypatch.setenv("HAKFUZZ_CACHE", str(tmp_path / "a" / "b" / "cache"))
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            cache_root()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list((tmp_path / "a" / "b" / "cache").iterdir()) == []  # no probe left behind
