@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from hakfuzz._argtypes import positive_float
 from hakfuzz._errors import HakfuzzError, UsageError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
                         help="with --compare: compare stderr too (without the stats lines)")
     parser.add_argument("--stats", action="store_true",
                         help="print hakmem's counters at exit (HAKMEM_STATS=1)")
-    parser.add_argument("--timeout", type=float, default=600.0,
+    parser.add_argument("--timeout", type=positive_float, default=600.0,
                         help="seconds per run when output is captured (default 600)")
     parser.add_argument("--json", action="store_true",
                         help="capture the output and print one JSON document")
@@ -60,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"hakfuzz preload: variant {args.variant!r} cannot be preloaded (a "
                          "sanitizer runtime defines malloc itself and would shadow hakmem's); "
                          f"choose from {', '.join(PRELOAD_VARIANTS)}")
-    if not args.timeout > 0:
-        raise UsageError(f"hakfuzz preload: --timeout must be > 0, got {args.timeout}")
     command = _command(args)
     if args.compare:
         return _compare(args, command)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=4, help="program threads (1..16; default 4)")
     parser.add_argument(
-        "--ops", type=int, default=200_000, help="total ops generated (default 200000)"
+        "--ops", type=positive_int, default=200_000, help="total ops generated (default 200000)"
     )
     parser.add_argument(
         "--libc-ratio",
@@ -41,7 +42,9 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workload", default="all", help="a workload name, a comma list, or 'all' (default)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per program (default 1)")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1, help="runs per program (default 1)"
+    )
     parser.add_argument(
         "--variant", default="release", help="build variant: " + ", ".join(_VARIANTS)
     )
@@ -54,7 +57,9 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--program-ops", type=int, default=20_000, help="ops per program (max 32768)"
     )
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per driver run")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=300.0, help="seconds per driver run (default 300)"
+    )
     parser.add_argument(
         "--save",
         metavar="DIR",
@@ -71,12 +76,8 @@ def _options(args: argparse.Namespace) -> object:
 
     if not 1 <= args.threads <= 16:
         raise UsageError(f"hakfuzz stress: --threads {args.threads} is not in 1..16")
-    if args.ops < 1:
-        raise UsageError("hakfuzz stress: --ops must be at least 1")
     if not 0.0 <= args.libc_ratio <= 1.0:
         raise UsageError(f"hakfuzz stress: --libc-ratio {args.libc_ratio} is not in 0..1")
-    if args.repeat < 1:
-        raise UsageError("hakfuzz stress: --repeat must be at least 1")
     if not 1 <= args.program_ops <= 32768:
         raise UsageError("hakfuzz stress: --program-ops must be in 1..32768")
     if args.variant not in _VARIANTS and ":" not in args.variant:

@@ -101,3 +101,64 @@ def test_many_threads_can_check_a_new_cache_at_once(
         t.join()
     assert errors == []
     assert list((tmp_path / "a" / "b" / "cache").iterdir()) == []  # no probe left behind
+
+
+# ---- numbers that make no sense ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["stress", "--timeout", "0"], "--timeout"),
+        (["stress", "--timeout", "-1"], "--timeout"),
+        (["stress", "--timeout=-0.5"], "--timeout"),
+        (["stress", "--timeout", "nan"], "--timeout"),
+        (["stress", "--timeout", "inf"], "--timeout"),
+        (["stress", "--ops", "0"], "--ops"),
+        (["stress", "--repeat", "-3"], "--repeat"),
+        (["preload", "--timeout", "0", "--", "true"], "--timeout"),
+        (["preload", "--timeout", "inf", "--", "true"], "--timeout"),
+        (["larson", "--stability", "--seconds", "inf"], "--seconds"),
+        (["larson", "--stability", "--runs", "0"], "--runs"),
+        (["larson", "--stability", "--other-runs", "-1"], "--other-runs"),
+        (["bench", "--seconds", "0"], "--seconds"),
+        (["bench", "--repeat", "0"], "--repeat"),
+    ],
+)
+def test_nonsense_numbers_are_rejected_before_any_work(
+    capsys: pytest.CaptureFixture[str], argv: list[str], culprit: str
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # nothing built, nothing run
+    assert f"hakfuzz {argv[0]}: argument {culprit}:" in err
+
+
+@pytest.mark.parametrize(
+    ("convert", "good", "bad"),
+    [
+        ("positive_float", {"0.5": 0.5, "300": 300.0}, ["0", "-0.0", "-1", "nan", "inf", "x"]),
+        ("non_negative_float", {"0": 0.0, "2.5": 2.5}, ["-1", "-inf", "nan", ""]),
+        ("positive_int", {"1": 1, "200_000": 200_000}, ["0", "-2", "1.5", "x"]),
+        ("non_negative_int", {"0": 0, "7": 7}, ["-1", "1e3"]),
+    ],
+)
+def test_argtypes(convert: str, good: dict[str, float], bad: list[str]) -> None:
+    import argparse
+
+    from hakfuzz import _argtypes
+
+    function = getattr(_argtypes, convert)
+    for text, value in good.items():
+        assert function(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):
+            function(text)
+
+
+def test_bench_out_is_checked_before_any_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    line = one_error(capsys, ["bench", "--engine", "malloc", "--out", str(tmp_path / "file")])
+    assert line.startswith(f"hakfuzz bench: --out {tmp_path / 'file'}: cannot write there")
