@@ -41,6 +41,8 @@ from hakfuzz.native._toolchain import (
     COMMON_CFLAGS,
     Compiler,
     Variant,
+    compiler_setting,
+    describe_failure,
     find_compiler,
     get_variant,
 )
@@ -306,8 +308,13 @@ def _compile_objects(the_plan: BuildPlan, out_dir: Path) -> list[Path]:
         )
         if done.returncode != 0:
             raise BuildError(
-                f"compiling {source} ({the_plan.variant.name}) failed:\n"
-                f"{done.stderr.strip() or done.stdout.strip()}"
+                f"compiling {source} ({the_plan.variant.name}) with {compiler_setting()} "
+                f"failed:\n{describe_failure(done)}"
+            )
+        if not obj.is_file():  # e.g. HAKFUZZ_CC=true: "success", and nothing to link
+            raise BuildError(
+                f"compiling {source} ({the_plan.variant.name}) with {compiler_setting()}: "
+                f"the compiler exited 0 but wrote no {obj.name}"
             )
         return obj
 

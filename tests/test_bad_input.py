@@ -162,3 +162,65 @@ def test_bench_out_is_checked_before_any_run(
     (tmp_path / "file").write_text("")
     line = one_error(capsys, ["bench", "--engine", "malloc", "--out", str(tmp_path / "file")])
     assert line.startswith(f"hakfuzz bench: --out {tmp_path / 'file'}: cannot write there")
+
+
+# ---- HAKFUZZ_CC ---------------------------------------------------------------
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("compiler", ["false", "silent"])
+def test_a_compiler_that_fails_silently_is_named_with_its_status(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    compiler: str,
+) -> None:
+    command = "false" if compiler == "false" else str(_script(tmp_path / "cc", "exit 3\n"))
+    status = "1" if compiler == "false" else "3"
+    monkeypatch.setenv("HAKFUZZ_CC", command)
+    monkeypatch.setenv("HAKFUZZ_CACHE", str(tmp_path / "cache"))
+    line = one_error(capsys, ["build"])
+    assert f"(HAKFUZZ_CC={command})" in line
+    assert f"exited with status {status} and printed nothing" in line
+    assert not line.rstrip().endswith(":")  # the old message ended in an empty reason
+
+
+def test_a_compile_that_fails_silently_says_how_it_ended(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Answers the probe like a compiler, then fails every compile without a word.
+    fake = _script(
+        tmp_path / "fakecc",
+        'case "$1" in --version) echo "fakecc 1.0";; -dumpfullversion) echo 1.0;; '
+        "*) exit 4;; esac\n",
+    )
+    monkeypatch.setenv("HAKFUZZ_CC", str(fake))
+    monkeypatch.setenv("HAKFUZZ_CACHE", str(tmp_path / "cache"))
+    assert main(["build"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"with HAKFUZZ_CC={fake} failed" in err
+    assert "exited with status 4 and printed nothing" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [("  ", "no command in it"), ('gcc "', "not a command line"), ("/", "cannot be run")],
+)
+def test_an_unusable_compiler_setting_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    setting: str,
+    words: str,
+) -> None:
+    monkeypatch.setenv("HAKFUZZ_CC", setting)
+    monkeypatch.setenv("HAKFUZZ_CACHE", str(tmp_path / "cache"))
+    line = one_error(capsys, ["build"])
+    assert words in line
+    assert "HAKFUZZ_CC=" in line
