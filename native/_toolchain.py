@@ -99,8 +99,20 @@ def get_variant(name: str) -> Variant:
 
 
 def variant_from_env() -> str:
-    """``$HAKFUZZ_VARIANT`` if set and non-empty, else ``release``."""
-    return os.environ.get("HAKFUZZ_VARIANT") or DEFAULT_VARIANT
+    """``$HAKFUZZ_VARIANT`` if set and non-empty, else ``release``.
+
+    A value that names no variant is a :class:`UsageError` blaming the
+    variable: the user gave no ``--variant``, so an error about one would
+    send them looking for a flag that is not there.  ``mutant:NAME`` passes
+    here; the mutant's name is checked where it is built.
+    """
+    text = os.environ.get("HAKFUZZ_VARIANT") or DEFAULT_VARIANT
+    if text not in VARIANTS and not text.startswith("mutant:"):
+        raise UsageError(
+            f"HAKFUZZ_VARIANT={text}: unknown build variant (choose from "
+            f"{', '.join(VARIANTS)}, mutant:NAME; or unset it for {DEFAULT_VARIANT})"
+        )
+    return text
 
 
 @dataclass(frozen=True, slots=True)

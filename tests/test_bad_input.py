@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hakfuzz._errors import UsageError
 from hakfuzz.cli import main
 from hakfuzz.native._cache import CacheError, cache_root
 
@@ -224,3 +225,36 @@ def test_an_unusable_compiler_setting_is_a_usage_error(
     line = one_error(capsys, ["build"])
     assert words in line
     assert "HAKFUZZ_CC=" in line
+
+
+# ---- HAKFUZZ_VARIANT ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["build"], ["info"], ["info", "--json"]])
+def test_a_bad_variant_in_the_environment_blames_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("HAKFUZZ_VARIANT", "nonsense")
+    line = one_error(capsys, command)
+    assert "HAKFUZZ_VARIANT=nonsense" in line
+    assert "--variant" not in line  # nobody gave that flag
+
+
+def test_a_bad_variant_in_the_environment_spares_other_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hakfuzz.cli import build_parser
+    from hakfuzz.native import load
+
+    monkeypatch.setenv("HAKFUZZ_VARIANT", "nonsense")
+    build_parser()  # --help and commands that do not build still work
+    with pytest.raises(UsageError, match="HAKFUZZ_VARIANT=nonsense"):
+        load()
+
+
+def test_the_variant_flag_still_wins_over_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HAKFUZZ_VARIANT", "nonsense")
+    assert main(["info", "--variant", "debug", "--json"]) == 0
+    assert '"variant": "debug"' in capsys.readouterr().out
