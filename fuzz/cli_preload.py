@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from hakfuzz._argtypes import positive_float
-from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -55,13 +55,14 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command preloaded; compare with glibc on request."""
-    from hakfuzz.larson.preload import PRELOAD_VARIANTS
+    from hakfuzz.larson.preload import PRELOAD_VARIANTS, check_command
 
     if args.variant not in PRELOAD_VARIANTS:
         raise UsageError(f"hakfuzz preload: variant {args.variant!r} cannot be preloaded (a "
                          "sanitizer runtime defines malloc itself and would shadow hakmem's); "
                          f"choose from {', '.join(PRELOAD_VARIANTS)}")
     command = _command(args)
+    check_command(command[0])  # exit 127 or 126, as a shell would, before building anything
     if args.compare:
         return _compare(args, command)
     if args.json:
@@ -70,15 +71,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _passthrough(args: argparse.Namespace, command: list[str]) -> int:
-    from hakfuzz.larson.preload import preload_env
+    from hakfuzz.larson.preload import preload_env, spawn_error
 
     env = preload_env("hakmem", args.variant)
     if not args.stats:
         env.pop("HAKMEM_STATS")
     try:
         return subprocess.call(command, env=env)
-    except OSError as exc:
-        raise HakfuzzError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
+    except OSError as exc:  # it went away since it was checked
+        raise spawn_error(command[0], exc) from None
 
 
 def _stdin() -> bytes | None:

@@ -258,3 +258,42 @@ def test_the_variant_flag_still_wins_over_the_environment(
     monkeypatch.setenv("HAKFUZZ_VARIANT", "nonsense")
     assert main(["info", "--variant", "debug", "--json"]) == 0
     assert '"variant": "debug"' in capsys.readouterr().out
+
+
+# ---- preload of a command that cannot start ---------------------------------
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--compare"]])
+def test_preload_of_a_missing_command_exits_127_like_a_shell(
+    capsys: pytest.CaptureFixture[str], mode: list[str]
+) -> None:
+    line = one_error(capsys, ["preload", *mode, "--", "/nonexistent"], status=127)
+    assert line.startswith("hakfuzz preload: /nonexistent: command not found")
+
+
+def test_preload_of_a_name_not_on_path_exits_127(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    line = one_error(capsys, ["preload", "--", "no-such-tool"], status=127)
+    assert line == "hakfuzz preload: no-such-tool: command not found"
+
+
+@pytest.mark.parametrize("what", ["plain file", "directory"])
+def test_preload_of_something_not_executable_exits_126(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, what: str
+) -> None:
+    target = tmp_path / "thing"
+    if what == "directory":
+        target.mkdir()
+    else:
+        target.write_text("echo hi\n")  # no execute bit
+    line = one_error(capsys, ["preload", "--", str(target)], status=126)
+    assert line.startswith(f"hakfuzz preload: {target}: cannot execute")
+
+
+def test_run_program_refuses_a_missing_command_before_building() -> None:
+    from hakfuzz.larson.preload import CommandNotFound, run_program
+
+    with pytest.raises(CommandNotFound, match="/nonexistent: command not found"):
+        run_program(["/nonexistent"], variant="no-such-variant")  # never gets to build
