@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hakfuzz.cli import Subparsers
+    from hakfuzz.findings import Finding
 
 _VARIANTS = ("release", "debug", "asan", "tsan")
 
@@ -64,7 +68,8 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "--save",
         metavar="DIR",
         default=None,
-        help="write each finding's program to DIR/<signature>.json",
+        help="write each finding's program to DIR/<signature>.json (checked before any run; "
+        "if writing fails later, the programs go to a temporary directory, named at the end)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -113,27 +118,22 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from hakfuzz.findings import Finding
+    from hakfuzz._paths import writable_dir
     from hakfuzz.parallel.stress import StressOptions, run_stress
-    from hakfuzz.program import save_program
     from hakfuzz.variants import tool
 
     opts = _options(args)
     assert isinstance(opts, StressOptions)
+    # A finding that cannot be written is lost: prove --save works before any run.
+    saver = _Saver(writable_dir(Path(args.save), "hakfuzz stress: --save")) if args.save else None
     err = Console(stderr=True)
     err.print(f"building the driver ({opts.variant})...", style="dim")
     driver = tool("hakdriver", opts.variant)
 
     def on_finding(f: Finding) -> None:
         err.print(f"[red]finding[/red] {f.summary()}")
-        if args.save:
-            from pathlib import Path
-
-            out = Path(args.save)
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / f"{f.signature}.json"
-            save_program(f.program, path)
-            err.print(f"  saved {path}")
+        if saver is not None:
+            saver.save(f, err)
 
     with Progress(
         TextColumn("{task.description}"),
@@ -157,7 +157,42 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         _print_table(report.as_json())
+    if saver is not None and saver.fallback is not None:
+        err.print(
+            f"[yellow]could not write to {saver.directory}: "
+            f"the findings' programs are in {saver.fallback}[/yellow]",
+            soft_wrap=True,  # a path broken over lines cannot be copied
+        )
     return 1 if report.findings else 0
+
+
+class _Saver:
+    """Writes findings' programs to ``--save``; to a temporary directory if that fails."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.fallback: Path | None = None
+
+    def save(self, finding: Finding, err: Console) -> None:
+        from hakfuzz._paths import fallback_dir
+        from hakfuzz.program import save_program
+
+        name = f"{finding.signature}.json"
+        if self.fallback is None:
+            try:
+                save_program(finding.program, self.directory / name)
+            except OSError as exc:
+                self.fallback = fallback_dir("stress")
+                err.print(
+                    f"[yellow]cannot write {self.directory / name} "
+                    f"({exc.strerror or exc}); saving to {self.fallback} instead[/yellow]",
+                    soft_wrap=True,
+                )
+            else:
+                err.print(f"  saved {self.directory / name}", soft_wrap=True)
+                return
+        save_program(finding.program, self.fallback / name)
+        err.print(f"  saved {self.fallback / name}", soft_wrap=True)
 
 
 def _print_table(doc: dict[str, object]) -> None:

@@ -8,6 +8,7 @@ the user) fails the test by itself.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -297,3 +298,52 @@ def test_run_program_refuses_a_missing_command_before_building() -> None:
 
     with pytest.raises(CommandNotFound, match="/nonexistent: command not found"):
         run_program(["/nonexistent"], variant="no-such-variant")  # never gets to build
+
+
+# ---- stress --save ----------------------------------------------------------------
+
+
+def test_stress_save_is_checked_before_any_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["stress", "--save", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    # One line, and no "building the driver": nothing started.
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"hakfuzz stress: --save {tmp_path / 'file'}: cannot write there")
+
+
+def test_stress_save_falls_back_when_writing_fails_late(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import hakfuzz.parallel.stress as stress
+    import hakfuzz.variants
+    from hakfuzz.findings import Finding
+    from hakfuzz.parallel.generators import WORKLOADS
+    from hakfuzz.program import load_program
+
+    save = tmp_path / "save"
+    program = WORKLOADS["larson"](1, 2, 50, 0.3)
+
+    def fake_run(opts: stress.StressOptions, driver: Path, **kw: object) -> stress.StressReport:
+        # The directory passed the check, then went away (a file took its place).
+        save.rmdir()
+        save.write_text("")
+        finding = Finding("parallel", "oracle", "overlap", "blocks overlap", program)
+        on_finding = kw["on_finding"]
+        assert callable(on_finding)
+        on_finding(finding)
+        return stress.StressReport(opts, findings={finding.signature: finding})
+
+    monkeypatch.setattr(stress, "run_stress", fake_run)
+    monkeypatch.setattr(hakfuzz.variants, "tool", lambda name, variant: tmp_path / name)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where fallback_dir goes
+
+    assert main(["stress", "--ops", "10", "--save", str(save), "--json"]) == 1
+    err = capsys.readouterr().err
+    saved = list((tmp_path / "tmp").glob("hakfuzz-stress-*/oracle-overlap.json"))
+    assert len(saved) == 1, err
+    assert load_program(saved[0]) == program  # the finding is not lost
+    assert f"the findings' programs are in {saved[0].parent}" in " ".join(err.split())
