@@ -35,7 +35,7 @@ from pathlib import Path
 import cffi
 
 from hakfuzz._errors import HakfuzzError
-from hakfuzz.native._cache import cache_root
+from hakfuzz.native._cache import cache_root as cache_root  # re-exported: native.cache_root
 from hakfuzz.native._cdef import CDEF, PREAMBLE
 from hakfuzz.native._toolchain import (
     COMMON_CFLAGS,

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hakfuzz._errors import HakfuzzError, UsageError
-from hakfuzz.native._build import NativeTree, cache_root, default_tree
-from hakfuzz.native._cache import make_entry
+from hakfuzz.native._build import NativeTree, default_tree
+from hakfuzz.native._cache import cache_root, make_entry
 from hakfuzz.native._toolchain import COMMON_CFLAGS, describe_failure, find_compiler, get_variant
 
 MUTANTS_DIR = Path(__file__).resolve().parent / "mutants"

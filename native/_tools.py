@@ -17,8 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from hakfuzz.native._build import BuildError, NativeTree, cache_root, default_tree
-from hakfuzz.native._cache import make_entry
+from hakfuzz.native._build import BuildError, NativeTree, default_tree
+from hakfuzz.native._cache import cache_root, make_entry
 from hakfuzz.native._toolchain import (
     COMMON_CFLAGS,
     compiler_setting,
