@@ -8,6 +8,7 @@ import platform
 import time
 from typing import TYPE_CHECKING, Any
 
+from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,8 +34,10 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
                         help="one of " + ", ".join(ENGINES) + ", a comma list, or all (default)")
     parser.add_argument("--allocator", default=_DEFAULT_ALLOCATORS,
                         help=f"larson engine: comma list (default {_DEFAULT_ALLOCATORS})")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per run (default 3)")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="runs per figure (default 3)")
+    parser.add_argument("--seconds", type=positive_float, default=3.0,
+                        help="seconds per run (default 3)")
     parser.add_argument("--variant", default="release", help="hakmem build: release or debug")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
                         help="where bench.md, bench.json, bench.png go (default bench-results)")
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    from hakfuzz._paths import writable_dir
     from hakfuzz.bench import ENGINES, BenchOptions, select
     from hakfuzz.bench.report import markdown, write_chart, write_json
     from hakfuzz.larson.peers import available, parse_allocators
@@ -58,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         wanted = parse_allocators(args.allocator)
     except ValueError as exc:
         raise UsageError(f"hakfuzz bench: {exc}") from None
-    if args.repeat < 1 or not args.seconds > 0:
-        raise UsageError("hakfuzz bench: --repeat must be >= 1 and --seconds > 0")
     if args.variant not in _VARIANTS:
         raise UsageError(f"hakfuzz bench: variant {args.variant!r} is not for benchmarks "
                          f"(choose from {', '.join(_VARIANTS)})")
@@ -68,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for why in missing.values():
         err.print(f"[yellow]skipped:[/yellow] {why}")
     options = BenchOptions(allocators, args.repeat, args.seconds, args.variant)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
     results = []
     started = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),

@@ -38,7 +38,7 @@ def add_variant_argument(parser: argparse.ArgumentParser, *, mutants: bool = Fal
         choices=None if mutants else list(VARIANTS),
         type=_variant_or_mutant if mutants else str,
         metavar="{" + ",".join([*VARIANTS, "mutant:NAME"]) + "}" if mutants else None,
-        default=variant_from_env(),
+        default=None,  # $HAKFUZZ_VARIANT, read (and checked) when the command runs
         help="build variant (default: $HAKFUZZ_VARIANT or release): "
         + "; ".join(f"{v.name}: {v.summary}" for v in VARIANTS.values())
         + ("; mutant:NAME: a mutant of native/mutants/ with release flags "
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    args.variant = args.variant or variant_from_env()
     variant, tree = resolve_variant(args.variant)  # mutant:NAME -> release flags, patched tree
     result = build(variant, force=args.force, progress=progress, tree=tree)
     if args.json:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from hakfuzz._argtypes import non_negative_int, positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,16 +37,17 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--allocator", default=None,
                         help="comma list from: " + ", ".join(ALLOCATORS) +
                         " (default hakmem,glibc; with --stability one allocator, default hakmem)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per allocator (default 3)")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="runs per allocator (default 3)")
     parser.add_argument("--variant", default="release",
                         help="hakmem build variant: " + ", ".join(_VARIANTS) + " (default release)")
     parser.add_argument("--stability", action="store_true",
                         help="run the seed's acceptance protocol (pass/fail table)")
-    parser.add_argument("--runs", type=int, default=20,
+    parser.add_argument("--runs", type=positive_int, default=20,
                         help="--stability: runs of the 4T high contention test (default 20)")
-    parser.add_argument("--other-runs", type=int, default=3,
+    parser.add_argument("--other-runs", type=non_negative_int, default=3,
                         help="--stability: runs of each other test (default 3)")
-    parser.add_argument("--seconds", type=float, default=10.0,
+    parser.add_argument("--seconds", type=positive_float, default=10.0,
                         help="--stability: seconds per run (default 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -69,16 +71,9 @@ def _check(args: argparse.Namespace) -> None:
     if args.variant not in _VARIANTS:
         raise UsageError(f"hakfuzz larson: unknown variant {args.variant!r} "
                          f"(choose from {', '.join(_VARIANTS)})")
-    if args.repeat < 1:
-        raise UsageError(f"hakfuzz larson: --repeat must be at least 1, got {args.repeat}")
-    if args.stability:
-        if args.larson_args:
-            raise UsageError("hakfuzz larson: --stability takes no larson arguments "
-                             f"(got {' '.join(args.larson_args)})")
-        if args.runs < 1 or args.other_runs < 0:
-            raise UsageError("hakfuzz larson: --runs must be >= 1 and --other-runs >= 0")
-        if not args.seconds > 0:
-            raise UsageError(f"hakfuzz larson: --seconds must be > 0, got {args.seconds}")
+    if args.stability and args.larson_args:
+        raise UsageError("hakfuzz larson: --stability takes no larson arguments "
+                         f"(got {' '.join(args.larson_args)})")
 
 
 def run(args: argparse.Namespace) -> int:

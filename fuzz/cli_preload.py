@@ -9,7 +9,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz._argtypes import positive_float
+from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -33,7 +34,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
                         help="with --compare: compare stderr too (without the stats lines)")
     parser.add_argument("--stats", action="store_true",
                         help="print hakmem's counters at exit (HAKMEM_STATS=1)")
-    parser.add_argument("--timeout", type=float, default=600.0,
+    parser.add_argument("--timeout", type=positive_float, default=600.0,
                         help="seconds per run when output is captured (default 600)")
     parser.add_argument("--json", action="store_true",
                         help="capture the output and print one JSON document")
@@ -54,15 +55,14 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command preloaded; compare with glibc on request."""
-    from hakfuzz.larson.preload import PRELOAD_VARIANTS
+    from hakfuzz.larson.preload import PRELOAD_VARIANTS, check_command
 
     if args.variant not in PRELOAD_VARIANTS:
         raise UsageError(f"hakfuzz preload: variant {args.variant!r} cannot be preloaded (a "
                          "sanitizer runtime defines malloc itself and would shadow hakmem's); "
                          f"choose from {', '.join(PRELOAD_VARIANTS)}")
-    if not args.timeout > 0:
-        raise UsageError(f"hakfuzz preload: --timeout must be > 0, got {args.timeout}")
     command = _command(args)
+    check_command(command[0])  # exit 127 or 126, as a shell would, before building anything
     if args.compare:
         return _compare(args, command)
     if args.json:
@@ -71,15 +71,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _passthrough(args: argparse.Namespace, command: list[str]) -> int:
-    from hakfuzz.larson.preload import preload_env
+    from hakfuzz.larson.preload import preload_env, spawn_error
 
     env = preload_env("hakmem", args.variant)
     if not args.stats:
         env.pop("HAKMEM_STATS")
     try:
         return subprocess.call(command, env=env)
-    except OSError as exc:
-        raise HakfuzzError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
+    except OSError as exc:  # it went away since it was checked
+        raise spawn_error(command[0], exc) from None
 
 
 def _stdin() -> bytes | None:

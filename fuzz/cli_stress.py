@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hakfuzz.cli import Subparsers
+    from hakfuzz.findings import Finding
 
 _VARIANTS = ("release", "debug", "asan", "tsan")
 
@@ -29,7 +34,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=4, help="program threads (1..16; default 4)")
     parser.add_argument(
-        "--ops", type=int, default=200_000, help="total ops generated (default 200000)"
+        "--ops", type=positive_int, default=200_000, help="total ops generated (default 200000)"
     )
     parser.add_argument(
         "--libc-ratio",
@@ -41,7 +46,9 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workload", default="all", help="a workload name, a comma list, or 'all' (default)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per program (default 1)")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=1, help="runs per program (default 1)"
+    )
     parser.add_argument(
         "--variant", default="release", help="build variant: " + ", ".join(_VARIANTS)
     )
@@ -54,12 +61,15 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--program-ops", type=int, default=20_000, help="ops per program (max 32768)"
     )
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per driver run")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=300.0, help="seconds per driver run (default 300)"
+    )
     parser.add_argument(
         "--save",
         metavar="DIR",
         default=None,
-        help="write each finding's program to DIR/<signature>.json",
+        help="write each finding's program to DIR/<signature>.json (checked before any run; "
+        "if writing fails later, the programs go to a temporary directory, named at the end)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -71,12 +81,8 @@ def _options(args: argparse.Namespace) -> object:
 
     if not 1 <= args.threads <= 16:
         raise UsageError(f"hakfuzz stress: --threads {args.threads} is not in 1..16")
-    if args.ops < 1:
-        raise UsageError("hakfuzz stress: --ops must be at least 1")
     if not 0.0 <= args.libc_ratio <= 1.0:
         raise UsageError(f"hakfuzz stress: --libc-ratio {args.libc_ratio} is not in 0..1")
-    if args.repeat < 1:
-        raise UsageError("hakfuzz stress: --repeat must be at least 1")
     if not 1 <= args.program_ops <= 32768:
         raise UsageError("hakfuzz stress: --program-ops must be in 1..32768")
     if args.variant not in _VARIANTS and ":" not in args.variant:
@@ -112,27 +118,22 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from hakfuzz.findings import Finding
+    from hakfuzz._paths import writable_dir
     from hakfuzz.parallel.stress import StressOptions, run_stress
-    from hakfuzz.program import save_program
     from hakfuzz.variants import tool
 
     opts = _options(args)
     assert isinstance(opts, StressOptions)
+    # A finding that cannot be written is lost: prove --save works before any run.
+    saver = _Saver(writable_dir(Path(args.save), "hakfuzz stress: --save")) if args.save else None
     err = Console(stderr=True)
     err.print(f"building the driver ({opts.variant})...", style="dim")
     driver = tool("hakdriver", opts.variant)
 
     def on_finding(f: Finding) -> None:
         err.print(f"[red]finding[/red] {f.summary()}")
-        if args.save:
-            from pathlib import Path
-
-            out = Path(args.save)
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / f"{f.signature}.json"
-            save_program(f.program, path)
-            err.print(f"  saved {path}")
+        if saver is not None:
+            saver.save(f, err)
 
     with Progress(
         TextColumn("{task.description}"),
@@ -156,7 +157,42 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         _print_table(report.as_json())
+    if saver is not None and saver.fallback is not None:
+        err.print(
+            f"[yellow]could not write to {saver.directory}: "
+            f"the findings' programs are in {saver.fallback}[/yellow]",
+            soft_wrap=True,  # a path broken over lines cannot be copied
+        )
     return 1 if report.findings else 0
+
+
+class _Saver:
+    """Writes findings' programs to ``--save``; to a temporary directory if that fails."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.fallback: Path | None = None
+
+    def save(self, finding: Finding, err: Console) -> None:
+        from hakfuzz._paths import fallback_dir
+        from hakfuzz.program import save_program
+
+        name = f"{finding.signature}.json"
+        if self.fallback is None:
+            try:
+                save_program(finding.program, self.directory / name)
+            except OSError as exc:
+                self.fallback = fallback_dir("stress")
+                err.print(
+                    f"[yellow]cannot write {self.directory / name} "
+                    f"({exc.strerror or exc}); saving to {self.fallback} instead[/yellow]",
+                    soft_wrap=True,
+                )
+            else:
+                err.print(f"  saved {self.directory / name}", soft_wrap=True)
+                return
+        save_program(finding.program, self.fallback / name)
+        err.print(f"  saved {self.fallback / name}", soft_wrap=True)
 
 
 def _print_table(doc: dict[str, object]) -> None:

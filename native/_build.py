@@ -35,11 +35,14 @@ from pathlib import Path
 import cffi
 
 from hakfuzz._errors import HakfuzzError
+from hakfuzz.native._cache import cache_root as cache_root  # re-exported: native.cache_root
 from hakfuzz.native._cdef import CDEF, PREAMBLE
 from hakfuzz.native._toolchain import (
     COMMON_CFLAGS,
     Compiler,
     Variant,
+    compiler_setting,
+    describe_failure,
     find_compiler,
     get_variant,
 )
@@ -93,16 +96,6 @@ class NativeTree:
 def default_tree() -> NativeTree:
     """The allocator shipped in this package (``native/`` of the source tree)."""
     return NativeTree(Path(__file__).resolve().parent)
-
-
-def cache_root() -> Path:
-    """``$HAKFUZZ_CACHE``, else ``$XDG_CACHE_HOME/hakfuzz``, else ``~/.cache/hakfuzz``."""
-    explicit = os.environ.get("HAKFUZZ_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "hakfuzz"
 
 
 def build_cache_dir() -> Path:
@@ -315,8 +308,13 @@ def _compile_objects(the_plan: BuildPlan, out_dir: Path) -> list[Path]:
         )
         if done.returncode != 0:
             raise BuildError(
-                f"compiling {source} ({the_plan.variant.name}) failed:\n"
-                f"{done.stderr.strip() or done.stdout.strip()}"
+                f"compiling {source} ({the_plan.variant.name}) with {compiler_setting()} "
+                f"failed:\n{describe_failure(done)}"
+            )
+        if not obj.is_file():  # e.g. HAKFUZZ_CC=true: "success", and nothing to link
+            raise BuildError(
+                f"compiling {source} ({the_plan.variant.name}) with {compiler_setting()}: "
+                f"the compiler exited 0 but wrote no {obj.name}"
             )
         return obj
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hakfuzz._errors import HakfuzzError, UsageError
-from hakfuzz.native._build import NativeTree, cache_root, default_tree
-from hakfuzz.native._cache import make_entry
-from hakfuzz.native._toolchain import COMMON_CFLAGS, find_compiler, get_variant
+from hakfuzz.native._build import NativeTree, default_tree
+from hakfuzz.native._cache import cache_root, make_entry
+from hakfuzz.native._toolchain import COMMON_CFLAGS, describe_failure, find_compiler, get_variant
 
 MUTANTS_DIR = Path(__file__).resolve().parent / "mutants"
 """Where the shipped patches and their descriptions live."""
@@ -236,7 +236,8 @@ def compile_check(name: str, variant: str = "release", *, cache_dir: Path | None
         )
         if done.returncode != 0:
             raise MutantError(
-                f"mutant {name}: {source.name} does not compile ({variant}):\n{done.stderr.strip()}"
+                f"mutant {name}: {source.name} does not compile ({variant}):\n"
+                f"{describe_failure(done)}"
             )
 
 

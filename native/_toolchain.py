@@ -15,7 +15,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
-from hakfuzz._errors import HakfuzzError
+from hakfuzz._errors import HakfuzzError, UsageError
 
 COMMON_CFLAGS: tuple[str, ...] = ("-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-fPIC")
 """Flags every allocator source is compiled with, whatever the variant."""
@@ -99,8 +99,20 @@ def get_variant(name: str) -> Variant:
 
 
 def variant_from_env() -> str:
-    """``$HAKFUZZ_VARIANT`` if set and non-empty, else ``release``."""
-    return os.environ.get("HAKFUZZ_VARIANT") or DEFAULT_VARIANT
+    """``$HAKFUZZ_VARIANT`` if set and non-empty, else ``release``.
+
+    A value that names no variant is a :class:`UsageError` blaming the
+    variable: the user gave no ``--variant``, so an error about one would
+    send them looking for a flag that is not there.  ``mutant:NAME`` passes
+    here; the mutant's name is checked where it is built.
+    """
+    text = os.environ.get("HAKFUZZ_VARIANT") or DEFAULT_VARIANT
+    if text not in VARIANTS and not text.startswith("mutant:"):
+        raise UsageError(
+            f"HAKFUZZ_VARIANT={text}: unknown build variant (choose from "
+            f"{', '.join(VARIANTS)}, mutant:NAME; or unset it for {DEFAULT_VARIANT})"
+        )
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,30 +129,82 @@ class Compiler:
         return self.version_text.splitlines()[0] if self.version_text else " ".join(self.command)
 
 
+class CompilerError(UsageError):
+    """The configured C compiler cannot be run at all: fix the setting (exit status 2)."""
+
+
+def compiler_setting() -> str:
+    """Where the compiler command comes from, for messages: ``HAKFUZZ_CC=...``, ``CC=...``."""
+    for name in ("HAKFUZZ_CC", "CC"):
+        if os.environ.get(name):
+            return f"{name}={os.environ[name]}"
+    return "the default compiler, gcc"
+
+
 def compiler_command() -> tuple[str, ...]:
     """The compiler command: ``$HAKFUZZ_CC``, else ``$CC``, else ``gcc``."""
     text = os.environ.get("HAKFUZZ_CC") or os.environ.get("CC") or "gcc"
-    return tuple(shlex.split(text))
+    try:
+        command = tuple(shlex.split(text))
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise CompilerError(f"{compiler_setting()}: not a command line ({exc})") from None
+    if not command:
+        raise CompilerError(f"{compiler_setting()}: no command in it")
+    return command
 
 
 @functools.lru_cache(maxsize=8)
-def _probe(command: tuple[str, ...]) -> Compiler:
+def _probe(command: tuple[str, ...], setting: str) -> Compiler:
+    shown = " ".join(command)
     try:
         text = _run(command, "--version")
         version = _run(command, "-dumpfullversion", "-dumpversion").strip()
     except FileNotFoundError:
-        raise HakfuzzError(
-            f"C compiler {' '.join(command)!r} not found; install gcc (apt-get install gcc) "
+        raise CompilerError(
+            f"C compiler {shown!r} ({setting}) not found; install gcc (apt-get install gcc) "
             "or set CC / HAKFUZZ_CC"
         ) from None
+    except OSError as exc:
+        raise CompilerError(
+            f"C compiler {shown!r} ({setting}) cannot be run: {exc.strerror or exc}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise CompilerError(f"C compiler {shown!r} ({setting}) did not answer --version") from None
+    except HakfuzzError as exc:
+        raise CompilerError(f"C compiler {shown!r} ({setting}) does not work: {exc}") from None
+    if not text.strip():
+        raise CompilerError(
+            f"C compiler {shown!r} ({setting}) printed nothing for --version; "
+            "set HAKFUZZ_CC to a C compiler (gcc, clang)"
+        )
     return Compiler(command, text.strip(), version)
 
 
 def find_compiler(variant: Variant | None = None) -> Compiler:
     """Probe the compiler ``variant`` requires, else :func:`compiler_command`'s (cached)."""
     if variant is not None and variant.compiler is not None:
-        return _probe((variant.compiler,))
-    return _probe(compiler_command())
+        return _probe((variant.compiler,), f"needed by the {variant.name} variant")
+    return _probe(compiler_command(), compiler_setting())
+
+
+def describe_failure(done: subprocess.CompletedProcess[str]) -> str:
+    """What a failed command said on stderr, or, if nothing, how it ended.
+
+    A compiler that fails without a word (``HAKFUZZ_CC=false``) must not
+    produce an error message with an empty reason: then the exit status is
+    the reason, with the first line of stdout if there was one.
+    """
+    said = (done.stderr or "").strip()
+    if said:
+        return said
+    if done.returncode < 0:
+        how = f"was killed by signal {-done.returncode}"
+    else:
+        how = f"exited with status {done.returncode}"
+    out = (done.stdout or "").strip()
+    if not out:
+        return f"{how} and printed nothing"
+    return f"{how} and printed nothing on stderr (stdout: {out.splitlines()[0][:200]})"
 
 
 def runtime_library(runtime: str, compiler: Compiler | None = None) -> str:
@@ -161,7 +225,8 @@ def _run(command: tuple[str, ...], *args: str) -> str:
         [*command, *args], capture_output=True, text=True, check=False, timeout=60
     )
     if done.returncode != 0:
-        raise HakfuzzError(f"{' '.join([*command, *args])} failed: {done.stderr.strip()}")
+        shown = " ".join([*command, *args])
+        raise HakfuzzError(f"`{shown}` failed: {describe_failure(done)}")
     return done.stdout
 
 

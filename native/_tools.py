@@ -17,9 +17,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from hakfuzz.native._build import BuildError, NativeTree, cache_root, default_tree
-from hakfuzz.native._cache import make_entry
-from hakfuzz.native._toolchain import COMMON_CFLAGS, find_compiler, get_variant
+from hakfuzz.native._build import BuildError, NativeTree, default_tree
+from hakfuzz.native._cache import cache_root, make_entry
+from hakfuzz.native._toolchain import (
+    COMMON_CFLAGS,
+    compiler_setting,
+    describe_failure,
+    find_compiler,
+    get_variant,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +146,15 @@ def build_tool(
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise BuildError(f"building {name} ({variant}) failed:\n{done.stderr.strip()}")
+            raise BuildError(
+                f"building {name} ({variant}) with {compiler_setting()} failed:\n"
+                f"{describe_failure(done)}"
+            )
+        if not (staging / name).is_file():  # e.g. HAKFUZZ_CC=true
+            raise BuildError(
+                f"building {name} ({variant}) with {compiler_setting()}: "
+                f"the compiler exited 0 but wrote no {name}"
+            )
 
     root = (cache_dir or cache_root()) / "tools"
     return make_entry(root, entry_name, lambda e: (e / name).is_file(), fill) / name

@@ -1,6 +1,6 @@
 """The campaign report directory: ``report.json`` and ``coverage.png``.
 
-The PNG shows coverage and findings over time, one line per engine.
+The PNG shows coverage and findings over time (see :mod:`hakfuzz.campaign.plot`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hakfuzz.campaign.plot import write_coverage_png
 from hakfuzz.campaign.supervisor import CampaignResult
 from hakfuzz.campaign.triage import Triaged
 
@@ -59,34 +60,5 @@ def write_report(  # noqa: D103
     doc["report_dir"] = str(directory)
     history = {name: t.history for name, t in result.tallies.items()}
     (directory / "report.json").write_text(json.dumps({**doc, "history": history}, indent=2))
-    _plot(directory / "coverage.png", result)
+    write_coverage_png(directory / "coverage.png", result)
     return doc
-
-
-def _plot(path: Path, result: CampaignResult) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (cov_ax, find_ax) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for name, tally in result.tallies.items():
-        if not tally.history:
-            continue
-        t = [h[0] for h in tally.history]
-        cov_ax.plot(t, [h[1] for h in tally.history], label=name)
-        find_ax.step(t, [h[2] for h in tally.history], where="post", label=name)
-    cov_ax.set_ylabel("coverage (engine's measure)")
-    cov_ax.set_title("hakfuzz campaign: coverage and findings over time")
-    cov_ax.legend(loc="lower right")
-    from matplotlib.ticker import MaxNLocator
-
-    find_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    most = max((t.findings for t in result.tallies.values()), default=0)
-    find_ax.set_ylim(0, max(1, most) + 0.5)
-    find_ax.set_ylabel("unique findings")
-    find_ax.set_xlabel("seconds")
-    find_ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -7,6 +7,10 @@ process whose counters show SuperSlabs created was really served by hakmem.
 :func:`compare_program` runs the command under both and lists what differs:
 exit status, stdout and, on request, stderr (without the stats lines).
 
+A command that cannot be started is refused before anything is built, like
+a shell would: :class:`CommandNotFound` (exit status 127) or
+:class:`CommandNotExecutable` (126), naming the command.
+
 Only builds without a sanitizer can be preloaded: a sanitizer's runtime
 defines ``malloc`` itself and, preloaded first as it must be, would shadow
 ours.
@@ -14,7 +18,9 @@ ours.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +36,48 @@ from hakfuzz.larson.process import (
 
 PRELOAD_VARIANTS: tuple[str, ...] = ("release", "debug")
 """Variants whose ``libhakmem.so`` can serve a real program."""
+
+
+class CommandNotFound(HakfuzzError):
+    """The command does not exist (a shell's ``command not found``): exit status 127."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(HakfuzzError):
+    """The command exists but cannot be executed (a shell's 126)."""
+
+    exit_code = 126
+
+
+def check_command(name: str, *, env: Mapping[str, str] | None = None,
+                  cwd: str | os.PathLike[str] | None = None,
+                  prog: str = "hakfuzz preload") -> None:
+    """Refuse ``name`` as a shell would if it cannot be started; the message starts ``prog:``.
+
+    A name with a slash is a path (relative to ``cwd``); a bare name is looked
+    up in ``env``'s ``PATH`` (default: ours), as the run itself will.
+    """
+    if "/" not in name:
+        path = (os.environ if env is None else env).get("PATH", os.defpath)
+        if shutil.which(name, path=path) is None:
+            raise CommandNotFound(f"{prog}: {name}: command not found")
+        return
+    target = os.path.join(cwd or os.curdir, name)
+    if not os.path.exists(target):
+        raise CommandNotFound(f"{prog}: {name}: command not found (no such file)")
+    if os.path.isdir(target):
+        raise CommandNotExecutable(f"{prog}: {name}: cannot execute (it is a directory)")
+    if not os.access(target, os.X_OK):
+        raise CommandNotExecutable(f"{prog}: {name}: cannot execute (Permission denied)")
+
+
+def spawn_error(name: str, exc: OSError, prog: str = "hakfuzz preload") -> HakfuzzError:
+    """The shell-like error for a command that failed to start with ``exc``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOENT:
+        return CommandNotFound(f"{prog}: {name}: command not found ({reason})")
+    return CommandNotExecutable(f"{prog}: {name}: cannot execute ({reason})")
 
 
 def library(variant: str = "release") -> str:
@@ -100,6 +148,7 @@ def run_program(argv: Sequence[str], *, allocator: str = "hakmem", variant: str 
     """Run ``argv`` under ``allocator``; ``env`` is the base environment (default: ours)."""
     if not argv:
         raise HakfuzzError("no command to run")
+    check_command(argv[0], env=env, cwd=cwd)  # before building libhakmem.so
     done = run_measured(argv, env=preload_env(allocator, variant, env), timeout=timeout,
                         stdin=stdin, cwd=cwd)
     if done.returncode == 127 and not done.stdout and "not found" in done.stderr:
