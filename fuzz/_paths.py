@@ -24,6 +24,8 @@ def writable_dir(path: Path, flag: str) -> Path:
     Raises :class:`UsageError` naming ``flag`` (e.g. ``--findings``) and the
     reason when the directory cannot be made or written.
     """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".hakfuzz-probe-", dir=path)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hakfuzz._argtypes import non_negative_float, positive_float, positive_int
 from hakfuzz._console import console
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import fallback_dir, writable_dir
@@ -35,10 +36,12 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine", default="all", help="all, or a comma list of: " + ", ".join(_ENGINES)
     )
-    parser.add_argument("--time", type=float, default=60.0, help="seconds of fuzzing (default 60)")
+    parser.add_argument(
+        "--time", type=positive_float, default=60.0, help="seconds of fuzzing (default 60)"
+    )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=os.cpu_count() or 1,
         help="worker processes (default: cores; at least one per engine)",
     )
@@ -76,9 +79,9 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--minimize-time",
-        type=float,
+        type=non_negative_float,
         default=30.0,
-        help="seconds to minimise each new finding (default 30)",
+        help="seconds to minimise each new finding (default 30; 0 saves findings as met)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
@@ -131,14 +134,6 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.variants import load_module, split, tool
 
     engines = _engines(args.engine)
-    if args.time <= 0:
-        raise UsageError("hakfuzz fuzz: --time must be positive")
-    if args.jobs < 1:
-        raise UsageError("hakfuzz fuzz: --jobs must be at least 1")
-    if args.minimize_time < 0:
-        raise UsageError(
-            f"hakfuzz fuzz: --minimize-time must be 0 or more, not {args.minimize_time:g}"
-        )
     split(args.variant)  # a usage error for an unknown variant or mutant
     workdir: Path = args.workdir
     report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")

@@ -263,3 +263,13 @@ def test_workers_need_no_terminal_signal(tmp_path: Path) -> None:
     worker = supervisor.workers[0]
     assert os.getpgid(worker.proc.pid) == worker.proc.pid != os.getpgid(0)
     worker.proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--minimize-time", "-1"), ("--time", "0"), ("--jobs", "0")]
+)
+def test_nonsense_campaign_numbers_are_usage_errors(tmp_path: Path, flag: str, value: str) -> None:
+    done = _hakfuzz("fuzz", flag, value, cwd=tmp_path)
+    assert done.returncode == 2
+    assert flag in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
