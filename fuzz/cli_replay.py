@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -20,7 +23,8 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "C driver. Every file gets a row, whatever happens: a program that crashes the "
         "allocator is a failed row naming the crash, a malformed file a row naming the "
         "problem (also on stderr). Exit 0 when every program passes, 1 if any fails, 2 if "
-        "any file is malformed (after replaying all the others) or for a usage error.",
+        "any file is malformed (after replaying all the others) or for a usage error: a "
+        "missing PATH, or a directory without a program file (*.json).",
     )
     parser.add_argument(
         "paths",
@@ -50,6 +54,19 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def program_files(paths: list[str]) -> list[Path]:
+    """The program files to replay; a path that names none is a usage error."""
+    from hakfuzz.replay import corpus_files
+
+    found: list[Path] = []
+    for raw in paths:
+        files = corpus_files([raw])
+        if not files:
+            raise UsageError(f"hakfuzz replay: {raw}: no program files (*.json) there")
+        found.extend(files)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay and report."""
     import sys
@@ -58,19 +75,21 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from hakfuzz.replay import corpus_files, replay
+    from hakfuzz.replay import replay
     from hakfuzz.variants import split
 
+    if args.repeat < 1:
+        raise UsageError(f"hakfuzz replay: --repeat must be at least 1, got {args.repeat}")
     if args.variant is not None:
         split(args.variant)
-    files = corpus_files(args.paths)
+    files = program_files(args.paths)
     results = []
     err = Console(stderr=True)
     for result in replay(
         files,
         variant=args.variant,
         parallel=not args.no_parallel,
-        repeat=max(1, args.repeat),
+        repeat=args.repeat,
         isolate=args.isolate,
     ):
         results.append(result)

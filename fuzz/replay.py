@@ -117,6 +117,8 @@ def replay(
     from hakfuzz.campaign.store import read_meta
     from hakfuzz.differential import DifferentialExecutor  # noqa: F401  (imported once, here)
 
+    if repeat < 1:
+        raise UsageError(f"hakfuzz replay: --repeat must be at least 1, got {repeat}")
     entries: list[_Entry | ReplayResult] = []
     for path in paths:
         try:

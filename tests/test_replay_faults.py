@@ -49,6 +49,27 @@ def _programs(root: Path, *, bad: bool = False) -> Path:
     return progs
 
 
+def test_an_empty_directory_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = _hakfuzz("replay", "empty", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.strip() == "hakfuzz replay: empty: no program files (*.json) there"
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a program")
+    _programs(tmp_path)
+    done = _hakfuzz("replay", "progs", "notes", cwd=tmp_path)  # one good path is not enough
+    assert done.returncode == 2
+    assert "notes: no program files" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_repeat_zero_is_a_usage_error(tmp_path: Path) -> None:
+    _programs(tmp_path)
+    done = _hakfuzz("replay", "progs/a-ok.json", "--repeat", "0", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "hakfuzz replay: --repeat must be at least 1, got 0"
+
+
 def test_a_crashing_program_is_a_failed_row_and_the_table_is_printed(tmp_path: Path) -> None:
     _programs(tmp_path)
     done = _hakfuzz("replay", "progs", "--variant", TESTFAULT, cwd=tmp_path)
