@@ -27,7 +27,9 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "delta-debug the ops and threads while the same signature reproduces in at least one "
         "of K runs. Every run happens in a child process, so a program that crashes the "
         "allocator is minimised like any other. Writes the result to --out (default "
-        "FILE.min.json) and reports the reproduction rate. Exit 1 if FILE does not fail.",
+        "FILE.min.json beside FILE; for a FILE under a regressions/ directory, "
+        "findings/NAME.min.json beside that directory instead, where it is not collected as a "
+        "regression test) and reports the reproduction rate. Exit 1 if FILE does not fail.",
     )
     parser.add_argument("file", type=Path, help="a program or finding file")
     parser.add_argument(
@@ -50,6 +52,25 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="where to write the result")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
+
+
+def default_out(file: Path) -> Path:
+    """Where the result goes without ``--out``.
+
+    Beside ``file``, except under a ``regressions`` directory: every program
+    there is replayed as a test, and a minimised failure is not a passing
+    regression, so it goes to the ``findings`` directory beside it (git
+    ignores it; ``hakfuzz promote`` moves it back once fixed).
+    """
+    name = f"{file.stem}.min.json"
+    for parent in file.absolute().parents:
+        if parent.name == "regressions":
+            out = parent.parent / "findings" / name
+            try:
+                return out.relative_to(Path.cwd())
+            except ValueError:
+                return out
+    return file.with_name(name)
 
 
 def choose_engine(requested: str, meta: dict[str, object], threads: int, variant: str) -> str:
@@ -127,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     meta = read_meta(args.file)
     variant = str(args.variant or meta.get("variant") or "release")
     split(variant)
-    out: Path = args.out or args.file.with_suffix(".min.json")
+    out: Path = args.out or default_out(args.file)
     writable_dir(out.parent, "--out")
     engine = choose_engine(args.engine, meta, program.threads, variant)
     run_once = oracle(engine, variant)

@@ -1,4 +1,4 @@
-"""``hakfuzz minimize``: a finding's own variant, and crashing programs minimised in a child.
+"""``hakfuzz minimize``: a finding's own variant, crashes in a child, output never in regressions.
 
 Crashing programs come from the ``testfault:abort-on-magic`` variant
 (native/testfaults/): ``hak_malloc(1021)`` aborts the process that runs it.
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from hakfuzz.campaign.store import FindingStore
+from hakfuzz.cli_minimize import default_out
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, OpKind, Program, load_program, save_program
 
@@ -59,3 +60,21 @@ def test_a_crashing_program_is_minimised_in_a_child(tmp_path: Path) -> None:
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert json.loads(done.stdout)["ops"] == 1
     assert (tmp_path / "plain.min.json").is_file()
+
+
+def test_minimize_never_writes_into_the_regressions(tmp_path: Path) -> None:
+    regressions = tmp_path / "corpus" / "regressions"
+    path = _finding(regressions)
+    done = _hakfuzz("minimize", str(path.relative_to(tmp_path)), "--variant", TESTFAULT,
+                    "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = Path("corpus") / "findings" / f"{path.stem}.min.json"
+    assert json.loads(done.stdout)["out"] == str(out)
+    assert load_program(tmp_path / out).ops
+    assert sorted(p.name for p in regressions.iterdir()) == [path.name]
+
+
+def test_default_out(tmp_path: Path) -> None:
+    assert default_out(tmp_path / "x" / "p.json") == tmp_path / "x" / "p.min.json"
+    nested = tmp_path / "corpus" / "regressions" / "sub" / "p.json"
+    assert default_out(nested) == tmp_path / "corpus" / "findings" / "p.min.json"
