@@ -215,13 +215,16 @@ def _verdict(outcome: dict[str, Any]) -> str | None:
 
 
 def _crashed(death: Death, job: _DifferentialJob, index: int, timeout: float) -> str:
-    """The row of a program that killed the child serving the runs.
+    """The row of a program that killed (or hung) the child serving the runs.
 
-    It runs again alone in a fresh fork, so the row says whether the crash is
-    its own or left behind by the programs before it.
+    A crash runs again alone in a fresh fork, so the row says whether it is
+    the program's own or left behind by the programs before it.  A hang is
+    not run again: that would cost another ``timeout``.
     """
     from hakfuzz.campaign.forked import Death, run_once
 
+    if death.returncode is None:
+        return f"hung: {death.detail} [{death.signature}]"
     again = run_once(lambda: job(index), timeout=timeout)
     first = f"crashed: {death.detail}"
     if isinstance(again, Death):

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,9 @@ class Death:
         return f"{kind}-{slug(self.detail)}"
 
 
-def stream(count: int, run_job: RunJob, *, timeout: float = 120.0) -> Iterator[Verdict | Death]:
+def stream(
+    count: int, run_job: RunJob, *, timeout: float = 120.0
+) -> Generator[Verdict | Death, None, None]:
     """``run_job(0)`` .. ``run_job(count - 1)`` in forked children, verdicts in order.
 
     A job that raises yields ``{"exception": <traceback text>}``.  Closing the
@@ -98,7 +100,8 @@ def stream(count: int, run_job: RunJob, *, timeout: float = 120.0) -> Iterator[V
 
 def run_once(job: Callable[[], Verdict], *, timeout: float = 120.0) -> Verdict | Death:
     """``job()`` alone in a forked child."""
-    return next(stream(1, lambda _: job(), timeout=timeout))
+    with contextlib.closing(stream(1, lambda _: job(), timeout=timeout)) as verdicts:
+        return next(verdicts)
 
 
 class _Child:
