@@ -79,19 +79,9 @@ def choose_engine(requested: str, meta: dict[str, object], threads: int, variant
         return requested
     if meta.get("engine") == "parallel" or threads > 1:
         return "parallel"
-    return "differential" if _loads_here(variant) else "child"
+    from hakfuzz.replay import loads_here
 
-
-def _loads_here(variant: str) -> bool:
-    """Whether ``variant`` loads into this process (sanitizer variants do not)."""
-    from hakfuzz.native import LoadError
-    from hakfuzz.variants import load_module
-
-    try:
-        load_module(variant)
-    except LoadError:
-        return False
-    return True
+    return "differential" if loads_here(variant) else "child"
 
 
 def forked_oracle(variant: str) -> Oracle:

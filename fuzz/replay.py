@@ -130,7 +130,14 @@ def replay(
         chosen = variant or str(meta.get("variant") or "release")
         crashed = meta.get("kind") in CRASH_KINDS
         entries.append(_Entry(path, program, chosen, isolate or crashed))
-    entries = [_isolate_unloadable(e) if isinstance(e, _Entry) else e for e in entries]
+    in_process = {e.variant for e in entries if isinstance(e, _Entry) and not e.isolated}
+    loadable = {v: loads_here(v) for v in in_process}
+    entries = [
+        _Entry(e.path, e.program, e.variant, True)
+        if isinstance(e, _Entry) and not e.isolated and not loadable[e.variant]
+        else e
+        for e in entries
+    ]
     forked = [e for e in entries if isinstance(e, _Entry) and not e.isolated]
     job = _DifferentialJob(forked)
     verdicts = stream(len(forked), job, timeout=timeout)
@@ -187,22 +194,21 @@ class _DifferentialJob:
         return {"divergence": None if divergence is None else divergence.describe()}
 
 
-def _isolate_unloadable(entry: _Entry) -> _Entry:
-    """Load the variant here (before any fork), or send the entry to a fresh child.
+def loads_here(variant: str) -> bool:
+    """Load ``variant`` into this process (building it if needed); False if it cannot be.
 
     A sanitizer variant loads only into a process started with its runtime
     preloaded, which :func:`~hakfuzz.campaign.reproduce.run_in_child` arranges.
+    Loading happens here, before any fork, so every forked child inherits it.
     """
     from hakfuzz.native import LoadError
     from hakfuzz.variants import load_module
 
-    if entry.isolated:
-        return entry
     try:
-        load_module(entry.variant)
+        load_module(variant)
     except LoadError:
-        return _Entry(entry.path, entry.program, entry.variant, True)
-    return entry
+        return False
+    return True
 
 
 def _verdict(outcome: dict[str, Any]) -> str | None:
@@ -263,4 +269,4 @@ def _on_pthreads(entry: _Entry, drivers: dict[str, Path], repeat: int) -> str | 
     return None
 
 
-__all__ = ["CRASH_KINDS", "ProgramError", "ReplayResult", "corpus_files", "replay"]
+__all__ = ["CRASH_KINDS", "ProgramError", "ReplayResult", "corpus_files", "loads_here", "replay"]
