@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hakfuzz._errors import UsageError
+from hakfuzz._errors import HakfuzzError, UsageError
 from hakfuzz.program import Program, ProgramError, load_program
 
 if TYPE_CHECKING:
@@ -131,13 +131,8 @@ def replay(
         crashed = meta.get("kind") in CRASH_KINDS
         entries.append(_Entry(path, program, chosen, isolate or crashed))
     in_process = {e.variant for e in entries if isinstance(e, _Entry) and not e.isolated}
-    loadable = {v: loads_here(v) for v in in_process}
-    entries = [
-        _Entry(e.path, e.program, e.variant, True)
-        if isinstance(e, _Entry) and not e.isolated and not loadable[e.variant]
-        else e
-        for e in entries
-    ]
+    loadable = {v: _load(v, explicit=v == variant) for v in in_process}
+    entries = [_placed(e, loadable) if isinstance(e, _Entry) else e for e in entries]
     forked = [e for e in entries if isinstance(e, _Entry) and not e.isolated]
     job = _DifferentialJob(forked)
     verdicts = stream(len(forked), job, timeout=timeout)
@@ -192,6 +187,32 @@ class _DifferentialJob:
             self.executors[entry.variant] = executor
         divergence = executor.run(entry.program)
         return {"divergence": None if divergence is None else divergence.describe()}
+
+
+def _load(variant: str, *, explicit: bool) -> bool | str:
+    """:func:`loads_here`, or why the variant cannot be built.
+
+    A variant named on the command line that cannot be built is the user's
+    error (raised); one recorded in a finding (a mutant patch that no longer
+    applies, say) fails that finding's rows only.
+    """
+    try:
+        return loads_here(variant)
+    except HakfuzzError as exc:
+        if explicit:
+            raise
+        return f"cannot build variant {variant}: {exc}"
+
+
+def _placed(entry: _Entry, loadable: dict[str, bool | str]) -> _Entry | ReplayResult:
+    """The entry as it will run: forked, in a fresh child, or a failed row now."""
+    if entry.isolated:
+        return entry
+    status = loadable[entry.variant]
+    if isinstance(status, str):
+        program = entry.program
+        return ReplayResult(entry.path, len(program.ops), program.threads, status, None, False, 0.0)
+    return entry if status else _Entry(entry.path, entry.program, entry.variant, True)
 
 
 def loads_here(variant: str) -> bool:

@@ -150,3 +150,20 @@ def test_forked_stream_survives_deaths_and_goes_on() -> None:
 @pytest.mark.parametrize("count", [0, 1])
 def test_forked_stream_of_few_jobs(count: int) -> None:
     assert list(stream(count, lambda i: {"i": i})) == [{"i": i} for i in range(count)]
+
+
+def test_a_finding_whose_variant_cannot_be_built_fails_only_its_row(tmp_path: Path) -> None:
+    from hakfuzz.campaign.store import FindingStore
+    from hakfuzz.findings import Finding
+
+    progs = _programs(tmp_path)
+    (progs / "m-magic.json").unlink()
+    program = Program(ops=(Op.alloc(0, 8),))
+    gone = Finding("atheris", "divergence", "stats", "x", program, None, "mutant:no-such-patch")
+    FindingStore(progs).save(gone, program)
+    done = _hakfuzz("replay", "progs", "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert (doc["programs"], doc["passed"], doc["failed"]) == (3, 2, 1)
+    (row,) = [r for r in doc["results"] if not r["ok"]]
+    assert row["differential"].startswith("cannot build variant mutant:no-such-patch")
