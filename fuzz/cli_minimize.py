@@ -10,29 +10,43 @@ from typing import TYPE_CHECKING
 from hakfuzz._errors import HakfuzzError, UsageError
 
 if TYPE_CHECKING:
+    from hakfuzz.campaign.minimize import Oracle
     from hakfuzz.cli import Subparsers
+    from hakfuzz.program import Program
+
+RUN_TIMEOUT = 120.0
+"""Seconds one run of a candidate may take before it counts as a hang."""
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
-    """``hakfuzz minimize FILE [--engine E] [--runs K] [--time S] [--out PATH] [--json]``."""
+    """``hakfuzz minimize FILE [--engine E] [--variant V] [--runs K] [--time S] [--out PATH]``."""
     parser = subparsers.add_parser(
         name,
         help="minimise a failing program (ddmin over ops and threads)",
-        description="Run FILE the way its engine would (in-process differential, a child "
-        "process for crashes, the C driver for multi-threaded programs), take the failure's "
-        "signature, and delta-debug the ops and threads while the same signature reproduces "
-        "in at least one of K runs. Writes the result to --out (default FILE.min.json) and "
-        "reports the reproduction rate. Exit 1 if FILE does not fail at all.",
+        description="Run FILE the way its engine would, take the failure's signature, and "
+        "delta-debug the ops and threads while the same signature reproduces in at least one "
+        "of K runs. Every run happens in a child process, so a program that crashes the "
+        "allocator is minimised like any other. Writes the result to --out (default "
+        "FILE.min.json beside FILE; for a FILE under a regressions/ directory, "
+        "findings/NAME.min.json beside that directory instead, where it is not collected as a "
+        "regression test) and reports the reproduction rate. Exit 1 if FILE does not fail.",
     )
     parser.add_argument("file", type=Path, help="a program or finding file")
     parser.add_argument(
         "--engine",
         choices=("auto", "differential", "child", "parallel"),
         default="auto",
-        help="how to run it (auto: from the finding's metadata, else parallel for several "
-        "threads, differential otherwise)",
+        help="how to run it: differential (model vs native, in a forked child per run), "
+        "child (a fresh interpreter per run: slower; what sanitizer variants need), "
+        "parallel (the C driver on real pthreads); auto: parallel for a finding of the "
+        "parallel engine or several threads, else differential (child for a variant that "
+        "cannot be loaded here)",
     )
-    parser.add_argument("--variant", default="release", help="build variant (default release)")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help="build variant (default: the one a finding records, else release)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per candidate (default 3)")
     parser.add_argument("--time", type=float, default=120.0, help="time budget in seconds")
     parser.add_argument("--out", type=Path, default=None, help="where to write the result")
@@ -40,12 +54,79 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def default_out(file: Path) -> Path:
+    """Where the result goes without ``--out``.
+
+    Beside ``file``, except under a ``regressions`` directory: every program
+    there is replayed as a test, and a minimised failure is not a passing
+    regression, so it goes to the ``findings`` directory beside it (git
+    ignores it; ``hakfuzz promote`` moves it back once fixed).
+    """
+    name = f"{file.stem}.min.json"
+    for parent in file.absolute().parents:
+        if parent.name == "regressions":
+            out = parent.parent / "findings" / name
+            try:
+                return out.relative_to(Path.cwd())
+            except ValueError:
+                return out
+    return file.with_name(name)
+
+
+def choose_engine(requested: str, meta: dict[str, object], threads: int, variant: str) -> str:
+    """The engine ``auto`` stands for (any other choice is kept)."""
+    if requested != "auto":
+        return requested
+    if meta.get("engine") == "parallel" or threads > 1:
+        return "parallel"
+    from hakfuzz.replay import loads_here
+
+    return "differential" if loads_here(variant) else "child"
+
+
+def forked_oracle(variant: str) -> Oracle:
+    """A differential run per call, in a forked child: a crash is a signature."""
+    from hakfuzz.campaign.forked import Death, run_once
+    from hakfuzz.differential import DifferentialExecutor
+    from hakfuzz.findings import slug
+    from hakfuzz.variants import load_module
+
+    module = load_module(variant)  # here, once; each child inherits it
+
+    def once(program: Program) -> str | None:
+        def job() -> dict[str, object]:
+            divergence = DifferentialExecutor(module).run(program)
+            return {"field": None if divergence is None else divergence.field}
+
+        outcome = run_once(job, timeout=RUN_TIMEOUT)
+        if isinstance(outcome, Death):
+            return outcome.signature
+        if "exception" in outcome:
+            raise RuntimeError(f"the differential run failed in the child:\n{outcome['exception']}")
+        field = outcome["field"]
+        return None if field is None else f"divergence-{slug(str(field))}"
+
+    return once
+
+
+def oracle(engine: str, variant: str) -> Oracle:
+    """How one run of a candidate is judged, for ``engine``."""
+    from hakfuzz.campaign.reproduce import oracle_for, run_in_child
+    from hakfuzz.findings import Finding
+    from hakfuzz.program import Program
+
+    if engine == "differential":
+        return forked_oracle(variant)
+    if engine == "child":
+        return lambda program: run_in_child(program, variant, timeout=RUN_TIMEOUT)
+    return oracle_for(Finding("parallel", "oracle", "", "", Program()), variant)
+
+
 def run(args: argparse.Namespace) -> int:
     """Minimise and report."""
+    from hakfuzz._paths import writable_dir
     from hakfuzz.campaign.minimize import minimize
-    from hakfuzz.campaign.reproduce import oracle_for
     from hakfuzz.campaign.store import read_meta
-    from hakfuzz.findings import Finding
     from hakfuzz.program import load_program, save_program
     from hakfuzz.variants import split
 
@@ -53,42 +134,31 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"hakfuzz minimize: {args.file}: no such file")
     if args.runs < 1 or args.time <= 0:
         raise UsageError("hakfuzz minimize: --runs and --time must be positive")
-    split(args.variant)
     program = load_program(args.file)
     meta = read_meta(args.file)
-    engine = args.engine
-    if engine == "auto":
-        if meta.get("kind") in ("signal", "exit", "timeout") and meta.get("engine") != "parallel":
-            engine = "child"
-        elif meta.get("engine") == "parallel" or program.threads > 1:
-            engine = "parallel"
-        else:
-            engine = "differential"
-    probe = Finding(
-        {"parallel": "parallel", "child": "atheris", "differential": "atheris"}[engine],
-        "divergence" if engine == "differential" else "signal",
-        "",
-        "",
-        program,
-    )
-    oracle = oracle_for(probe, args.variant)
+    variant = str(args.variant or meta.get("variant") or "release")
+    split(variant)
+    out: Path = args.out or default_out(args.file)
+    writable_dir(out.parent, "--out")
+    engine = choose_engine(args.engine, meta, program.threads, variant)
+    run_once = oracle(engine, variant)
     signature = None
     for _ in range(args.runs):
-        signature = oracle(program)
+        signature = run_once(program)
         if signature is not None:
             break
     if signature is None:
         raise HakfuzzError(
-            f"hakfuzz minimize: {args.file} does not fail ({engine}, {args.runs} runs): "
-            "nothing to minimise"
+            f"hakfuzz minimize: {args.file} does not fail ({engine}, variant {variant}, "
+            f"{args.runs} runs): nothing to minimise"
         )
-    result = minimize(program, signature, oracle, runs=args.runs, budget_seconds=args.time)
-    out = args.out or args.file.with_suffix(".min.json")
+    result = minimize(program, signature, run_once, runs=args.runs, budget_seconds=args.time)
     save_program(result.program, out)
     doc = {
         "file": str(args.file),
         "out": str(out),
         "engine": engine,
+        "variant": variant,
         "signature": signature,
         "ops_before": result.original_ops,
         "ops": len(result.program.ops),

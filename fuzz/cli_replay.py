@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -17,7 +20,11 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         help="replay corpus programs (default corpus/) and print a pass/fail table",
         description="Replay every program file under PATH (default: corpus/) differentially "
         "against the model; programs with several threads also run on real pthreads in the "
-        "C driver. Exit 1 if any program fails, 2 for a malformed file.",
+        "C driver. Every file gets a row, whatever happens: a program that crashes the "
+        "allocator is a failed row naming the crash, a malformed file a row naming the "
+        "problem (also on stderr). Exit 0 when every program passes, 1 if any fails, 2 if "
+        "any file is malformed (after replaying all the others) or for a usage error: a "
+        "missing PATH, or a directory without a program file (*.json).",
     )
     parser.add_argument(
         "paths",
@@ -40,33 +47,58 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--isolate",
         action="store_true",
-        help="run every program in a child process (crash findings always are)",
+        help="run every program in a fresh interpreter of its own (crash findings always "
+        "are); without it, programs share one forked child, replaced when one crashes it",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
 
+def program_files(paths: list[str]) -> list[Path]:
+    """The program files to replay; a path that names none is a usage error."""
+    from hakfuzz.replay import corpus_files
+
+    found: list[Path] = []
+    for raw in paths:
+        files = corpus_files([raw])
+        if not files:
+            raise UsageError(f"hakfuzz replay: {raw}: no program files (*.json) there")
+        found.extend(files)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay and report."""
+    import sys
+
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from hakfuzz.replay import corpus_files, replay
+    from hakfuzz.replay import replay
+    from hakfuzz.variants import split
 
-    files = corpus_files(args.paths)
+    if args.repeat < 1:
+        raise UsageError(f"hakfuzz replay: --repeat must be at least 1, got {args.repeat}")
+    if args.variant is not None:
+        split(args.variant)
+    files = program_files(args.paths)
     results = []
     err = Console(stderr=True)
     for result in replay(
         files,
         variant=args.variant,
         parallel=not args.no_parallel,
-        repeat=max(1, args.repeat),
+        repeat=args.repeat,
         isolate=args.isolate,
     ):
         results.append(result)
-        if not args.json and err.is_terminal:
-            err.print(f"{'ok  ' if result.ok else 'FAIL'} {result.path}", style="dim")
+        if result.error is not None:
+            print(f"hakfuzz replay: {result.error}", file=sys.stderr, flush=True)
+        elif not args.json and err.is_terminal:
+            err.print(f"{'ok  ' if result.ok else 'FAIL'} {escape(str(result.path))}", style="dim")
     failed = [r for r in results if not r.ok]
+    malformed = [r for r in results if r.malformed]
     if args.json:
         print(
             json.dumps(
@@ -74,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                     "programs": len(results),
                     "passed": len(results) - len(failed),
                     "failed": len(failed),
+                    "malformed": len(malformed),
                     "results": [r.as_json() for r in results],
                 },
                 indent=2,
@@ -84,19 +117,31 @@ def run(args: argparse.Namespace) -> int:
         for col in ("program", "ops", "threads", "model vs native", "pthreads", "s"):
             table.add_column(col, overflow="fold")
         for r in results:
+            if r.error is not None:
+                reason = r.error.removeprefix(f"{r.path}: ")  # the row names the file already
+                bad = f"[red]malformed: {escape(reason)}[/red]"
+                table.add_row(escape(str(r.path)), "-", "-", bad, "-", "-")
+                continue
             table.add_row(
-                str(r.path),
+                escape(str(r.path)),
                 str(r.ops),
                 str(r.threads),
                 "[green]agree[/green]"
                 if r.differential is None
-                else f"[red]{r.differential}[/red]",
+                else f"[red]{escape(r.differential)}[/red]",
                 "-"
                 if not r.ran_parallel
-                else ("[green]pass[/green]" if r.parallel is None else f"[red]{r.parallel}[/red]"),
+                else (
+                    "[green]pass[/green]"
+                    if r.parallel is None
+                    else f"[red]{escape(r.parallel)}[/red]"
+                ),
                 f"{r.seconds:.2f}",
             )
         console = Console()
         console.print(table)
-        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
+        console.print(summary + (f" ({len(malformed)} malformed)" if malformed else ""))
+    if malformed:
+        return 2
     return 1 if failed else 0

@@ -4,18 +4,33 @@ Each program runs differentially (model vs native, serialised, exact mode);
 a program with several threads also runs in the C driver on real pthreads,
 where the driver's oracles and the model's invariant mode judge it.  Corpus
 files are found under the given paths (``*.json``, recursively).
+
+Replay never dies with the programs it runs, and never stops at the first
+bad file: every file gets a row.  The differential runs happen in one forked
+child that serves them all (as fast as running them here, see
+:mod:`hakfuzz.campaign.forked`); a program that kills that child is a failed
+row naming the crash, re-run alone in a fresh child to confirm it, and a new
+child carries on with the rest.  A malformed file is a row too, with the
+:class:`ProgramError` message.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hakfuzz._errors import UsageError
-from hakfuzz.program import ProgramError, load_program
+from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.program import Program, ProgramError, load_program
+
+if TYPE_CHECKING:
+    from hakfuzz.campaign.forked import Death
+
+CRASH_KINDS = ("signal", "exit", "timeout")
+"""Finding kinds that record a dead process: such findings replay in a child."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +40,19 @@ class ReplayResult:
     path: Path
     ops: int
     threads: int
-    differential: str | None  # None: agreed; else the divergence
+    differential: str | None  # None: agreed; else the divergence (or the crash)
     parallel: str | None  # None: passed or not run; else the finding
     ran_parallel: bool
     seconds: float
+    error: str | None = None  # the file is malformed: ProgramError's message (nothing ran)
 
     @property
     def ok(self) -> bool:
-        return self.differential is None and self.parallel is None
+        return self.error is None and self.differential is None and self.parallel is None
+
+    @property
+    def malformed(self) -> bool:
+        return self.error is not None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +64,8 @@ class ReplayResult:
             "parallel": self.parallel,
             "ran_parallel": self.ran_parallel,
             "seconds": round(self.seconds, 4),
+            "malformed": self.malformed,
+            "error": self.error,
         }
 
 
@@ -64,6 +86,14 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: Path
+    program: Program
+    variant: str
+    isolated: bool  # a fresh interpreter per run (--isolate, crash findings, sanitizers)
+
+
 def replay(
     paths: Iterable[Path],
     *,
@@ -71,59 +101,193 @@ def replay(
     parallel: bool = True,
     repeat: int = 1,
     isolate: bool = False,
+    timeout: float = 120.0,
 ) -> Iterator[ReplayResult]:
-    """Replay each file; a malformed file raises :class:`ProgramError` naming it.
+    """Replay each file, in order; one result per file, whatever happens to it.
 
-    A finding file that records a crash (``signal``, ``exit``, ``timeout``)
-    replays in a child process, as does every file with ``isolate``, so a
-    crash is a failed replay rather than the end of this process.  With no
-    ``variant``, a finding replays on the variant it was found on (its
-    metadata), anything else on ``release``.
+    A malformed file is a result with ``error`` set.  A finding file that
+    records a crash (``signal``, ``exit``, ``timeout``) replays in a fresh
+    child process (``python -m hakfuzz.campaign.child``), as does every file
+    with ``isolate``; the others run in a forked child, and a crash there is
+    a failed result.  A differential run longer than ``timeout`` seconds is
+    killed and fails.  With no ``variant``, a finding replays on the variant
+    it was found on (its metadata), anything else on ``release``.
     """
-    from hakfuzz.campaign.reproduce import run_in_child
+    from hakfuzz.campaign.forked import Death, stream
     from hakfuzz.campaign.store import read_meta
-    from hakfuzz.differential import DifferentialExecutor
-    from hakfuzz.parallel.runner import judge, run_driver
-    from hakfuzz.parallel.stress import final_stats_problems
-    from hakfuzz.variants import load_module, tool
+    from hakfuzz.differential import DifferentialExecutor  # noqa: F401  (imported once, here)
 
-    executors: dict[str, DifferentialExecutor] = {}
-    drivers: dict[str, Path] = {}
+    if repeat < 1:
+        raise UsageError(f"hakfuzz replay: --repeat must be at least 1, got {repeat}")
+    entries: list[_Entry | ReplayResult] = []
     for path in paths:
-        program = load_program(path)
-        started = time.perf_counter()
+        try:
+            program = load_program(path)
+        except ProgramError as exc:
+            entries.append(ReplayResult(path, 0, 0, None, None, False, 0.0, str(exc)))
+            continue
         meta = read_meta(path)
         chosen = variant or str(meta.get("variant") or "release")
-        verdict: str | None
-        if isolate or meta.get("kind") in ("signal", "exit", "timeout"):
-            signature = run_in_child(program, chosen)
-            verdict = None if signature is None else f"in a child process: {signature}"
-        else:
-            if chosen not in executors:
-                executors[chosen] = DifferentialExecutor(load_module(chosen))
-            divergence = executors[chosen].run(program)
-            verdict = divergence.describe() if divergence else None
-        parallel_verdict: str | None = None
-        ran = parallel and program.threads > 1
-        if ran:
-            if chosen not in drivers:
-                drivers[chosen] = tool("hakdriver", chosen)
-            for _ in range(repeat):
-                run = run_driver(drivers[chosen], program)
-                finding = judge(run, program, variant=chosen, seed=None, engine="replay")
-                problems = [] if finding else final_stats_problems(run, program)
-                if finding or problems:
-                    parallel_verdict = finding.summary() if finding else problems[0]
-                    break
-        yield ReplayResult(
-            path,
-            len(program.ops),
-            program.threads,
-            verdict,
-            parallel_verdict,
-            ran,
-            time.perf_counter() - started,
-        )
+        crashed = meta.get("kind") in CRASH_KINDS
+        entries.append(_Entry(path, program, chosen, isolate or crashed))
+    in_process = {e.variant for e in entries if isinstance(e, _Entry) and not e.isolated}
+    loadable = {v: _load(v, explicit=v == variant) for v in in_process}
+    entries = [_placed(e, loadable) if isinstance(e, _Entry) else e for e in entries]
+    forked = [e for e in entries if isinstance(e, _Entry) and not e.isolated]
+    job = _DifferentialJob(forked)
+    verdicts = stream(len(forked), job, timeout=timeout)
+    drivers: dict[str, Path] = {}
+    served = 0  # the forked entries met so far: the index of the next one in ``forked``
+    try:
+        for entry in entries:
+            if isinstance(entry, ReplayResult):
+                yield entry
+                continue
+            started = time.perf_counter()
+            if entry.isolated:
+                verdict = _in_fresh_child(entry, timeout)
+            else:
+                outcome = next(verdicts)
+                served += 1
+                if isinstance(outcome, Death):
+                    verdict = _crashed(outcome, job, served - 1, timeout)
+                else:
+                    verdict = _verdict(outcome)
+            parallel_verdict, ran = None, parallel and entry.program.threads > 1
+            if ran:
+                parallel_verdict = _on_pthreads(entry, drivers, repeat)
+            yield ReplayResult(
+                entry.path,
+                len(entry.program.ops),
+                entry.program.threads,
+                verdict,
+                parallel_verdict,
+                ran,
+                time.perf_counter() - started,
+            )
+    finally:
+        verdicts.close()
 
 
-__all__ = ["ProgramError", "ReplayResult", "corpus_files", "replay"]
+class _DifferentialJob:
+    """Runs ``entries[i]`` differentially; called in the forked child."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.executors: dict[str, Any] = {}  # filled in the child, one per variant
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        from hakfuzz.differential import DifferentialExecutor
+        from hakfuzz.variants import load_module
+
+        entry = self.entries[index]
+        executor = self.executors.get(entry.variant)
+        if executor is None:
+            executor = DifferentialExecutor(load_module(entry.variant))
+            self.executors[entry.variant] = executor
+        divergence = executor.run(entry.program)
+        return {"divergence": None if divergence is None else divergence.describe()}
+
+
+def _load(variant: str, *, explicit: bool) -> bool | str:
+    """:func:`loads_here`, or why the variant cannot be built.
+
+    A variant named on the command line that cannot be built is the user's
+    error (raised); one recorded in a finding (a mutant patch that no longer
+    applies, say) fails that finding's rows only.
+    """
+    try:
+        return loads_here(variant)
+    except HakfuzzError as exc:
+        if explicit:
+            raise
+        return f"cannot build variant {variant}: {exc}"
+
+
+def _placed(entry: _Entry, loadable: dict[str, bool | str]) -> _Entry | ReplayResult:
+    """The entry as it will run: forked, in a fresh child, or a failed row now."""
+    if entry.isolated:
+        return entry
+    status = loadable[entry.variant]
+    if isinstance(status, str):
+        program = entry.program
+        return ReplayResult(entry.path, len(program.ops), program.threads, status, None, False, 0.0)
+    return entry if status else _Entry(entry.path, entry.program, entry.variant, True)
+
+
+def loads_here(variant: str) -> bool:
+    """Load ``variant`` into this process (building it if needed); False if it cannot be.
+
+    A sanitizer variant loads only into a process started with its runtime
+    preloaded, which :func:`~hakfuzz.campaign.reproduce.run_in_child` arranges.
+    Loading happens here, before any fork, so every forked child inherits it.
+    """
+    from hakfuzz.native import LoadError
+    from hakfuzz.variants import load_module
+
+    try:
+        load_module(variant)
+    except LoadError:
+        return False
+    return True
+
+
+def _verdict(outcome: dict[str, Any]) -> str | None:
+    if "exception" in outcome:
+        text = str(outcome["exception"])
+        print(text, file=sys.stderr, end="")
+        return f"replay error: {text.strip().splitlines()[-1]}"
+    divergence = outcome.get("divergence")
+    return None if divergence is None else str(divergence)
+
+
+def _crashed(death: Death, job: _DifferentialJob, index: int, timeout: float) -> str:
+    """The row of a program that killed (or hung) the child serving the runs.
+
+    A crash runs again alone in a fresh fork, so the row says whether it is
+    the program's own or left behind by the programs before it.  A hang is
+    not run again: that would cost another ``timeout``.
+    """
+    from hakfuzz.campaign.forked import Death, run_once
+
+    if death.returncode is None:
+        return f"hung: {death.detail} [{death.signature}]"
+    again = run_once(lambda: job(index), timeout=timeout)
+    first = f"crashed: {death.detail}"
+    if isinstance(again, Death):
+        if again.signature == death.signature:
+            return f"{first} [{death.signature}]"
+        return f"{first}; alone: {again.detail} [{again.signature}]"
+    alone = _verdict(again)
+    if alone is None:
+        return f"{first}; alone it passed (the programs before it matter)"
+    return f"{first}; alone: {alone}"
+
+
+def _in_fresh_child(entry: _Entry, timeout: float) -> str | None:
+    from hakfuzz.campaign.reproduce import run_in_child
+
+    signature = run_in_child(entry.program, entry.variant, timeout=timeout)
+    return None if signature is None else f"in a child process: {signature}"
+
+
+def _on_pthreads(entry: _Entry, drivers: dict[str, Path], repeat: int) -> str | None:
+    """The C driver's verdict (a child process already), ``repeat`` runs."""
+    from hakfuzz.parallel.runner import judge, run_driver
+    from hakfuzz.parallel.stress import final_stats_problems
+    from hakfuzz.variants import tool
+
+    if entry.variant not in drivers:
+        drivers[entry.variant] = tool("hakdriver", entry.variant)
+    for _ in range(repeat):
+        run = run_driver(drivers[entry.variant], entry.program)
+        finding = judge(run, entry.program, variant=entry.variant, seed=None, engine="replay")
+        problems = [] if finding else final_stats_problems(run, entry.program)
+        if finding:
+            return finding.summary()
+        if problems:
+            return problems[0]
+    return None
+
+
+__all__ = ["CRASH_KINDS", "ProgramError", "ReplayResult", "corpus_files", "loads_here", "replay"]
