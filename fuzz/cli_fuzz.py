@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
 
 _ENGINES = ("hypothesis", "atheris", "parallel")
+DEFAULT_VARIANTS = ("release", "asan", "tsan")
+"""The main job's builds: the shipped allocator, and sanitizer builds that see what it cannot."""
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
@@ -45,7 +47,13 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="worker processes (default: cores; at least one per engine)",
     )
-    parser.add_argument("--variant", default="release", help="build variant (default release)")
+    parser.add_argument(
+        "--variant",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma list of builds to spread each engine's time over (default "
+        f"{','.join(DEFAULT_VARIANTS)}; tsan only for the parallel engine, whose C driver "
+        "can own the whole process): release, debug, asan, tsan, mutant:NAME, testfault:NAME",
+    )
     parser.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
     parser.add_argument(
         "--workdir",
@@ -105,6 +113,28 @@ def _engines(text: str) -> tuple[str, ...]:
     return names
 
 
+def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
+    """The builds named by ``--variant``, each checked; every engine must have one to run."""
+    from hakfuzz.campaign.supervisor import engine_variants
+    from hakfuzz.variants import split
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise UsageError("hakfuzz fuzz: --variant names no build")
+    for name in names:
+        try:
+            split(name)
+        except UsageError as exc:
+            raise UsageError(f"hakfuzz fuzz: --variant: {exc}") from None
+    for engine in engines:
+        if not engine_variants(engine, names):
+            raise UsageError(
+                f"hakfuzz fuzz: the {engine} engine runs in-process and cannot load "
+                f"{', '.join(names)}; add release, debug or asan to --variant"
+            )
+    return names
+
+
 def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_dir: Path) -> None:
     """Every place the campaign writes, proven writable before any work starts."""
     writable_dir(args.workdir, "--workdir")
@@ -131,23 +161,24 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.campaign.supervisor import CampaignOptions
     from hakfuzz.campaign.triage import triage
     from hakfuzz.native import build
-    from hakfuzz.variants import load_module, split, tool
+    from hakfuzz.variants import load_module, tool
 
     engines = _engines(args.engine)
-    split(args.variant)  # a usage error for an unknown variant or mutant
+    variants = _variants(args.variant, engines)
     workdir: Path = args.workdir
     report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     _check_outputs(args, engines, report_dir)
     err = console(stderr=True)
     # Build once, here, so workers do not race to compile and the clock is fair.
-    err.print(f"building hakmem ({args.variant}) and the driver...", style="dim")
-    if args.variant in ("asan", "tsan"):
-        build(args.variant)  # loads only under its runtime: the workers get that
-    else:
-        load_module(args.variant)
-    if "parallel" in engines:
-        tool("hakdriver", args.variant)
-    if "atheris" in engines and args.variant == "release":
+    err.print(f"building hakmem ({', '.join(variants)}) and the driver...", style="dim")
+    for variant in variants:
+        if variant in ("asan", "tsan"):
+            build(variant)  # loads only under its runtime: the workers get that
+        else:
+            load_module(variant)
+        if "parallel" in engines:
+            tool("hakdriver", variant)
+    if "atheris" in engines and "release" in variants:
         from hakfuzz.campaign.engine_atheris import native_coverage_available
 
         if native_coverage_available():
@@ -157,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         engines=engines,
         seconds=args.time,
         jobs=args.jobs,
-        variant=args.variant,
+        variants=variants,
         seed=args.seed,
         workdir=workdir,
         corpus_dir=args.corpus_dir or workdir / "atheris-corpus",
@@ -174,7 +205,6 @@ def run(args: argparse.Namespace) -> int:
         triaged = triage(
             result.ledger,
             FindingStore(args.findings),
-            variant=args.variant,
             seconds_each=args.minimize_time,
             stop=stop,
         )
@@ -285,6 +315,7 @@ def _summary(doc: dict[str, Any]) -> None:
         "native edges",
         "findings",
         "restarts",
+        "execs by build",
     )
     for col in cols:
         table.add_column(col, justify="left" if col == "engine" else "right")
@@ -299,6 +330,7 @@ def _summary(doc: dict[str, Any]) -> None:
             f"{t['native_edges']:,}" if name == "atheris" else "-",
             str(t["findings"]),
             str(t["restarts"]),
+            " / ".join(f"{v} {n:,}" for v, n in t["by_variant"].items()),
         )
     out.print(table)
     out.print(

@@ -110,7 +110,7 @@ def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_pat
         engines=("atheris", "parallel"),
         seconds=600,
         jobs=2,
-        variant=variant,
+        variants=(variant,),
         workdir=tmp_path / "work",
         corpus_dir=tmp_path / "work" / "atheris-corpus",
         seeds=(seed,),
@@ -131,7 +131,7 @@ def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_pat
     result = supervisor.run()
     assert result.interrupted == "test condition met", "the deadline came first"
     assert enough(supervisor)
-    triaged = triage(result.ledger, FindingStore(tmp_path / "findings"), variant=variant)
+    triaged = triage(result.ledger, FindingStore(tmp_path / "findings"))
     assert len(triaged) == 1, triaged  # atheris and parallel met the same crash: one signature
     found = triaged[0]
     assert found.finding.signature.startswith("signal-sigabrt-hakfuzz-test-fault")

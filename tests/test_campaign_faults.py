@@ -91,7 +91,7 @@ def test_the_file_named_in_the_summary_holds_that_program(tmp_path: Path) -> Non
     ledger = Ledger(store, tmp_path)
     new = Finding("hypothesis", "oracle", "pattern", "met now", big)
     assert ledger.add(new, "hypothesis")
-    triaged = triage(ledger, store, variant="release")
+    triaged = triage(ledger, store)
     assert len(triaged) == 1
     assert load_program(triaged[0].path).ops == big.ops  # not folded into the old file
     assert triaged[0].ops_after == len(big.ops)
@@ -131,9 +131,9 @@ def test_a_signal_signature_ignores_libfuzzer_status_lines() -> None:
     assert abort == "SIGABRT free(): invalid pointer"
 
 
-def _suspect_ledger(tmp_path: Path, program: Program) -> Ledger:
+def _suspect_ledger(tmp_path: Path, program: Program, variant: str = "release") -> Ledger:
     ledger = Ledger(FindingStore(tmp_path / "findings"), tmp_path / "work")
-    killed = crash_finding("hypothesis", -9, "", program, variant="release", seed=1)
+    killed = crash_finding("hypothesis", -9, "", program, variant=variant, seed=1)
     ledger.suspect(killed, 3, "SIGKILL")
     return ledger
 
@@ -142,14 +142,15 @@ def test_an_input_in_flight_at_a_kill_from_outside_counts_only_if_it_reproduces(
     tmp_path: Path,
 ) -> None:
     harmless = _suspect_ledger(tmp_path / "a", Program(ops=(Op.alloc(0, 64), Op.free(0))))
-    assert triage(harmless, FindingStore(tmp_path / "a" / "findings"), variant="release") == []
+    assert triage(harmless, FindingStore(tmp_path / "a" / "findings")) == []
     assert len(harmless.events) == 1
     assert "passed when re-run" in harmless.events[0]
     assert not list((tmp_path / "a" / "work" / "suspects").iterdir())
 
     variant = "testfault:abort-on-magic"
-    crashing = _suspect_ledger(tmp_path / "b", Program(ops=(Op.alloc(0, 64), Op.alloc(1, MAGIC))))
-    found = triage(crashing, FindingStore(tmp_path / "b" / "findings"), variant=variant, runs=1)
+    program = Program(ops=(Op.alloc(0, 64), Op.alloc(1, MAGIC)))
+    crashing = _suspect_ledger(tmp_path / "b", program, variant)
+    found = triage(crashing, FindingStore(tmp_path / "b" / "findings"), runs=1)
     assert [t.finding.signature for t in found] == [
         "signal-sigabrt-hakfuzz-test-fault-abort-on-the-magic-size"
     ]
@@ -162,10 +163,12 @@ def test_an_input_in_flight_at_a_kill_from_outside_counts_only_if_it_reproduces(
 class _DeadEngine(Supervisor):
     """Workers of ``parallel`` die at once, outside any input."""
 
-    def _command(self, engine: str, job: int, seed: int) -> list[str]:
+    def _command(
+        self, engine: str, job: int, seed: int, variant: str = "release", deadline: float = 0.0
+    ) -> list[str]:
         if engine == "parallel":
             return [sys.executable, "-c", "import sys; sys.exit('cannot start')"]
-        return super()._command(engine, job, seed)
+        return super()._command(engine, job, seed, variant, deadline)
 
 
 def test_an_engine_whose_workers_die_at_start_fails_the_campaign(tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_redis_database_without_the_package_is_a_usage_error(
 
 
 def test_the_summary_does_not_wrap_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
-    long_notice = "native edges are measured on the release variant only " + "x" * 150
+    long_notice = "native edges are measured on the release build only " + "x" * 150
     tally = {
         "workers": 1,
         "restarts": 0,
@@ -225,6 +228,7 @@ def test_the_summary_does_not_wrap_in_a_log(capsys: pytest.CaptureFixture[str]) 
         "execs_per_sec": 1.0,
         "notices": [long_notice],
         "failure": None,
+        "by_variant": {"release": 1},
     }
     doc = {
         "seconds": 1.0,
@@ -273,3 +277,41 @@ def test_nonsense_campaign_numbers_are_usage_errors(tmp_path: Path, flag: str, v
     assert done.returncode == 2
     assert flag in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# ---- every engine spreads its time over the builds it can run ----
+
+
+def test_builds_are_spread_over_slots_and_rounds(tmp_path: Path) -> None:
+    opts = CampaignOptions(
+        engines=("hypothesis", "parallel"),
+        seconds=60.0,
+        jobs=2,
+        variants=("release", "asan", "tsan"),
+        workdir=tmp_path,
+    )
+    supervisor = Supervisor(opts)
+    supervisor.started, supervisor.deadline = 1000.0, 1060.0
+    supervisor.slots = {"hypothesis": [0], "parallel": [1]}
+    # one slot each: hypothesis runs release then asan (30 s each; no tsan in-process),
+    # parallel runs release, asan, tsan (20 s each)
+    assert supervisor._schedule("hypothesis", 0, 1000.0) == ("release", 1030.0)
+    assert supervisor._schedule("hypothesis", 0, 1031.0) == ("asan", 1060.0)
+    assert supervisor._schedule("parallel", 1, 1000.0) == ("release", 1020.0)
+    assert supervisor._schedule("parallel", 1, 1025.0) == ("asan", 1040.0)
+    assert supervisor._schedule("parallel", 1, 1059.0) == ("tsan", 1060.0)
+    supervisor.slots = {"hypothesis": [0, 2], "parallel": [1, 3]}
+    # two slots: the builds are shared out, and tsan's round comes second
+    assert supervisor._schedule("hypothesis", 0, 1000.0) == ("release", 1060.0)
+    assert supervisor._schedule("hypothesis", 2, 1000.0) == ("asan", 1060.0)
+    assert supervisor._schedule("parallel", 3, 1000.0) == ("asan", 1030.0)
+    assert supervisor._schedule("parallel", 1, 1031.0) == ("tsan", 1060.0)
+
+
+def test_an_engine_with_no_build_it_can_load_is_a_usage_error(tmp_path: Path) -> None:
+    done = _hakfuzz("fuzz", "--engine", "hypothesis", "--variant", "tsan", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot load tsan" in done.stderr
+    done = _hakfuzz("fuzz", "--variant", "release,nonsense", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "nonsense" in done.stderr

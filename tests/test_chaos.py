@@ -160,4 +160,4 @@ def test_a_worker_killed_from_outside_is_an_event_not_a_finding(tmp_path: Path) 
         assert load_program(tmp_path / path).ops
     notices = doc["engines"]["atheris"]["notices"]  # type: ignore[index]
     assert not any("atheris:" in n for n in notices), notices
-    assert any("release variant only" in n for n in notices), notices
+    assert any("release build only" in n for n in notices), notices

@@ -113,8 +113,8 @@ def run(  # noqa: D103 - see the module docstring
         emit.notice(
             "clang not found: Python coverage only, no native edges"
             if variant == "release"
-            else f"native edges are measured on the release variant only (this campaign runs "
-            f"{variant}): Python coverage only"
+            else f"native edges are measured on the release build only; on {variant}: "
+            "Python coverage only"
         )
     seen: set[str] = set()
     counters = {"execs": 0, "ops": 0}

@@ -13,76 +13,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from hakfuzz.campaign.minimize import Oracle
+from hakfuzz.diagnostics import diagnose, first_diagnostic
 from hakfuzz.findings import Finding, slug
 from hakfuzz.program import Program
 from hakfuzz.program.jsonio import dump_program
 from hakfuzz.variants import load_module, tool
 
-_DIAG_MARKERS = (
-    "free():",
-    "double free",
-    "malloc():",
-    "realloc():",
-    "munmap_chunk():",
-    "corrupted",
-    "hakmem:",
-    "AddressSanitizer",
-    "ThreadSanitizer",
-    "runtime error",
-    "HAKFUZZ-TEST-FAULT",
-    "ERROR: libFuzzer",
-)
-# libFuzzer's progress lines ("#4096 pulse cov: 97 ft: 120 corp: 12/1kb exec/s: 812 rss: 106Mb")
-# and its closing statistics say nothing about why a process died.
-_NOISE = re.compile(r"^(#\d+\s|stat::|INFO: |MS: |Done \d+ runs|base unit:|0x[0-9a-f]+,)")
-
-
-def first_diagnostic(stderr: str, *, fallback: bool = True) -> str:
-    """The line that says what went wrong (glibc's message, a sanitizer's ERROR).
-
-    With no such line, the last line that is not libFuzzer's progress output,
-    unless ``fallback`` is off.
-    """
-    for line in stderr.splitlines():
-        text = line.strip().lstrip("=0123456789").strip()
-        if any(marker in text for marker in _DIAG_MARKERS):
-            return text
-    if not fallback:
-        return ""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    lines = [line for line in lines if not _NOISE.match(line)]
-    return lines[-1] if lines else ""
-
 
 def crash_detail(returncode: int, stderr: str) -> str:
-    """``SIGNAME message`` for a death by signal, ``exit N message`` otherwise.
-
-    A death by signal names only a real diagnostic: whatever else the process
-    printed last (a progress line, a warning) would split one crash into
-    many signatures.
-    """
-    if returncode < 0:
-        diag = first_diagnostic(stderr, fallback=False)
-        return f"{signal.Signals(-returncode).name} {diag}".strip()
-    return f"exit {returncode} {first_diagnostic(stderr)}".strip()
+    """The detail of a process's death (see :func:`hakfuzz.diagnostics.diagnose`)."""
+    return diagnose(returncode, stderr)[1]
 
 
 def crash_finding(
     engine: str, returncode: int, stderr: str, program: Program, *, variant: str, seed: int | None
 ) -> Finding:
     """The finding of a process that died running ``program``."""
-    detail = crash_detail(returncode, stderr)
+    kind, detail = diagnose(returncode, stderr)
     return Finding(
         engine,
-        "signal" if returncode < 0 else "exit",
+        kind,
         detail,
         f"{engine} worker died: {detail}",
         program,
@@ -121,8 +77,8 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
         out: dict[str, Any] = json.loads(done.stdout.decode() or "{}")
         field = out.get("divergence_field")
         return None if field is None else f"divergence-{slug(str(field))}"
-    kind = "signal" if done.returncode < 0 else "exit"
-    return f"{kind}-{slug(crash_detail(done.returncode, done.stderr.decode(errors='replace')))}"
+    kind, detail = diagnose(done.returncode, done.stderr.decode(errors="replace"))
+    return f"{kind}-{slug(detail)}"
 
 
 def oracle_for(finding: Finding, variant: str) -> Oracle:

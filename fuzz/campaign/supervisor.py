@@ -35,13 +35,23 @@ from typing import IO, Any
 
 from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
-from hakfuzz.campaign.reproduce import child_env, crash_finding, first_diagnostic
+from hakfuzz.campaign.reproduce import child_env, crash_finding
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.worker import journal_path
+from hakfuzz.diagnostics import first_diagnostic
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
 
 ENGINES = ("hypothesis", "atheris", "parallel")
+IN_PROCESS_EXCLUDED = frozenset({"tsan"})
+"""Builds the in-process engines cannot load (TSan needs to own the whole process)."""
+
+
+def engine_variants(engine: str, variants: tuple[str, ...]) -> tuple[str, ...]:
+    """The builds of ``variants`` that ``engine`` runs (the C driver runs every one)."""
+    if engine == "parallel":
+        return variants
+    return tuple(v for v in variants if v not in IN_PROCESS_EXCLUDED)
 _LIBFUZZER = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 
 
@@ -52,7 +62,7 @@ class CampaignOptions:
     engines: tuple[str, ...] = ENGINES
     seconds: float = 60.0
     jobs: int = 2
-    variant: str = "release"
+    variants: tuple[str, ...] = ("release",)  # every engine spreads its time over its builds
     seed: int = 1
     workdir: Path = Path(".hakfuzz")
     corpus_dir: Path | None = None  # atheris working corpus
@@ -60,6 +70,11 @@ class CampaignOptions:
     seeds: tuple[Path, ...] = ()  # JSON programs for atheris seeds
     libfuzzer_args: tuple[str, ...] = ()
     findings_dir: Path | None = None  # findings are saved here the moment they are met
+
+    @property
+    def variant(self) -> str:
+        """The builds, as given on the command line (``release,asan``)."""
+        return ",".join(self.variants)
 
 
 @dataclass(slots=True)
@@ -78,6 +93,7 @@ class EngineTally:
     notices: list[str] = field(default_factory=list)
     deaths_outside_input: int = 0
     failure: str | None = None  # why this engine did not really run, if it did not
+    by_variant: dict[str, int] = field(default_factory=dict)  # execs on each build
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +108,7 @@ class EngineTally:
             "execs_per_sec": round(self.execs / self.seconds, 1) if self.seconds else 0.0,
             "notices": self.notices[:5],
             "failure": self.failure,
+            "by_variant": dict(self.by_variant),
         }
 
 
@@ -100,6 +117,7 @@ class _Worker:
     engine: str
     job: int
     seed: int
+    variant: str
     proc: subprocess.Popen[bytes]
     started: float
     buffers: dict[int, bytes] = field(default_factory=dict)
@@ -161,12 +179,34 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.workers: list[_Worker] = []
         self.finished: dict[str, tuple[int, int, int]] = dict.fromkeys(opts.engines, (0, 0, 0))
+        self.finished_by_variant: dict[tuple[str, str], int] = {}
         self.deadline = 0.0
         self.started = 0.0
-        self.quick_deaths: dict[str, int] = {}
+        self.quick_deaths: dict[tuple[str, str], int] = {}
+        # job slots of each engine, in order: a slot's place decides its builds
+        self.slots: dict[str, list[int]] = {e: [] for e in opts.engines}
+
+    # ---- which build a job runs when ----------------------------------------
+    def _schedule(self, engine: str, job: int, now: float) -> tuple[str, float]:
+        """(variant, end of its time slice) for ``job`` at ``now``.
+
+        An engine's builds are spread over its job slots; when there are
+        more builds than slots, the campaign is cut into equal rounds and
+        each slot moves to its next build at the start of each round.
+        """
+        builds = engine_variants(engine, self.opts.variants)
+        slots = self.slots[engine]
+        place, width = slots.index(job), len(slots)
+        rounds = -(-len(builds) // width)
+        length = self.opts.seconds / rounds
+        current = min(int((now - self.started) / length), rounds - 1)
+        end = self.deadline if current == rounds - 1 else self.started + (current + 1) * length
+        return builds[(place + current * width) % len(builds)], end
 
     # ---- workers --------------------------------------------------------------
-    def _command(self, engine: str, job: int, seed: int) -> list[str]:
+    def _command(
+        self, engine: str, job: int, seed: int, variant: str = "release", deadline: float = 0.0
+    ) -> list[str]:
         o = self.opts
         cmd = [
             sys.executable,
@@ -179,9 +219,9 @@ class Supervisor:
             "--seed",
             str(seed),
             "--deadline",
-            str(self.deadline),
+            str(deadline or self.deadline),
             "--variant",
-            o.variant,
+            variant,
             "--workdir",
             str(o.workdir),
             "--parent",
@@ -198,15 +238,19 @@ class Supervisor:
         return cmd
 
     def _start(self, engine: str, job: int, seed: int, *, restart: bool = False) -> None:
+        if job not in self.slots[engine]:
+            self.slots[engine].append(job)
+        now = time.time()
+        variant, end = self._schedule(engine, job, now)
         proc = subprocess.Popen(
-            self._command(engine, job, seed),
+            self._command(engine, job, seed, variant, end),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            env=child_env(self.opts.variant),
+            env=child_env(variant),
             start_new_session=True,  # a terminal's Ctrl-C is the supervisor's to handle
         )
-        worker = _Worker(engine, job, seed, proc, time.time())
+        worker = _Worker(engine, job, seed, variant, proc, now)
         for stream in (proc.stdout, proc.stderr):
             assert stream is not None
             os.set_blocking(stream.fileno(), False)
@@ -236,6 +280,8 @@ class Supervisor:
         self.started = time.time()
         self.deadline = self.started + o.seconds
         jobs = max(o.jobs, len(o.engines))
+        for job in range(jobs):
+            self.slots[o.engines[job % len(o.engines)]].append(job)
         for job in range(jobs):
             self._start(o.engines[job % len(o.engines)], job, o.seed * 1000 + job)
         last_update = 0.0
@@ -368,21 +414,24 @@ class Supervisor:
         tally = self.tallies[worker.engine]
         e, o, c = self.finished[worker.engine]
         self.finished[worker.engine] = (e + worker.execs, o + worker.ops, max(c, worker.coverage))
+        key = (worker.engine, worker.variant)
+        self.finished_by_variant[key] = self.finished_by_variant.get(key, 0) + worker.execs
         code = worker.proc.returncode
         if worker.stopping:
             return  # ended by us: whatever was in flight did not fail
-        if code != 0 and not worker.done:
+        crashed = code != 0 and not worker.done
+        if crashed:
             self._crashed(worker, code, tally)
+        key = (worker.engine, worker.variant)
         quick = time.time() - worker.started < 5.0 and not worker.execs
-        self.quick_deaths[worker.engine] = (
-            self.quick_deaths.get(worker.engine, 0) + 1 if quick else 0
-        )
-        if self.quick_deaths[worker.engine] >= 3:
-            tally.failure = "workers die at start-up" + (
+        self.quick_deaths[key] = self.quick_deaths.get(key, 0) + 1 if quick else 0
+        if self.quick_deaths[key] >= 3:
+            tally.failure = f"workers on {worker.variant} die at start-up" + (
                 f": {tally.notices[-1]}" if tally.notices else ""
             )
         elif time.time() < self.deadline - 2 and self.stopped is None:
-            tally.restarts += 1
+            # a crash restarts the slot on its build; the end of a time slice moves it on
+            tally.restarts += 1 if crashed else 0
             self._start(worker.engine, worker.job, worker.seed + 7919, restart=True)
 
     def _crashed(self, worker: _Worker, code: int, tally: EngineTally) -> None:
@@ -406,7 +455,7 @@ class Supervisor:
                 tally.notices.append(f"job {worker.job} exited {code} outside any input: {said}")
             return
         finding = crash_finding(
-            worker.engine, code, stderr, program, variant=self.opts.variant, seed=worker.seed
+            worker.engine, code, stderr, program, variant=worker.variant, seed=worker.seed
         )
         if external:
             self.ledger.suspect(finding, worker.job, how)
@@ -422,6 +471,11 @@ class Supervisor:
             tally.ops = o + sum(w.ops for w in live)
             tally.coverage = max([c, *(w.coverage for w in live)])
             tally.native_edges = max([tally.native_edges, *(w.native_edges for w in live)])
+            tally.by_variant = {
+                v: self.finished_by_variant.get((engine, v), 0)
+                + sum(w.execs for w in live if w.variant == v)
+                for v in engine_variants(engine, self.opts.variants)
+            }
             tally.seconds = max(elapsed, 0.0)
             if not tally.history or now - self.started - tally.history[-1][0] >= 1.0:
                 tally.history.append((round(now - self.started, 2), tally.coverage, tally.findings))

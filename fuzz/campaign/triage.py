@@ -6,7 +6,8 @@ workers killed from outside (only what reproduces is a finding), then
 replaces each new finding's file with its minimised program.  Findings the
 Hypothesis engine reports are already shrunk by Hypothesis; the others are
 minimised by delta debugging (:mod:`minimize`), re-running each candidate the
-way the finding was found (:mod:`reproduce`) up to ``runs`` times and
+way the finding was found, on the build it was found on (:mod:`reproduce`),
+up to ``runs`` times and
 reporting the reproduction rate.
 
 A stop signal during triage (see :mod:`interrupt`) cuts the minimisation
@@ -43,8 +44,9 @@ class Triaged:
     engines: tuple[str, ...] = ()
 
 
-def _reproduce(suspect: Suspect, variant: str, runs: int) -> Finding | None:
-    """Re-run a suspect's input; the finding it reproduces, if any."""
+def _reproduce(suspect: Suspect, runs: int) -> Finding | None:
+    """Re-run a suspect's input on its build; the finding it reproduces, if any."""
+    variant = suspect.finding.variant
     oracle = oracle_for(suspect.finding, variant)
     for _ in range(runs):
         signature = oracle(suspect.program)
@@ -94,7 +96,6 @@ def triage(  # noqa: D103 - see the module docstring
     ledger: Ledger,
     store: FindingStore,
     *,
-    variant: str,
     runs: int = 3,
     seconds_each: float = 30.0,
     stop: StopSignals | None = None,
@@ -107,7 +108,7 @@ def triage(  # noqa: D103 - see the module docstring
             break
         try:
             with stop.raising():
-                reproduced = _reproduce(suspect, variant, runs)
+                reproduced = _reproduce(suspect, runs)
         except Interrupted:
             break
         ledger.settle(suspect, reproduced)
@@ -128,7 +129,7 @@ def triage(  # noqa: D103 - see the module docstring
                     result = minimize(
                         finding.program,
                         finding.signature,
-                        oracle_for(finding, variant),
+                        oracle_for(finding, finding.variant),
                         runs=runs,
                         budget_seconds=seconds_each,
                     )

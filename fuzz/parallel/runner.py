@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hakfuzz.diagnostics import diagnose, first_diagnostic
 from hakfuzz.findings import Finding
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program
-
-_GLIBC_MESSAGE_PREFIXES = (
-    "free():",
-    "double free",
-    "malloc():",
-    "realloc():",
-    "munmap_chunk():",
-    "corrupted",
-    "malloc_consolidate",
-    "hakmem:",
-    "ThreadSanitizer",
-    "AddressSanitizer",
-    "runtime error",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +70,13 @@ def run_driver(
     return RunResult(done.returncode, result, done.stderr.decode(errors="replace"), False)
 
 
-def _first_diagnostic(stderr: str) -> str:
-    for line in stderr.splitlines():
-        stripped = line.strip().lstrip("=0123456789").strip()
-        if (
-            stripped.startswith(_GLIBC_MESSAGE_PREFIXES)
-            or "ERROR:" in stripped
-            or "WARNING:" in stripped
-        ):
-            return stripped
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
 def judge(
     run: RunResult, program: Program, *, variant: str, seed: int | None, engine: str = "parallel"
 ) -> Finding | None:
     """None for a pass; otherwise the finding this run is."""
     if run.ok:
         return None
-    diag = _first_diagnostic(run.stderr)
+    diag = first_diagnostic(run.stderr)
     if run.timed_out:
         return Finding(
             engine,
@@ -115,13 +88,13 @@ def judge(
             variant,
             seed,
         )
-    if run.returncode < 0:
-        name = signal.Signals(-run.returncode).name
+    kind, detail = diagnose(run.returncode, run.stderr)
+    if kind != "exit":  # a sanitizer's report, or a death by signal
         return Finding(
             engine,
-            "signal",
-            f"{name} {diag}",
-            f"killed by {name}: {diag}",
+            kind,
+            detail,
+            f"killed by {detail}" if kind == "signal" else detail,
             program,
             None,
             variant,
@@ -143,22 +116,10 @@ def judge(
             seed,
             {"handle": failure.get("handle")},
         )
-    if "ThreadSanitizer" in run.stderr or "AddressSanitizer" in run.stderr:
-        return Finding(
-            engine,
-            "sanitizer",
-            diag,
-            diag,
-            program,
-            None,
-            variant,
-            seed,
-            {"stderr": run.stderr[-4000:]},
-        )
     return Finding(
         engine,
         "exit",
-        f"exit {run.returncode} {diag}",
+        detail,
         f"driver exited {run.returncode}: {diag}",
         program,
         None,
