@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from hakfuzz.diagnostics import diagnose
+
 SNIPPET = """
 from hakfuzz import native
 hak = native.load("asan")
@@ -44,3 +46,5 @@ def test_use_after_free_of_a_tiny_block_is_an_asan_report_with_both_stacks() -> 
     allocated = err.index("(64 bytes) allocated by:")
     assert "hak_free" in err[freed:allocated]
     assert "hak_malloc" in err[allocated:]
+    # the campaign names it by the report, whichever engine met it
+    assert diagnose(done.returncode, err) == ("sanitizer", "asan use-after-poison")
