@@ -14,13 +14,12 @@ from hakfuzz._argtypes import non_negative_float, positive_float, positive_int
 from hakfuzz._console import console
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import fallback_dir, writable_dir
+from hakfuzz.variants import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
 
 _ENGINES = ("hypothesis", "atheris", "parallel")
-DEFAULT_VARIANTS = ("release", "asan", "tsan")
-"""The main job's builds: the shipped allocator, and sanitizer builds that see what it cannot."""
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
@@ -161,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.campaign.supervisor import CampaignOptions
     from hakfuzz.campaign.triage import triage
     from hakfuzz.native import build
-    from hakfuzz.variants import load_module, tool
+    from hakfuzz.variants import prepare, tool
 
     engines = _engines(args.engine)
     variants = _variants(args.variant, engines)
@@ -172,10 +171,7 @@ def run(args: argparse.Namespace) -> int:
     # Build once, here, so workers do not race to compile and the clock is fair.
     err.print(f"building hakmem ({', '.join(variants)}) and the driver...", style="dim")
     for variant in variants:
-        if variant in ("asan", "tsan"):
-            build(variant)  # loads only under its runtime: the workers get that
-        else:
-            load_module(variant)
+        prepare(variant)
         if "parallel" in engines:
             tool("hakdriver", variant)
     if "atheris" in engines and "release" in variants:

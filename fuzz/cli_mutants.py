@@ -1,51 +1,118 @@
-"""``hakfuzz mutants``: show that the engines kill every shipped mutant."""
+"""``hakfuzz mutants``: show that the campaign kills every mutant (a real bug put back)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
+from hakfuzz._paths import writable_dir
+from hakfuzz.variants import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
+    from hakfuzz.mutants import KillOptions
+
+_ENGINES = ("hypothesis", "atheris", "parallel")
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
-    """``hakfuzz mutants [--time S] [--only NAME[,NAME]] [--json] [--list]``."""
+    """``hakfuzz mutants [--time S] [--only N,..] [--patches DIR] [--no-replay] [--json]``."""
     parser = subparsers.add_parser(
-        name, help="build each mutant (a re-introduced real bug) and show the engines kill it",
-        description="Each mutant in native/mutants/ re-introduces one real bug class into "
-        "the allocator. For each: build it, then run corpus replay, then the Hypothesis state "
-        "machine and the parallel stress engine in turns (each in a child process, so a crash "
-        "is a kill, not our death) until one kills it or its time is up; minimise the killing "
-        "program; print a table. Exit 1 if any mutant survives, 2 for bad usage.")
-    parser.add_argument("--time", type=float, default=60.0, metavar="S",
-                        help="seconds of campaign per mutant (default 60; builds not counted)")
-    parser.add_argument("--only", default="", metavar="NAME[,NAME]",
-                        help="run only these mutants (comma list)")
-    parser.add_argument("--engines", default="replay,hypothesis,stress", metavar="E[,E]",
-                        help="engines to use, from replay, hypothesis, stress (default: all)")
-    parser.add_argument("--corpus", action="append", default=None, metavar="PATH",
-                        help="corpus for replay (default: corpus/ of this checkout, if found)")
-    parser.add_argument("--seed", type=int, default=0, help="first stress seed (default 0)")
-    parser.add_argument("--no-minimise", action="store_true",
-                        help="report the killing program as found")
-    parser.add_argument("--minimise-time", type=float, default=20.0, metavar="S",
-                        help="seconds of ddmin per killing program (default 20)")
-    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
-                        help="the allocator tree the patches apply to, laid out like native/ "
-                        "(src/ include/ driver/ bench/; default: the shipped native/)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep journals and child stderr here (default: a temporary dir)")
-    parser.add_argument("--save", type=Path, default=None, metavar="DIR",
-                        help="write each mutant's (minimised) killing program to DIR/NAME.json, "
-                        "ready for hakfuzz replay")
+        name,
+        help="run the fuzz campaign against each mutant (a real bug put back) until it is killed",
+        description="Each mutant re-introduces one real bug class into the allocator. For "
+        "each: build it with every --builds flag set, replay the corpus on it (unless "
+        "--no-replay), then run the same campaign as hakfuzz fuzz (every engine, every build) "
+        "until its first finding or --time runs out; minimise the killing program; print a "
+        "table. --no-replay leaves the corpus out entirely (no replay, no seeds), so it "
+        "measures the engines alone. Exit 1 if any mutant survives, 2 for bad usage.",
+    )
+    parser.add_argument(
+        "--time",
+        type=positive_float,
+        default=60.0,
+        metavar="S",
+        help="seconds of campaign per mutant (default 60; builds not counted)",
+    )
+    parser.add_argument(
+        "--only", default="", metavar="NAME[,NAME]", help="run only these mutants (comma list)"
+    )
+    parser.add_argument(
+        "--engine",
+        default="all",
+        help="all, or a comma list of: " + ", ".join(_ENGINES),
+    )
+    parser.add_argument(
+        "--builds",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma list of flags each mutant is built with (default "
+        f"{','.join(DEFAULT_VARIANTS)}): release, debug, asan, tsan",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="campaign worker processes (default: cores)",
+    )
+    parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="leave the corpus out: no replay and no seeds (the engines alone)",
+    )
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="corpus to replay and seed from (default: corpus/regressions of this checkout)",
+    )
+    parser.add_argument(
+        "--patches",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the mutants in DIR (NAME.patch, with NAME.md for a title) instead of "
+        "native/mutants",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the allocator tree the patches apply to, laid out like native/ "
+        "(src/ include/ driver/ bench/; default: the shipped native/)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
+    parser.add_argument(
+        "--minimise-time",
+        type=positive_float,
+        default=20.0,
+        metavar="S",
+        help="seconds of minimisation per killing program (default 20)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep each mutant's campaign (journals, findings) here (default: a temporary dir)",
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each mutant's killing program to DIR/NAME.json, ready for hakfuzz replay",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -53,78 +120,97 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
 
 def _default_corpus() -> tuple[Path, ...]:
     for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (base / "corpus").is_dir():
-            return (base / "corpus",)
+        if (base / "corpus" / "regressions").is_dir():
+            return (base / "corpus" / "regressions",)
     return ()
 
 
-def _options(args: argparse.Namespace) -> object:
-    from hakfuzz.mutants.campaign import ENGINES, CampaignOptions
-    from hakfuzz.native._mutants import get_mutant
+def _names(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name not in known:
+            raise UsageError(
+                f"hakfuzz mutants: unknown {what} {name!r} (choose from {', '.join(known)})"
+            )
+    if not names:
+        raise UsageError(f"hakfuzz mutants: no {what} given")
+    return names
 
-    if args.time <= 0:
-        raise UsageError(f"hakfuzz mutants: --time {args.time} must be positive")
-    if args.minimise_time <= 0:
-        raise UsageError("hakfuzz mutants: --minimise-time must be positive")
-    only = tuple(n.strip() for n in args.only.split(",") if n.strip())
-    for name in only:
-        try:
-            get_mutant(name)
-        except UsageError as exc:
-            raise UsageError(f"hakfuzz mutants: --only: {exc}") from None
-    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
-    for engine in engines:
-        if engine not in ENGINES:
-            raise UsageError(f"hakfuzz mutants: unknown engine {engine!r} "
-                             f"(choose from {', '.join(ENGINES)})")
-    if not engines:
-        raise UsageError("hakfuzz mutants: --engines is empty")
-    if args.source is not None and not (args.source / "src").is_dir():
-        raise UsageError(f"hakfuzz mutants: --source {args.source}: no src/ directory there")
+
+def _options(args: argparse.Namespace) -> KillOptions:
+    from hakfuzz.mutants import KillOptions
+    from hakfuzz.native import VARIANTS
+
+    engines = _ENGINES if args.engine == "all" else _names(args.engine, _ENGINES, "engine")
+    builds = _names(args.builds, tuple(VARIANTS), "build")
     corpus = tuple(Path(p) for p in args.corpus) if args.corpus else _default_corpus()
     for path in corpus:
         if not path.exists():
             raise UsageError(f"hakfuzz mutants: --corpus {path}: no such file or directory")
-    return CampaignOptions(seconds=args.time, only=only, engines=engines, corpus=corpus,
-                           seed=args.seed, minimise=not args.no_minimise,
-                           minimise_seconds=args.minimise_time, workdir=args.workdir,
-                           source=args.source.resolve() if args.source else None)
+    return KillOptions(
+        seconds=args.time,
+        engines=engines,
+        builds=builds,
+        jobs=args.jobs,
+        replay=not args.no_replay,
+        corpus=corpus,
+        minimise_seconds=args.minimise_time,
+        seed=args.seed,
+    )
+
+
+def _point_at_patches(args: argparse.Namespace) -> None:
+    """Make ``mutant:NAME`` resolve in --patches and --source, here and in every worker."""
+    from hakfuzz.variants import MUTANTS_DIR_ENV, MUTANTS_SOURCE_ENV
+
+    if args.patches is not None:
+        if not args.patches.is_dir():
+            raise UsageError(f"hakfuzz mutants: --patches {args.patches}: not a directory")
+        os.environ[MUTANTS_DIR_ENV] = str(args.patches.resolve())
+    if args.source is not None:
+        if not (args.source / "src").is_dir():
+            raise UsageError(f"hakfuzz mutants: --source {args.source}: no src/ directory there")
+        os.environ[MUTANTS_SOURCE_ENV] = str(args.source.resolve())
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the campaigns and print the table (or JSON); 1 if any mutant survives."""
-    from rich.console import Console
-
-    from hakfuzz.mutants.campaign import (
-        CampaignOptions,
-        MutantResult,
-        run_campaign,
-        save_killing_program,
-    )
+    """Run a kill campaign per mutant and print the table (or JSON); 1 if any survives."""
+    from hakfuzz._console import console
+    from hakfuzz.mutants import MutantResult, run_mutant
     from hakfuzz.mutants.report import mutants_json, print_table
-    from hakfuzz.native._mutants import mutants
+    from hakfuzz.native._mutants import get_mutant, mutants
+    from hakfuzz.program import save_program
 
+    _point_at_patches(args)
+    catalogue = mutants(args.patches)
     if args.list:
-        for mutant in mutants().values():
+        for mutant in catalogue.values():
             print(f"{mutant.name}: {mutant.title}")
         return 0
     opts = _options(args)
-    assert isinstance(opts, CampaignOptions)
-    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the engine children are stopped.
-    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
-    err = Console(stderr=True)
+    only = _names(args.only, tuple(catalogue), "mutant") if args.only else tuple(catalogue)
+    chosen = [get_mutant(name, args.patches) for name in only]
+    if args.save is not None:
+        writable_dir(args.save, "--save")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hakfuzz-mutants-"))
+    writable_dir(workdir, "--workdir")
+    err = console(stderr=True)
     started = time.time()
-    save_dir: Path | None = args.save
-
-    def saved(result: MutantResult) -> None:
-        if save_dir is not None and result.minimised is not None:
-            path = save_killing_program(result, save_dir)
-            if path is not None:
-                err.print(f"saved {path}", style="dim", highlight=False)
-
-    results = run_campaign(opts, progress=lambda line: err.print(line, style="dim",
-                                                                 highlight=False),
-                           on_result=saved)
+    results: list[MutantResult] = []
+    try:
+        for mutant in chosen:
+            result = run_mutant(mutant, opts, workdir, lambda line: err.print(line, style="dim"))
+            results.append(result)
+            if args.save is not None and result.program is not None:
+                program = replace(
+                    result.program,
+                    description=f"kills mutant {mutant.name} ({result.killed_by} on "
+                    f"{result.build}: {result.signature}): {mutant.title}",
+                )
+                save_program(program, args.save / f"{mutant.name}.json")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     doc = mutants_json(opts, results, time.time() - started)
     if args.json:
         print(json.dumps(doc, indent=2))

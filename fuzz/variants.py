@@ -5,17 +5,51 @@ module or a built tool: a plain variant (``release``, ``asan``, ...) builds
 the shipped sources with its flags; ``mutant:NAME`` builds a patched copy of
 the sources (``native/mutants/NAME.patch``) with the release flags;
 ``testfault:NAME`` does the same with ``native/testfaults/NAME.patch``
-(deliberate crashes used only by the tests of the campaign machinery).
+(deliberate crashes used only by the tests of the campaign machinery).  A
+patched tree takes other flags with a suffix: ``mutant:NAME@asan`` is the
+mutant built with AddressSanitizer, so a bug only a sanitizer sees is caught
+in the tree that has it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from hakfuzz._errors import UsageError
 
 TESTFAULT_PREFIX = "testfault:"
+MUTANT_PREFIX = "mutant:"
+_PATCHED = (TESTFAULT_PREFIX, MUTANT_PREFIX)
+MUTANTS_DIR_ENV = "HAKFUZZ_MUTANTS_DIR"
+"""Where ``mutant:NAME`` finds its patch (default ``native/mutants``); inherited by workers."""
+MUTANTS_SOURCE_ENV = "HAKFUZZ_MUTANTS_SOURCE"
+"""The allocator tree mutants patch (default the shipped ``native/``); inherited by workers."""
+
+DEFAULT_VARIANTS = ("release", "asan", "tsan")
+"""The builds a campaign runs by default: the shipped allocator, and sanitizer builds that
+see what it cannot (tsan only in the C driver, see :func:`in_process`)."""
+
+
+def flags_of(text: str) -> str:
+    """The build flags (a plain variant) a variant name is built with, without building."""
+    if "@" in text and text.startswith(_PATCHED):
+        return text.rsplit("@", 1)[1]
+    return "release" if text.startswith(_PATCHED) else text
+
+
+def in_process(text: str) -> bool:
+    """Whether a Python process can load this build (TSan must own its whole process)."""
+    return flags_of(text) != "tsan"
+
+
+def with_flags(text: str, flags: str) -> str:
+    """A variant name for ``text``'s sources built with ``flags`` (``mutant:x`` + asan)."""
+    if text.startswith(_PATCHED):
+        base = text.rsplit("@", 1)[0] if "@" in text else text
+        return base if flags == "release" else f"{base}@{flags}"
+    return flags
 
 
 def split(text: str) -> tuple[str, Any]:
@@ -23,6 +57,15 @@ def split(text: str) -> tuple[str, Any]:
     from hakfuzz.native import VARIANTS
     from hakfuzz.native._mutants import mutant_tree, resolve_variant
 
+    if "@" in text and text.startswith(_PATCHED):
+        spec, flags = text.rsplit("@", 1)
+        if flags not in VARIANTS:
+            raise UsageError(
+                f"unknown build flags {flags!r} in {text!r} (choose from {', '.join(VARIANTS)})"
+            )
+        return flags, split(spec)[1]
+    if text.startswith(MUTANT_PREFIX):
+        return "release", _mutant_tree(text[len(MUTANT_PREFIX) :])
     if text.startswith(TESTFAULT_PREFIX):
         name = text[len(TESTFAULT_PREFIX) :]
         return "release", mutant_tree(name, directory=_testfaults_dir())
@@ -31,6 +74,18 @@ def split(text: str) -> tuple[str, Any]:
             f"unknown variant {text!r} (choose from {', '.join(VARIANTS)}, mutant:NAME)"
         )
     return resolve_variant(text)
+
+
+def _mutant_tree(name: str) -> Any:
+    from hakfuzz.native import NativeTree
+    from hakfuzz.native._mutants import mutant_tree
+
+    directory, source = os.environ.get(MUTANTS_DIR_ENV), os.environ.get(MUTANTS_SOURCE_ENV)
+    return mutant_tree(
+        name,
+        directory=Path(directory) if directory else None,
+        source=NativeTree(Path(source)) if source else None,
+    )
 
 
 def _testfaults_dir() -> Path:
@@ -45,6 +100,17 @@ def load_module(text: str) -> Any:
 
     base, tree = split(text)
     return native.load(base, tree=tree, progress=None)
+
+
+def prepare(text: str) -> None:
+    """Build a variant's module now; load it here only if this process can."""
+    from hakfuzz import native
+
+    base, tree = split(text)
+    if base in ("asan", "tsan"):
+        native.build(base, tree=tree)  # loads only under its runtime: the workers get that
+    else:
+        native.load(base, tree=tree, progress=None)
 
 
 def tool(name: str, text: str) -> Path:

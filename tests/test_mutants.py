@@ -1,11 +1,14 @@
-"""Mutants: every patch applies and compiles; two cheap ones are built and killed.
+"""Mutants: every patch applies and compiles; the campaign kills them.
 
-The full kill campaign (every mutant killed within its budget) is ``slow``;
+A kill campaign is ``hakfuzz fuzz``'s campaign aimed at one mutant and
+stopped at its first finding.  Two cheap mutants are killed in the default
+run; every mutant, with the corpus left out (the engines alone), is ``slow``;
 ``tox -e mutants`` runs it through the CLI.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hakfuzz._errors import UsageError
+from hakfuzz.mutants import KillOptions, run_mutant
 from hakfuzz.native import NativeTree, default_tree
 from hakfuzz.native._mutants import (
     MutantError,
@@ -25,9 +29,11 @@ from hakfuzz.native._mutants import (
     resolve_variant,
 )
 from hakfuzz.parallel.generators_extra import EXTRA_WORKLOADS, remote_storm
-from hakfuzz.program import OpKind, validate
+from hakfuzz.program import Op, OpKind, Program, save_program, validate
 
-CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus" / "regressions"
+TESTFAULTS = ROOT / "native" / "testfaults"
 NAMES = list(mutants())
 
 BUG_CLASSES = {
@@ -35,15 +41,7 @@ BUG_CLASSES = {
     "user-base-offset", "drain-drops-foreign", "remote-push-nonatomic", "realloc-libc-as-tiny",
     "remote-free-counts-early", "calloc-no-overflow-check", "thread-exit-drops-cache",
 }
-"""The ten bug classes of issue 7, one mutant each."""
-
-KNOWN_SURVIVORS = {
-    "calloc-no-overflow-check": "the program format cannot express an overflowing calloc "
-    "(count and size are at most 65535, count * size at most 1 MiB; the driver's wire "
-    "fields are u32), so no engine can reach the bug",
-}
-"""Mutants no engine can kill yet, and why (a strict xfail: fixing the hole fails the test)."""
-
+"""The first ten bug classes, one mutant each."""
 
 def test_catalogue_has_every_bug_class() -> None:
     assert set(NAMES) >= BUG_CLASSES
@@ -96,8 +94,11 @@ def test_unknown_mutant_names_the_choices() -> None:
 @pytest.mark.parametrize("argv", [
     ["mutants", "--only", "nope"],
     ["mutants", "--time", "0"],
-    ["mutants", "--engines", "atheris"],
+    ["mutants", "--engine", "nope"],
+    ["mutants", "--builds", "nope"],
+    ["mutants", "--patches", "/nonexistent"],
     ["build", "--variant", "mutant:nope"],
+    ["build", "--variant", "mutant:user-base-offset@nope"],
 ])
 def test_cli_usage_errors_exit_2(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "hakfuzz.cli", *argv], capture_output=True,
@@ -124,33 +125,52 @@ def test_remote_storm_is_seeded_and_valid() -> None:
     assert frees == {1, 2, 3}  # every non-owner thread frees the owner's blocks
 
 
-@pytest.mark.parametrize(("name", "engine"), [
-    ("thread-exit-drops-cache", "replay"),      # a divergence in the stats
-    ("fallback-unregistered-pool", "replay"),   # glibc aborts: a child killed by a signal
-])
-def test_cheap_mutants_are_killed(name: str, engine: str, tmp_path: Path) -> None:
-    from hakfuzz.mutants import CampaignOptions, run_mutant
-
-    opts = CampaignOptions(seconds=60.0, corpus=(CORPUS,), minimise_seconds=10.0)
-    result = run_mutant(get_mutant(name), opts, tmp_path)
+def test_a_corpus_file_kills_a_mutant_at_replay(tmp_path: Path) -> None:
+    opts = KillOptions(seconds=60.0, engines=("parallel",), builds=("release",),
+                       corpus=(CORPUS,), minimise_seconds=10.0)
+    result = run_mutant(get_mutant("thread-exit-drops-cache"), opts, tmp_path)
     assert result.error is None, result.error
-    assert result.kill is not None, [r.as_json() for r in result.runs]
-    assert result.kill.engine == engine
-    assert result.kill.program.ops
-    assert result.minimised is not None
-    assert 0 < len(result.minimised.program.ops) <= len(result.kill.program.ops)
+    assert result.killed_by == "replay"
+    assert result.program is not None
+    assert result.program.ops
+
+
+def test_the_engines_alone_kill_a_mutant_and_minimise_the_program(tmp_path: Path) -> None:
+    """No corpus at all: the campaign's own engines find it, on the mutant's build."""
+    opts = KillOptions(seconds=120.0, engines=("parallel",), builds=("release",),
+                       replay=False, minimise_seconds=15.0)
+    result = run_mutant(get_mutant("fallback-unregistered-pool"), opts, tmp_path)
+    assert result.error is None, result.error
+    assert result.killed_by == "parallel"
+    assert result.build == "mutant:fallback-unregistered-pool"
+    assert result.ops_found is not None
+    assert result.ops_minimised is not None
+    assert 0 < result.ops_minimised <= result.ops_found
+    assert result.program is not None
+    assert len(result.program.ops) == result.ops_minimised
+
+
+def test_patches_from_another_directory(tmp_path: Path) -> None:
+    """--patches: a user's own mutants (here the test faults), killed through the CLI."""
+    (tmp_path / "seeds").mkdir()
+    save_program(Program(ops=(Op.alloc(0, 1021),)), tmp_path / "seeds" / "magic.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "hakfuzz.cli", "mutants", "--patches", str(TESTFAULTS),
+         "--engine", "parallel", "--builds", "release", "--jobs", "1", "--time", "120",
+         "--corpus", str(tmp_path / "seeds"), "--json"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    assert [m["mutant"] for m in doc["mutants"]] == ["abort-on-magic"]
+    assert doc["mutants"][0]["killed"]
+    assert doc["mutants"][0]["engine"] == "replay"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_SURVIVORS[n], strict=True))
-    if n in KNOWN_SURVIVORS else n
-    for n in NAMES
-])
-def test_every_mutant_is_killed(name: str, tmp_path: Path) -> None:
-    from hakfuzz.mutants import CampaignOptions, run_mutant
-
-    opts = CampaignOptions(seconds=60.0, corpus=(CORPUS,), minimise=False)
+@pytest.mark.parametrize("name", NAMES)
+def test_every_mutant_is_killed_by_the_engines_alone(name: str, tmp_path: Path) -> None:
+    opts = KillOptions(seconds=60.0, replay=False, minimise_seconds=10.0)
     result = run_mutant(get_mutant(name), opts, tmp_path)
     assert result.error is None, result.error
-    assert result.killed, f"{name} survived 60 s: {[r.as_json() for r in result.runs]}"
+    assert result.killed, f"{name} survived 60 s: {result.as_json()}"

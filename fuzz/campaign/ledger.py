@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Seen:
     engines: list[str]  # every engine that met it, first first
     count: int = 1
     saved: Saved | None = None  # the unminimised file, written when first met
+    at: float = field(default_factory=time.time)  # when it was first met
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,10 +54,12 @@ def child_command(variant: str) -> list[str]:
 
 
 def child_env(variant: str) -> dict[str, str]:
-    """The environment plus the sanitizer runtime a variant needs."""
+    """The environment plus the sanitizer runtime a variant's build needs."""
     from hakfuzz.native import VARIANTS, sanitizer_env
+    from hakfuzz.variants import flags_of
 
-    return {**os.environ, **(sanitizer_env(variant) if variant in VARIANTS else {})}
+    flags = flags_of(variant)
+    return {**os.environ, **(sanitizer_env(flags) if flags in VARIANTS else {})}
 
 
 def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str | None:

@@ -41,17 +41,16 @@ from hakfuzz.campaign.worker import journal_path
 from hakfuzz.diagnostics import first_diagnostic
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
+from hakfuzz.variants import in_process
 
 ENGINES = ("hypothesis", "atheris", "parallel")
-IN_PROCESS_EXCLUDED = frozenset({"tsan"})
-"""Builds the in-process engines cannot load (TSan needs to own the whole process)."""
 
 
 def engine_variants(engine: str, variants: tuple[str, ...]) -> tuple[str, ...]:
     """The builds of ``variants`` that ``engine`` runs (the C driver runs every one)."""
     if engine == "parallel":
         return variants
-    return tuple(v for v in variants if v not in IN_PROCESS_EXCLUDED)
+    return tuple(v for v in variants if in_process(v))
 _LIBFUZZER = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 
 

@@ -1,30 +1,13 @@
-"""Mutation testing of the fuzzing engines: does the framework catch real bugs.
+"""Mutation testing of the fuzzing campaign: does it catch real bugs it has never seen.
 
-Each mutant (``native/mutants/NAME.patch`` + ``NAME.md``) puts one real bug
-class back into the allocator; :mod:`hakfuzz.native._mutants` builds it like a
-variant.  A kill campaign (:func:`run_campaign`) runs corpus replay, then the
-Hypothesis state machine and the parallel stress engine in turns, each in a
-child process, until one of them kills the mutant (a divergence, a driver
-oracle, a crash or a hang) or its time is up, and minimises the killing
-program.  ``hakfuzz mutants`` prints the table; a survivor is a hole in the
-oracles or the generators.
+Each mutant (``native/mutants/NAME.patch`` + ``NAME.md``, or a user's own
+directory of patches) puts one real bug class back into the allocator;
+:mod:`hakfuzz.native._mutants` builds it like a variant.  A kill campaign
+(:func:`run_mutant`) is the ``hakfuzz fuzz`` campaign aimed at the mutant,
+stopped at its first finding.  ``hakfuzz mutants`` prints the table; a
+survivor is a hole in the oracles or the generators.
 """
 
-from hakfuzz.mutants.campaign import (
-    ENGINES,
-    CampaignOptions,
-    MutantResult,
-    run_campaign,
-    run_mutant,
-)
-from hakfuzz.mutants.supervise import EngineRun, Kill
+from hakfuzz.mutants.kill import KillOptions, MutantResult, run_mutant
 
-__all__ = [
-    "ENGINES",
-    "CampaignOptions",
-    "EngineRun",
-    "Kill",
-    "MutantResult",
-    "run_campaign",
-    "run_mutant",
-]
+__all__ = ["KillOptions", "MutantResult", "run_mutant"]
