@@ -358,4 +358,6 @@ def _summary(doc: dict[str, Any]) -> None:
             f"{escape(f['message'])}\n"
             f"  {f['replay']}"
         )
+        if f["minimise_note"]:
+            out.print(f"  [dim]{escape(f['minimise_note'])}[/dim]")
     out.print(f"report: {doc['report_dir']}/report.json, coverage.png")

@@ -7,6 +7,12 @@ ops into thread 0 and to drop unused threads.  A candidate counts as failing
 when it reproduces the *same signature* in at least one of ``runs`` runs
 (races are flaky); the final program's reproduction rate is measured over
 ``runs`` runs and reported.
+
+A race can shrink to a program that fails once in ten runs: useless as a
+regression.  So the result must reproduce in at least :data:`MIN_RATE` of its
+runs: if the smallest candidate does not, the accepted candidates are tried
+again from the smallest back to the original, and the smallest that does is
+kept; if none does, the original is kept.  The note says which happened.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from hakfuzz.program import CREATING_KINDS, NO_HANDLE, Op, Program, canonicalize
 Oracle = Callable[[Program], str | None]
 """Runs a program once; returns the signature it fails with, or None."""
 
+MIN_RATE = 0.5
+"""The least reproduction rate a minimised program must keep."""
+
 
 @dataclass(frozen=True, slots=True)
 class Minimized:
@@ -30,6 +39,7 @@ class Minimized:
     reproduction_rate: float
     candidates_tried: int
     seconds: float
+    note: str = ""  # how the rate constrained the result, when it did
 
 
 def _without(program: Program, drop: set[int]) -> Program:
@@ -81,6 +91,7 @@ def minimize(
         return time.perf_counter() - started > budget_seconds
 
     best = program
+    accepted = [program]  # every candidate taken, the original first
     chunks = 2
     while len(best.ops) >= 2 and not out_of_time():
         size = max(1, len(best.ops) // chunks)
@@ -91,6 +102,7 @@ def minimize(
             candidate = _without(best, set(range(start, min(start + size, len(best.ops)))))
             if candidate.ops and len(candidate.ops) < len(best.ops) and fails(candidate):
                 best = candidate
+                accepted.append(best)
                 chunks = max(chunks - 1, 2)
                 reduced = True
                 break
@@ -98,10 +110,42 @@ def minimize(
             if size == 1:
                 break
             chunks = min(chunks * 2, len(best.ops))
-    best = _fewer_threads(best, fails, out_of_time)
-    hits = sum(1 for _ in range(runs) if run_once(best) == signature)
-    tried += runs
-    return Minimized(best, len(program.ops), hits / runs, tried, time.perf_counter() - started)
+    folded = _fewer_threads(best, fails, out_of_time)
+    if folded is not best:
+        accepted.append(folded)
+
+    def rate(candidate: Program) -> float:
+        nonlocal tried
+        tried += runs
+        return sum(1 for _ in range(runs) if run_once(candidate) == signature) / runs
+
+    best, reproduced, note = _reproducible(accepted, rate)
+    return Minimized(
+        best, len(program.ops), reproduced, tried, time.perf_counter() - started, note
+    )
+
+
+def _reproducible(
+    accepted: list[Program], rate: Callable[[Program], float]
+) -> tuple[Program, float, str]:
+    """The smallest accepted candidate reproducing at least :data:`MIN_RATE`, its rate, a note."""
+    smallest_rate = 0.0
+    for candidate in reversed(accepted):
+        measured = rate(candidate)
+        if candidate is accepted[-1]:
+            smallest_rate = measured
+        if measured >= MIN_RATE:
+            note = (
+                ""
+                if candidate is accepted[-1]
+                else f"the smallest program ({len(accepted[-1].ops)} ops) reproduced "
+                f"{smallest_rate:.0%}; kept the smallest that reproduces at least {MIN_RATE:.0%}"
+            )
+            return candidate, measured, note
+    return accepted[0], measured, (
+        f"no candidate reproduced in at least {MIN_RATE:.0%} of runs: the program as found "
+        "is kept"
+    )
 
 
 def _fewer_threads(

@@ -45,6 +45,7 @@ def campaign_json(  # noqa: D103
                 "ops_before": t.ops_before,
                 "ops": t.ops_after,
                 "reproduction_rate": t.reproduction_rate,
+                "minimise_note": t.note,
                 "replay": f"hakfuzz replay {t.path}",
             }
             for t in triaged

@@ -42,6 +42,7 @@ class Triaged:
     minimised: bool = True
     count: int = 1
     engines: tuple[str, ...] = ()
+    note: str = ""  # what minimisation kept, when a flaky race constrained it
 
 
 def _reproduce(suspect: Suspect, runs: int) -> Finding | None:
@@ -122,6 +123,7 @@ def triage(  # noqa: D103 - see the module docstring
         finding = seen.finding
         before = len(finding.program.ops)
         program, rate, minimised = finding.program, None, finding.engine == "hypothesis"
+        note = ""
         assert seen.saved is not None
         if seen.saved.new and not minimised and stop.signum is None:
             try:
@@ -134,6 +136,7 @@ def triage(  # noqa: D103 - see the module docstring
                         budget_seconds=seconds_each,
                     )
                 program, rate, minimised = result.program, result.reproduction_rate, True
+                note = result.note
             except Interrupted:
                 pass
         saved = _settle(seen, store, program, minimised=minimised, reproduction=rate)
@@ -148,6 +151,7 @@ def triage(  # noqa: D103 - see the module docstring
                 minimised,
                 seen.count,
                 tuple(seen.engines),
+                note,
             )
         )
     return out
