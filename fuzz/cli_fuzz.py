@@ -14,12 +14,12 @@ from hakfuzz._argtypes import non_negative_float, positive_float, positive_int
 from hakfuzz._console import console
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import fallback_dir, writable_dir
+from hakfuzz.campaign import ENGINES, parse_engines
 from hakfuzz.variants import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
 
-_ENGINES = ("hypothesis", "atheris", "parallel")
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "Exit 1 if anything was found.",
     )
     parser.add_argument(
-        "--engine", default="all", help="all, or a comma list of: " + ", ".join(_ENGINES)
+        "--engine", default="all", help="all, or a comma list of: " + ", ".join(ENGINES)
     )
     parser.add_argument(
         "--time", type=positive_float, default=60.0, help="seconds of fuzzing (default 60)"
@@ -100,18 +100,6 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _engines(text: str) -> tuple[str, ...]:
-    names = _ENGINES if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
-    for n in names:
-        if n not in _ENGINES:
-            raise UsageError(
-                f"hakfuzz fuzz: unknown engine {n!r} (choose from all, {', '.join(_ENGINES)})"
-            )
-    if not names:
-        raise UsageError("hakfuzz fuzz: --engine names no engine")
-    return names
-
-
 def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
     """The builds named by ``--variant``, each checked; every engine must have one to run."""
     from hakfuzz.campaign.supervisor import engine_variants
@@ -162,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.native import build
     from hakfuzz.variants import prepare, tool
 
-    engines = _engines(args.engine)
+    engines = parse_engines(args.engine, "hakfuzz fuzz")
     variants = _variants(args.variant, engines)
     workdir: Path = args.workdir
     report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import writable_dir
+from hakfuzz.campaign import ENGINES, parse_engines
 from hakfuzz.variants import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
     from hakfuzz.mutants import KillOptions
 
-_ENGINES = ("hypothesis", "atheris", "parallel")
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine",
         default="all",
-        help="all, or a comma list of: " + ", ".join(_ENGINES),
+        help="all, or a comma list of: " + ", ".join(ENGINES),
     )
     parser.add_argument(
         "--builds",
@@ -141,7 +141,7 @@ def _options(args: argparse.Namespace) -> KillOptions:
     from hakfuzz.mutants import KillOptions
     from hakfuzz.native import VARIANTS
 
-    engines = _ENGINES if args.engine == "all" else _names(args.engine, _ENGINES, "engine")
+    engines = parse_engines(args.engine, "hakfuzz mutants")
     builds = _names(args.builds, tuple(VARIANTS), "build")
     corpus = tuple(Path(p) for p in args.corpus) if args.corpus else _default_corpus()
     for path in corpus:

@@ -163,7 +163,7 @@ def test_bench_out_is_checked_before_any_run(
 ) -> None:
     (tmp_path / "file").write_text("")
     line = one_error(capsys, ["bench", "--engine", "malloc", "--out", str(tmp_path / "file")])
-    assert line.startswith(f"hakfuzz bench: --out {tmp_path / 'file'}: cannot write there")
+    assert line.startswith(f"hakfuzz bench: --out {tmp_path / 'file'}: not a directory")
 
 
 # ---- HAKFUZZ_CC ---------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_stress_save_is_checked_before_any_run(
     err = capsys.readouterr().err
     # One line, and no "building the driver": nothing started.
     assert len(err.strip().splitlines()) == 1
-    assert err.startswith(f"hakfuzz stress: --save {tmp_path / 'file'}: cannot write there")
+    assert err.startswith(f"hakfuzz stress: --save {tmp_path / 'file'}: not a directory")
 
 
 def test_stress_save_falls_back_when_writing_fails_late(

@@ -39,7 +39,7 @@ def _finding(root: Path) -> Path:
     program = Program(ops=OPS)
     detail = "SIGABRT HAKFUZZ-TEST-FAULT: abort on the magic size 1021"
     finding = Finding("atheris", "signal", detail, detail, program, None, TESTFAULT, 7)
-    return FindingStore(root).save(finding, program).path
+    return FindingStore(root).save(finding, program, minimised=False).path
 
 
 def test_a_finding_is_minimised_on_the_variant_it_records(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hakfuzz.campaign.ledger import Ledger
 from hakfuzz.campaign.supervisor import CampaignOptions, CampaignResult, EngineTally
 
 
@@ -31,7 +32,7 @@ def fake_result(engines: tuple[str, ...] = ("hypothesis", "atheris", "parallel")
         "parallel": _tally([2, 6, 9, 11, 12, 12], [0, 0, 0, 0, 1, 1]),
     }
     options = CampaignOptions(engines=engines, seconds=6.0)
-    return CampaignResult(options, {e: shapes[e] for e in engines}, [], 6.0)
+    return CampaignResult(options, {e: shapes[e] for e in engines}, Ledger(None, Path(".")), 6.0)
 
 
 def test_one_coverage_axis_per_engine_labelled_with_its_unit() -> None:

@@ -160,7 +160,7 @@ def test_a_finding_whose_variant_cannot_be_built_fails_only_its_row(tmp_path: Pa
     (progs / "m-magic.json").unlink()
     program = Program(ops=(Op.alloc(0, 8),))
     gone = Finding("atheris", "divergence", "stats", "x", program, None, "mutant:no-such-patch")
-    FindingStore(progs).save(gone, program)
+    FindingStore(progs).save(gone, program, minimised=False)
     done = _hakfuzz("replay", "progs", "--json", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     doc = json.loads(done.stdout)

@@ -8,3 +8,26 @@ journal, records the crash as a finding and starts a new worker.  Findings are
 deduplicated by signature, minimised, and written to
 ``corpus/findings/<signature>.json`` ready to replay.
 """
+
+from hakfuzz._errors import UsageError
+
+ENGINES: tuple[str, ...] = ("hypothesis", "atheris", "parallel")
+"""The campaign's engines, in the order workers are given to them."""
+
+
+def parse_engines(text: str, prog: str) -> tuple[str, ...]:
+    """``all`` or a comma list of engine names, checked; a usage error names ``prog``."""
+    names = ENGINES if text == "all" else tuple(
+        dict.fromkeys(n.strip() for n in text.split(",") if n.strip())
+    )
+    for name in names:
+        if name not in ENGINES:
+            raise UsageError(
+                f"{prog}: unknown engine {name!r} (choose from all, {', '.join(ENGINES)})"
+            )
+    if not names:
+        raise UsageError(f"{prog}: --engine names no engine")
+    return names
+
+
+__all__ = ["ENGINES", "parse_engines"]

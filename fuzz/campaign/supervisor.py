@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hakfuzz.campaign import ENGINES
 from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
 from hakfuzz.campaign.reproduce import child_env, crash_finding
@@ -42,8 +43,6 @@ from hakfuzz.diagnostics import first_diagnostic
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
 from hakfuzz.variants import in_process
-
-ENGINES = ("hypothesis", "atheris", "parallel")
 
 
 def engine_variants(engine: str, variants: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from hakfuzz.campaign import ENGINES
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
 
@@ -40,7 +41,7 @@ def _die_with(parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one engine until the deadline."""
     parser = argparse.ArgumentParser(prog="hakfuzz.campaign.worker")
-    parser.add_argument("--engine", required=True, choices=("hypothesis", "atheris", "parallel"))
+    parser.add_argument("--engine", required=True, choices=ENGINES)
     parser.add_argument("--job", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deadline", type=float, required=True, help="unix time to stop at")

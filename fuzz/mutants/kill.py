@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hakfuzz.campaign import ENGINES
 from hakfuzz.campaign.store import FindingStore
-from hakfuzz.campaign.supervisor import ENGINES, CampaignOptions, Supervisor
+from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
 from hakfuzz.native._mutants import Mutant
 from hakfuzz.program import Program, load_program
