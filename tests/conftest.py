@@ -5,15 +5,38 @@ variant in ``$HAKFUZZ_VARIANT`` (default ``release``), built on first use
 into the shared cache; builds are safe across pytest-xdist workers.  Tests
 that use it are marked ``native`` automatically, which is what ``tox -e
 sanitize`` selects.
+
+Hypothesis runs under the ``ci`` profile unless ``--hypothesis-profile`` or
+``$HYPOTHESIS_PROFILE`` names another: derandomized (every run tries the same
+examples, so a red test is red for everyone), no example database (nothing
+written into the tree, nothing replayed from an earlier run), ``print_blob``
+(a failure prints the line that reproduces it), and no deadline (a loaded
+machine must not fail a test).  Random exploration is the fuzz campaign's
+job; ``--hypothesis-profile explore`` brings it to pytest for a person
+hunting a bug (with it, ``--hypothesis-seed`` takes effect, and failures are
+kept in ``.hypothesis/``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 from hakfuzz.native import HakmemModule, load
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", derandomize=False, print_blob=True, deadline=None)
 
 _NATIVE_FIXTURES = frozenset({"hak", "hak_module"})
 
@@ -30,6 +53,24 @@ def hak(hak_module: HakmemModule) -> Iterator[HakmemModule]:
     hak_module.lib.hak_reset()
     yield hak_module
     hak_module.lib.hak_reset()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the test run's Hypothesis profile before any test module is imported.
+
+    ``@given`` and ``@settings`` copy the loaded profile when a test module is
+    imported, so it must be loaded before collection.  Running first lets
+    Hypothesis's own plugin apply ``--hypothesis-profile`` (and verbosity) on top.
+    """
+    chosen = config.getoption("--hypothesis-profile", default=None)
+    name = chosen or os.environ.get("HYPOTHESIS_PROFILE") or "ci"
+    try:
+        settings.load_profile(name)
+    except InvalidArgument:
+        raise pytest.UsageError(
+            f"Hypothesis profile {name!r} is not registered (tests/conftest.py has ci, explore)"
+        ) from None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
