@@ -116,8 +116,9 @@ def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
     for engine in engines:
         if not engine_variants(engine, names):
             raise UsageError(
-                f"hakfuzz fuzz: the {engine} engine runs in-process and cannot load "
-                f"{', '.join(names)}; add release, debug or asan to --variant"
+                f"hakfuzz fuzz: the {engine} engine cannot run {', '.join(names)} (in-process "
+                "engines cannot load tsan; preload only release and debug builds): add one "
+                "it can run to --variant, or leave the engine out"
             )
     return names
 
@@ -143,6 +144,7 @@ def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_di
 
 def run(args: argparse.Namespace) -> int:
     """Run the campaign; print the summary table or JSON."""
+    from hakfuzz.campaign.engine_preload import can_preload
     from hakfuzz.campaign.interrupt import StopSignals
     from hakfuzz.campaign.store import FindingStore
     from hakfuzz.campaign.supervisor import CampaignOptions
@@ -160,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
     err.print(f"building hakmem ({', '.join(variants)}) and the driver...", style="dim")
     for variant in variants:
         prepare(variant)
-        if "parallel" in engines:
+        if "parallel" in engines or "preload" in engines:
             tool("hakdriver", variant)
+        if "preload" in engines and can_preload(variant):
+            tool("libhakmem.so", variant)
+            tool("preloadcalls", variant)
     if "atheris" in engines and "release" in variants:
         from hakfuzz.campaign.engine_atheris import native_coverage_available
 
@@ -320,7 +325,7 @@ def _summary(doc: dict[str, Any]) -> None:
     out.print(
         "coverage: hypothesis = distinct (op kind, counters changed) behaviours; atheris = "
         "libFuzzer's features (Python + native edges); parallel = distinct (workload, "
-        "counters, verdict) outcomes",
+        "counters, verdict) outcomes; preload = distinct (job, verdict) outcomes",
         style="dim",
     )
     for name, t in doc["engines"].items():

@@ -92,6 +92,7 @@ class _Entry:
     program: Program
     variant: str
     isolated: bool  # a fresh interpreter per run (--isolate, crash findings, sanitizers)
+    job: dict[str, Any] | None = None  # a preload finding: the job to run again
 
 
 def replay(
@@ -129,7 +130,8 @@ def replay(
         meta = read_meta(path)
         chosen = variant or str(meta.get("variant") or "release")
         crashed = meta.get("kind") in CRASH_KINDS
-        entries.append(_Entry(path, program, chosen, isolate or crashed))
+        job = meta.get("job") if isinstance(meta.get("job"), dict) else None
+        entries.append(_Entry(path, program, chosen, isolate or crashed or job is not None, job))
     in_process = {e.variant for e in entries if isinstance(e, _Entry) and not e.isolated}
     loadable = {v: _load(v, explicit=v == variant) for v in in_process}
     entries = [_placed(e, loadable) if isinstance(e, _Entry) else e for e in entries]
@@ -266,6 +268,12 @@ def _crashed(death: Death, job: _DifferentialJob, index: int, timeout: float) ->
 
 def _in_fresh_child(entry: _Entry, timeout: float) -> str | None:
     from hakfuzz.campaign.reproduce import run_in_child
+
+    if entry.job is not None:  # a preload finding: its job, under LD_PRELOAD again
+        from hakfuzz.campaign.engine_preload import run_job
+
+        found = run_job(entry.job, entry.program, entry.variant)
+        return None if found is None else f"under the preload: {found.signature}"
 
     signature = run_in_child(entry.program, entry.variant, timeout=timeout)
     return None if signature is None else f"in a child process: {signature}"

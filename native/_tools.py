@@ -77,6 +77,12 @@ TOOLS: dict[str, Tool] = {
             summary="single-thread malloc+free pairs/s and RSS, hakmem vs glibc in one run",
         ),
         Tool(
+            "preloadcalls",
+            ("bench/preloadcalls.c",),
+            False,
+            summary="the calls only a preloaded malloc sees, checked (run under LD_PRELOAD)",
+        ),
+        Tool(
             "forkcheck",
             ("bench/forkcheck.c",),
             False,

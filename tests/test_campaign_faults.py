@@ -311,7 +311,7 @@ def test_builds_are_spread_over_slots_and_rounds(tmp_path: Path) -> None:
 def test_an_engine_with_no_build_it_can_load_is_a_usage_error(tmp_path: Path) -> None:
     done = _hakfuzz("fuzz", "--engine", "hypothesis", "--variant", "tsan", cwd=tmp_path)
     assert done.returncode == 2
-    assert "cannot load tsan" in done.stderr
+    assert "cannot run tsan" in done.stderr
     done = _hakfuzz("fuzz", "--variant", "release,nonsense", cwd=tmp_path)
     assert done.returncode == 2
     assert "nonsense" in done.stderr

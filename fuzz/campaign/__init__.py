@@ -1,7 +1,7 @@
 """The fuzz campaign: supervised workers, crash isolation, triage and reports.
 
 Each worker is a child process running one engine (``hypothesis``,
-``atheris`` or ``parallel``) until a deadline.  Before any input touches the
+``atheris``, ``parallel`` or ``preload``) until a deadline.  Before any input touches the
 native allocator the worker writes it to its journal, so a native crash that
 kills the worker loses nothing: the supervisor recovers the input from the
 journal, records the crash as a finding and starts a new worker.  Findings are
@@ -11,7 +11,7 @@ deduplicated by signature, minimised, and written to
 
 from hakfuzz._errors import UsageError
 
-ENGINES: tuple[str, ...] = ("hypothesis", "atheris", "parallel")
+ENGINES: tuple[str, ...] = ("hypothesis", "atheris", "parallel", "preload")
 """The campaign's engines, in the order workers are given to them."""
 
 

@@ -55,6 +55,7 @@ class Emitter:
                 "seed": finding.seed,
                 "variant": finding.variant,
                 "program": dump_program(finding.program),
+                "job": finding.extra.get("job"),
             }
         )
 

@@ -85,6 +85,15 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
 
 def oracle_for(finding: Finding, variant: str) -> Oracle:
     """How to re-run a program to see whether it still fails like ``finding``."""
+    job = finding.extra.get("job")
+    if finding.engine == "preload" and isinstance(job, dict):
+        from hakfuzz.campaign.engine_preload import run_job
+
+        def preloaded(program: Program) -> str | None:
+            found = run_job(job, program, variant)
+            return None if found is None else found.signature
+
+        return preloaded
     if finding.engine in ("parallel", "replay"):
         from hakfuzz.parallel.runner import judge, run_driver
         from hakfuzz.parallel.stress import final_stats_problems

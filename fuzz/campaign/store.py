@@ -150,6 +150,8 @@ class FindingStore:
             "replay": f"hakfuzz replay {path}",
             "count": count,
         }
+        if "job" in finding.extra:  # a preload job: how to run it again
+            meta["job"] = finding.extra["job"]
         description = program.description or f"{finding.engine}: {finding.message}"[:500]
         program = Program(program.format, description, program.config, program.threads, program.ops)
         _write_atomic(path, finding_document(program, meta))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hakfuzz.campaign import ENGINES
+from hakfuzz.campaign.engine_preload import can_preload
 from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
 from hakfuzz.campaign.reproduce import child_env, crash_finding
@@ -46,9 +47,15 @@ from hakfuzz.variants import in_process
 
 
 def engine_variants(engine: str, variants: tuple[str, ...]) -> tuple[str, ...]:
-    """The builds of ``variants`` that ``engine`` runs (the C driver runs every one)."""
+    """The builds of ``variants`` that ``engine`` runs.
+
+    The C driver runs every one; the in-process engines every one a Python
+    process can load; the preload engine those a real program can preload.
+    """
     if engine == "parallel":
         return variants
+    if engine == "preload":
+        return tuple(v for v in variants if can_preload(v))
     return tuple(v for v in variants if in_process(v))
 _LIBFUZZER = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 
@@ -373,6 +380,7 @@ class Supervisor:
                     event.get("op_index"),
                     event.get("variant", "release"),
                     event.get("seed"),
+                    {"job": event["job"]} if event.get("job") else {},
                 ),
             )
         elif kind == "notice":

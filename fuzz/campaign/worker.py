@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         _die_with(args.parent)
     emit = Emitter()
     journal = Journal(journal_path(args.workdir, args.job))
-    if args.engine == "parallel":
+    if args.engine == "preload":
+        from hakfuzz.campaign import engine_preload
+
+        engine_preload.run(
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+        )
+    elif args.engine == "parallel":
         from hakfuzz.campaign import engine_parallel
 
         engine_parallel.run(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz.campaign import ENGINES
+from hakfuzz.campaign.engine_preload import can_preload
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
@@ -117,8 +118,11 @@ def run_mutant(
     try:
         for variant in variants:
             prepare(variant)
-            if "parallel" in opts.engines:
+            if "parallel" in opts.engines or "preload" in opts.engines:
                 tool("hakdriver", variant)
+            if "preload" in opts.engines and can_preload(variant):
+                tool("libhakmem.so", variant)
+                tool("preloadcalls", variant)
     except Exception as exc:  # a patch that no longer applies or compiles: say which
         result.error = f"{type(exc).__name__}: {exc}"
         return result
