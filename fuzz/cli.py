@@ -37,6 +37,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("minimize", "hakfuzz.cli_minimize"),
     ("promote", "hakfuzz.cli_promote"),
     ("mutants", "hakfuzz.cli_mutants"),
+    ("status", "hakfuzz.cli_status"),
+    ("findings", "hakfuzz.cli_findings"),
 ]
 """(command name, module) pairs, in the order ``--help`` lists them."""
 

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,14 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "or redis://host:port/db for several machines",
     )
     parser.add_argument(
+        "--shared",
+        default=os.environ.get("HAKFUZZ_SHARED"),
+        metavar="redis://HOST:PORT/DB",
+        help="share findings, the atheris corpus, the quarantine, the example database and "
+        "progress with every machine pointed at the same Redis (default $HAKFUZZ_SHARED; "
+        "needs pip install 'hakfuzz[redis]'); see hakfuzz status and hakfuzz findings pull",
+    )
+    parser.add_argument(
         "--findings",
         type=Path,
         default=Path("corpus/findings"),
@@ -125,12 +134,16 @@ def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
 
 def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_dir: Path) -> None:
     """Every place the campaign writes, proven writable before any work starts."""
+    if args.shared is not None:
+        from hakfuzz.campaign.shared import require_redis
+
+        require_redis(args.shared, "hakfuzz fuzz: --shared")
     writable_dir(args.workdir, "--workdir")
     writable_dir(args.findings, "--findings")
     writable_dir(report_dir, "--report")
     if "atheris" in engines and args.corpus_dir is not None:
         writable_dir(args.corpus_dir, "--corpus-dir")
-    db = args.hypothesis_db
+    db = args.hypothesis_db or args.shared
     if "hypothesis" in engines and db is not None:
         if db.startswith("redis://"):
             if importlib.util.find_spec("redis") is None:
@@ -150,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.campaign.supervisor import CampaignOptions
     from hakfuzz.campaign.triage import triage
     from hakfuzz.native import build
+    from hakfuzz.program import load_program
     from hakfuzz.variants import prepare, tool
 
     engines = parse_engines(args.engine, "hakfuzz fuzz")
@@ -181,14 +195,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         workdir=workdir,
         corpus_dir=args.corpus_dir or workdir / "atheris-corpus",
-        db=args.hypothesis_db or str(workdir / "hypothesis-db"),
+        db=args.hypothesis_db or args.shared or str(workdir / "hypothesis-db"),
         seeds=seeds,
         libfuzzer_args=tuple(args.libfuzzer),
         findings_dir=args.findings,
     )
+    shared = _shared(args, opts, err)
     stop = StopSignals()
     with stop.installed():
-        result = _run_live(opts, err, stop)
+        result = _run_live(opts, err, stop, shared)
         if result.findings and stop.signum is None:
             err.print(f"minimising {len(result.findings)} finding(s)...", style="dim")
         triaged = triage(
@@ -198,7 +213,17 @@ def run(args: argparse.Namespace) -> int:
             stop=stop,
         )
         result.interrupted = result.interrupted or stop.name
+        if shared is not None:  # offer the minimised programs: the smallest is kept
+            for t in triaged:
+                program = load_program(t.path)
+                shared.publish(replace(t.finding, program=program), t.engines[0], count=False)
         doc = _write_report(report_dir, result, triaged, err)
+        if shared is not None:
+            doc["shared"] = {
+                "machine": shared.machine,
+                "corpus_pulled": shared.pulled,
+                "up": shared.up,
+            }
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -206,6 +231,25 @@ def run(args: argparse.Namespace) -> int:
     if stop.signum is not None:
         return stop.exit_code
     return 1 if triaged or result.failures else 0
+
+
+def _shared(args: argparse.Namespace, opts: Any, err: Any) -> Any:
+    """The shared state of --shared (connected now: a usage error if it cannot be)."""
+    if args.shared is None:
+        return None
+    from hakfuzz.campaign.engine_atheris import quarantine_file
+    from hakfuzz.campaign.shared import SharedCampaign, connect, machine_name
+
+    client = connect(args.shared)
+    machine = machine_name()
+    err.print(f"shared state: {args.shared} as {machine}", style="dim")
+    return SharedCampaign(
+        client,
+        machine,
+        corpus_dir=opts.corpus_dir if "atheris" in opts.engines else None,
+        quarantine_file=quarantine_file(opts.workdir),
+        on_notice=lambda message: err.print(f"[yellow]{message}[/yellow]"),
+    )
 
 
 def _write_report(report_dir: Path, result: Any, triaged: Any, err: Any) -> dict[str, Any]:
@@ -240,7 +284,7 @@ def _table(tallies: dict[str, Any], elapsed: float, title: str) -> Any:
     return table
 
 
-def _run_live(opts: Any, err: Any, stop: Any) -> Any:
+def _run_live(opts: Any, err: Any, stop: Any, shared: Any) -> Any:
     from rich.live import Live
     from rich.markup import escape
 
@@ -267,6 +311,7 @@ def _run_live(opts: Any, err: Any, stop: Any) -> Any:
             on_finding=lambda f: err.print(f"finding: {escape(f.summary())}"),
             should_stop=stop.requested,
             on_notice=notice,
+            shared=shared,
         ).run()
     with Live(console=err, refresh_per_second=4) as live:
 
@@ -281,6 +326,7 @@ def _run_live(opts: Any, err: Any, stop: Any) -> Any:
             on_finding=lambda f: err.print(f"[red]finding[/red] {escape(f.summary())}"),
             should_stop=stop.requested,
             on_notice=notice,
+            shared=shared,
         ).run()
 
 

@@ -50,6 +50,13 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         help="run every program in a fresh interpreter of its own (crash findings always "
         "are); without it, programs share one forked child, replaced when one crashes it",
     )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="replay only the K-th of N shares of the files (every N-th from the K-th), so N "
+        "CI jobs replay the corpus once between them",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
@@ -83,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
     if args.variant is not None:
         split(args.variant)
     files = program_files(args.paths)
+    if args.shard is not None:
+        from hakfuzz.replay import parse_shard, shard
+
+        try:
+            files = shard(files, *parse_shard(args.shard))
+        except UsageError as exc:
+            raise UsageError(f"hakfuzz replay: --shard: {exc}") from None
     results = []
     err = Console(stderr=True)
     for result in replay(

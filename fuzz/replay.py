@@ -86,6 +86,23 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) as (K, N); a usage error otherwise."""
+    k, slash, n = text.partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise UsageError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
+
+
+def shard(files: list[Path], k: int, n: int) -> list[Path]:
+    """The K-th of N shards of ``files``: every N-th file from the K-th.
+
+    N jobs of a CI matrix, each taking its own K, replay every file exactly
+    once between them.
+    """
+    return files[k - 1 :: n]
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     path: Path
@@ -298,4 +315,13 @@ def _on_pthreads(entry: _Entry, drivers: dict[str, Path], repeat: int) -> str | 
     return None
 
 
-__all__ = ["CRASH_KINDS", "ProgramError", "ReplayResult", "corpus_files", "loads_here", "replay"]
+__all__ = [
+    "CRASH_KINDS",
+    "ProgramError",
+    "ReplayResult",
+    "corpus_files",
+    "loads_here",
+    "parse_shard",
+    "replay",
+    "shard",
+]

@@ -55,6 +55,18 @@ def hak(hak_module: HakmemModule) -> Iterator[HakmemModule]:
     hak_module.lib.hak_reset()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--corpus-shard K/N``: replay only this CI job's share of the regression corpus."""
+    parser.addoption(
+        "--corpus-shard",
+        dest="corpus_shard",
+        default=None,
+        metavar="K/N",
+        help="run the K-th of N shares of the corpus regression cases (a CI matrix of N jobs "
+        "replays every file once between them)",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Load the test run's Hypothesis profile before any test module is imported.

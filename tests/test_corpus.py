@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from hakfuzz._errors import UsageError
 from hakfuzz.program import Op, Program, save_program
-from hakfuzz.replay import corpus_files, replay
+from hakfuzz.replay import corpus_files, parse_shard, replay, shard
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -55,9 +56,27 @@ def test_findings_are_ignored_by_git() -> None:
     assert kept.returncode == 1, "corpus/regressions/ must stay tracked"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One case per regression file, or per file of this job's share (--corpus-shard K/N)."""
+    if "path" not in metafunc.fixturenames:
+        return
+    spec = metafunc.config.getoption("corpus_shard")
+    files = shard(FILES, *parse_shard(spec)) if spec else FILES
+    metafunc.parametrize("path", files, ids=[str(p.relative_to(CORPUS)) for p in files])
+
+
 def test_replay(path: Path) -> None:
     (result,) = replay([path])
     assert result.error is None, result.error
     assert result.differential is None, result.differential
     assert result.parallel is None, result.parallel
+
+
+def test_shards_cover_every_file_once() -> None:
+    shares = [shard(FILES, k, 3) for k in (1, 2, 3)]
+    assert sorted(p for share in shares for p in share) == sorted(FILES)
+    assert all(abs(len(a) - len(b)) <= 1 for a in shares for b in shares)
+    with pytest.raises(UsageError):
+        parse_shard("0/3")
+    with pytest.raises(UsageError):
+        parse_shard("4/3")

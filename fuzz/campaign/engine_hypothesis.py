@@ -7,11 +7,17 @@ coverage counts distinct (op kind, counters it changed) behaviours.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    ExampleDatabase,
+    MultiplexedDatabase,
+)
 from hypothesis.stateful import run_state_machine_as_test
 
 from hakfuzz.campaign.events import Emitter
@@ -19,20 +25,48 @@ from hakfuzz.campaign.journal import Journal
 from hakfuzz.statemachine import AllocatorMachine, executor
 
 
-def example_database(spec: str | None) -> ExampleDatabase | None:
+def example_database(spec: str | None, local: Path | None = None) -> ExampleDatabase | None:
     """The example database ``spec`` names.
 
     A directory, or ``redis://host:port/db`` (Hypothesis's Redis database, for
-    workers on several machines; needs the ``redis`` package).
+    workers on several machines; needs the ``redis`` package).  A Redis
+    database is paired with the ``local`` directory, and its errors are
+    swallowed: a Redis outage must not stop a worker, and examples saved
+    meanwhile stay on this machine.
     """
     if not spec:
         return None
     if spec.startswith("redis://"):
-        import redis  # type: ignore[import-not-found]
+        import redis
         from hypothesis.extra.redis import RedisExampleDatabase
 
-        return RedisExampleDatabase(redis.Redis.from_url(spec))
+        shared = _Tolerant(RedisExampleDatabase(redis.Redis.from_url(spec, socket_timeout=2.0)))
+        if local is None:
+            return shared
+        return MultiplexedDatabase(DirectoryBasedExampleDatabase(str(local)), shared)
     return DirectoryBasedExampleDatabase(str(Path(spec)))
+
+
+class _Tolerant(ExampleDatabase):
+    """A database whose failures (a server gone away) read as empty and write as nothing."""
+
+    def __init__(self, inner: ExampleDatabase) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def save(self, key: bytes, value: bytes) -> None:
+        with contextlib.suppress(Exception):
+            self.inner.save(key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        try:
+            return list(self.inner.fetch(key))
+        except Exception:
+            return []
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        with contextlib.suppress(Exception):
+            self.inner.delete(key, value)
 
 
 def run(  # noqa: D103 - see the module docstring
@@ -43,13 +77,14 @@ def run(  # noqa: D103 - see the module docstring
     deadline: float,
     variant: str,
     database: str | None = None,
+    local_database: Path | None = None,
     steps: int = 80,
 ) -> None:
     ex = executor()
     ex.journal = journal
     ex.features = set()
     AllocatorMachine.variant = variant
-    db = example_database(database)
+    db = example_database(database, local_database)
     reported = 0
     while time.time() < deadline:
         try:

@@ -38,6 +38,7 @@ from hakfuzz.campaign.engine_preload import can_preload
 from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
 from hakfuzz.campaign.reproduce import child_env, crash_finding
+from hakfuzz.campaign.shared import SharedCampaign
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.worker import journal_path
 from hakfuzz.diagnostics import first_diagnostic
@@ -171,11 +172,13 @@ class Supervisor:
         on_finding: Callable[[Finding], None] | None = None,
         should_stop: Callable[[], str | None] | None = None,
         on_notice: Callable[[str], None] | None = None,
+        shared: SharedCampaign | None = None,
     ) -> None:
         self.opts = opts
         self.on_update = on_update
         self.on_finding = on_finding
         self.should_stop = should_stop
+        self.shared = shared  # other machines of this campaign, through Redis
         self.tallies = {e: EngineTally() for e in opts.engines}
         store = FindingStore(opts.findings_dir) if opts.findings_dir is not None else None
         self.ledger = Ledger(store, opts.workdir, on_notice or (lambda message: None))
@@ -303,6 +306,8 @@ class Supervisor:
             if now - last_update > 0.25:
                 last_update = now
                 self._refresh(now)
+                if self.shared is not None:
+                    self.shared.tick(self.tallies, now - self.started)
             if self.stopped is not None and now > self.stop_sent + 5:
                 for w in self.workers:  # ignored SIGTERM: no more waiting
                     self._signal(w, signal.SIGKILL)
@@ -313,6 +318,8 @@ class Supervisor:
                     w.stopping = True
                     self._signal(w, signal.SIGKILL)
         self._refresh(time.time())
+        if self.shared is not None:
+            self.shared.tick(self.tallies, time.time() - self.started, force=True)
         if self.stopped is None:
             self._judge_engines()
         return CampaignResult(
@@ -396,6 +403,8 @@ class Supervisor:
             self.tallies[engine].findings += 1
             if self.on_finding is not None:
                 self.on_finding(finding)
+            if self.shared is not None:
+                self.shared.publish(finding, engine)
 
     def _reap(self, worker: _Worker) -> None:
         for stream in (worker.proc.stdout, worker.proc.stderr):

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             deadline=args.deadline,
             variant=args.variant,
             database=args.db,
+            local_database=args.workdir / "hypothesis-db",
         )
     else:
         from hakfuzz.campaign import engine_atheris
