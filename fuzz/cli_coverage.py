@@ -110,7 +110,9 @@ def _print(report: CoverageReport) -> None:
         lines = sum(g.lines for g in gaps)
         out.print(f"\nNot run ({len(gaps)} ranges, {lines} lines): the next work")
         for gap in gaps:
-            out.print(f"  {escape(str(gap))}  ({gap.lines} line{'s' if gap.lines != 1 else ''})")
+            size = f"{gap.lines} line{'s' if gap.lines != 1 else ''}"
+            never = ", never called" if not gap.called else ""
+            out.print(f"  {escape(str(gap))}  ({size}{never})")
     else:
         out.print("\nEvery executable line ran.")
     if report.outside:

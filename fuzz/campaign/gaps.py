@@ -3,10 +3,11 @@
 The programs (corpus files, findings, the atheris corpus) replay on the
 ``gcov`` build (gcc ``--coverage``): every program differentially, in a forked
 child, on the cffi module; a program with several threads also on real
-pthreads in the gcov build of the C driver.  Then gcov reads the counters and
-the report says, per source file, how many executable lines ran, and which
-did not, as ranges within one function (``slab.c:120-128 in _hak_retire``).
-Those are the next work for the engines.
+pthreads in the gcov build of the C driver.  Then gcov reads the counters
+(:mod:`hakfuzz.campaign.gcov`) and the report says, per source file, how
+many executable lines ran, which functions were never called, and which
+lines did not run, as ranges within one function (``slab.c:120-128 in
+_hak_retire``).  Those are the next work for the engines.
 
 Where the counters go: the module and the driver write them under
 ``$GCOV_PREFIX`` (a scratch directory of this run, so parallel runs never
@@ -28,10 +29,8 @@ with a note saying so.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.campaign.gcov import (
+    Counts,
+    FileCoverage,
+    Gap,
+    file_coverage,
+    gcov_version,
+    read_counters,
+)
 from hakfuzz.program import Program, ProgramError, decode, load_program
 
 if TYPE_CHECKING:
@@ -69,49 +76,6 @@ HYPOTHESIS_DB_REASON = (
 )
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Consecutive executable lines of one function, none of which ran."""
-
-    file: str
-    first: int
-    last: int
-    function: str
-    lines: int  # executable lines in the range (comments and blank lines are not)
-
-    def __str__(self) -> str:
-        where = f"{self.first}" if self.first == self.last else f"{self.first}-{self.last}"
-        return f"{self.file}:{where} in {self.function}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "range": str(self),
-            "file": self.file,
-            "first": self.first,
-            "last": self.last,
-            "function": self.function,
-            "lines": self.lines,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FileCoverage:
-    """One source file: executable lines, those that ran, and the gaps."""
-
-    file: str
-    executed: int
-    executable: int
-    gaps: tuple[Gap, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "executed": self.executed,
-            "executable": self.executable,
-            "gaps": [g.as_json() for g in self.gaps],
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +149,7 @@ class CoverageReport:
             "percent": round(100.0 * self.executed / executable, 1) if executable else 0.0,
             "executed_by": dict(self.executed_by),
             "gaps": [str(g) for g in self.gaps],
+            "uncalled": [f"{f.file}:{name}" for f in self.files for name in f.uncalled],
             "files": [f.as_json() for f in self.files],
             "outside": [o.as_json() for o in self.outside],
             "crashed": [n.as_json() for n in self.crashed],
@@ -373,115 +338,6 @@ def _run_all(
     return runs
 
 
-# ---- reading the counters ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Line:
-    count: int
-    function: str
-
-
-LineMap = dict[str, dict[int, _Line]]
-"""Source file name (in ``native/src/``) -> executable line -> what gcov says of it."""
-
-
-def gcov_version() -> str:
-    """The first line of ``gcov --version``; a :class:`HakfuzzError` when there is no gcov."""
-    try:
-        done = subprocess.run(
-            ["gcov", "--version"], capture_output=True, text=True, check=False, timeout=60
-        )
-    except FileNotFoundError:
-        raise HakfuzzError(
-            "hakfuzz coverage needs gcov (it comes with gcc: apt-get install gcc)"
-        ) from None
-    return (done.stdout.splitlines() or [""])[0]
-
-
-def read_counters(counters: Path, notes: Sequence[Path], src_dir: Path) -> LineMap:
-    """What gcov says of the sources in ``src_dir``, from ``notes`` and their counters.
-
-    Each ``.gcno`` is copied next to its ``.gcda`` in ``counters``; an object
-    that never ran has no ``.gcda`` and gcov counts all its lines as not run.
-    """
-    if not notes:
-        return {}
-    for note in notes:
-        shutil.copyfile(note, counters / note.name)
-    done = subprocess.run(
-        ["gcov", "--json-format", "--stdout", *(n.name for n in notes)],
-        cwd=counters,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        said = done.stderr.strip().splitlines()
-        raise HakfuzzError(f"gcov failed on {counters}: {said[-1] if said else done.returncode}")
-    lines: LineMap = {}
-    src = src_dir.resolve()
-    for text in done.stdout.splitlines():
-        if not text.strip():
-            continue
-        document = json.loads(text)
-        for entry in document.get("files", []):
-            path = Path(entry["file"])
-            if not path.is_absolute():
-                path = Path(document.get("current_working_directory", "/")) / path
-            if path.resolve().parent != src:
-                continue
-            _merge_file(lines.setdefault(path.name, {}), entry)
-    return lines
-
-
-def _merge_file(into: dict[int, _Line], entry: dict[str, Any]) -> None:
-    spans = [(f["start_line"], f["end_line"], f["name"]) for f in entry.get("functions", [])]
-    for line in entry.get("lines", []):
-        number = int(line["line_number"])
-        function = line.get("function_name") or next(
-            (name for first, last, name in spans if first <= number <= last), "?"
-        )
-        old = into.get(number)
-        count = int(line["count"]) + (old.count if old else 0)
-        into[number] = _Line(count, old.function if old else function)
-
-
-def merge(*maps: LineMap) -> LineMap:
-    """One map with every executable line of ``maps``, counts added."""
-    out: LineMap = {}
-    for one in maps:
-        for name, lines in one.items():
-            target = out.setdefault(name, {})
-            for number, line in lines.items():
-                old = target.get(number)
-                target[number] = _Line(line.count + (old.count if old else 0), line.function)
-    return out
-
-
-def file_coverage(name: str, lines: dict[int, _Line]) -> FileCoverage:
-    """Counts and gaps of one file: a gap ends at a line that ran or where the function changes."""
-    gaps: list[Gap] = []
-    open_gap: Gap | None = None
-    for number in sorted(lines):
-        line = lines[number]
-        if line.count > 0:
-            open_gap = None
-            continue
-        if open_gap is not None and open_gap.function == line.function:
-            open_gap = Gap(name, open_gap.first, number, line.function, open_gap.lines + 1)
-            gaps[-1] = open_gap
-        else:
-            open_gap = Gap(name, number, number, line.function, 1)
-            gaps.append(open_gap)
-    executed = sum(1 for line in lines.values() if line.count > 0)
-    return FileCoverage(name, executed, len(lines), tuple(gaps))
-
-
-def _executed(lines: LineMap) -> int:
-    return sum(1 for per_file in lines.values() for line in per_file.values() if line.count > 0)
-
-
 # ---- the report -------------------------------------------------------------------
 
 
@@ -512,22 +368,24 @@ def measure(
         counters.mkdir(parents=True, exist_ok=True)
         runs = _run_all(inputs.programs, counters, tree, driver, timeout, progress)
         in_module = read_counters(counters, sorted(module.directory.glob("*.gcno")), tree.src_dir)
-        in_driver: LineMap = {}
+        in_driver = Counts()
         if driver is not None:
             notes = sorted(driver.parent.glob(f"{DRIVER}-*.gcno"))
             in_driver = read_counters(counters, notes, tree.src_dir)
     finally:
         if own:
             shutil.rmtree(counters, ignore_errors=True)
-    lines = merge(in_module, in_driver)
+    counts = Counts()
+    counts.add(in_module)
+    counts.add(in_driver)
     compiled = {s.name for s in tree.sources()}
-    files, outside = _split(tree, lines, compiled)
+    files, outside = _split(tree, counts, compiled)
     return CoverageReport(
         files=files,
         outside=outside,
         programs=len(inputs.programs),
         driver_runs=runs.driver_runs,
-        executed_by={"module": _executed(in_module), "driver": _executed(in_driver)},
+        executed_by={"module": in_module.executed(), "driver": in_driver.executed()},
         crashed=tuple(runs.crashed),
         malformed=inputs.malformed,
         skipped=inputs.skipped,
@@ -536,23 +394,23 @@ def measure(
 
 
 def _split(
-    tree: NativeTree, lines: LineMap, compiled: set[str]
+    tree: NativeTree, counts: Counts, compiled: set[str]
 ) -> tuple[tuple[FileCoverage, ...], tuple[Outside, ...]]:
     """Files programs can run, and the sources they cannot (with the reason)."""
     files: list[FileCoverage] = []
     outside: list[Outside] = []
     names = sorted({p.name for p in tree.src_dir.iterdir() if p.suffix in (".c", ".h")})
     for name in names:
-        per_file = lines.get(name, {})
+        lines = counts.lines.get(name, {})
         reason = OUTSIDE_REASONS.get(name)
         if reason is None and name.endswith(".c") and name not in compiled:
             reason = "not compiled into the cffi module or the C driver"
-        if reason is None and name.endswith(".c") and not per_file:
+        if reason is None and name.endswith(".c") and not lines:
             reason = "no executable code in this build (preprocessed away)"
         if reason is not None:
-            outside.append(Outside(name, len(per_file), reason))
-        elif per_file:
-            files.append(file_coverage(name, per_file))
+            outside.append(Outside(name, len(lines), reason))
+        elif lines:
+            files.append(file_coverage(name, lines, counts.functions.get(name)))
     return tuple(files), tuple(outside)
 
 
@@ -581,10 +439,7 @@ __all__ = [
     "Note",
     "Outside",
     "coverage_gaps",
-    "file_coverage",
     "find_inputs",
     "gcov_env",
     "measure",
-    "merge",
-    "read_counters",
 ]
