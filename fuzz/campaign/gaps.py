@@ -360,6 +360,12 @@ def measure(
     version = gcov_version()
     tree = tree or default_tree()
     module = build(BUILD, tree=tree, progress=progress)
+    notes = sorted(module.directory.glob("*.gcno"))
+    if not notes:
+        raise HakfuzzError(
+            f"the gcov build in {module.directory} has no .gcno notes for gcov to read; "
+            "rebuild it: hakfuzz build --variant gcov --force"
+        )
     threaded = any(p.threads > 1 for _, p in inputs.programs)
     driver = build_tool(DRIVER, BUILD, tree=tree) if threaded else None
     own = scratch is None
@@ -367,11 +373,11 @@ def measure(
     try:
         counters.mkdir(parents=True, exist_ok=True)
         runs = _run_all(inputs.programs, counters, tree, driver, timeout, progress)
-        in_module = read_counters(counters, sorted(module.directory.glob("*.gcno")), tree.src_dir)
+        in_module = read_counters(counters, notes, tree.src_dir)
         in_driver = Counts()
         if driver is not None:
-            notes = sorted(driver.parent.glob(f"{DRIVER}-*.gcno"))
-            in_driver = read_counters(counters, notes, tree.src_dir)
+            driver_notes = sorted(driver.parent.glob(f"{DRIVER}-*.gcno"))
+            in_driver = read_counters(counters, driver_notes, tree.src_dir)
     finally:
         if own:
             shutil.rmtree(counters, ignore_errors=True)
