@@ -37,6 +37,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("minimize", "hakfuzz.cli_minimize"),
     ("promote", "hakfuzz.cli_promote"),
     ("mutants", "hakfuzz.cli_mutants"),
+    ("coverage", "hakfuzz.cli_coverage"),
     ("status", "hakfuzz.cli_status"),
     ("findings", "hakfuzz.cli_findings"),
 ]

@@ -279,6 +279,8 @@ def _build_entry(the_plan: BuildPlan) -> None:
         objects = _compile_objects(the_plan, work / "obj")
         built = _link_module(the_plan, objects, work)
         os.replace(built, staging / the_plan.so_path.name)
+        for notes in (work / "obj").glob("*.gcno"):  # a line-coverage build: gcov reads these
+            os.replace(notes, staging / notes.name)
         shutil.rmtree(work)
         manifest = _result(the_plan, cached=False, started=time.monotonic()).to_json()
         manifest.update(format=_FORMAT, built_at=time.time())

@@ -75,6 +75,17 @@ VARIANTS: dict[str, Variant] = {
             compiler="clang",
         ),
         Variant(
+            "gcov",
+            # Line counters for `hakfuzz coverage`.  Atomic updates keep the
+            # driver's threads from losing counts; -u pulls gcov's dump and
+            # reset into the module, so a forked child that leaves by _exit
+            # can still write its counters.  They go to $GCOV_PREFIX.
+            ("-O0", "-g", "-DNDEBUG", "--coverage", "-fprofile-update=atomic"),
+            ldflags=("--coverage", "-Wl,-u,__gcov_dump", "-Wl,-u,__gcov_reset"),
+            summary="gcc --coverage -O0: line counters for `hakfuzz coverage` (to $GCOV_PREFIX)",
+            compiler="gcc",  # its notes must match the gcov that reads them
+        ),
+        Variant(
             "tsan",
             ("-O1", "-g", *_TSAN),
             wrapper_cflags=("-g", *_TSAN),
