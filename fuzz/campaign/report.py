@@ -54,10 +54,13 @@ def campaign_json(  # noqa: D103
 
 
 def write_report(  # noqa: D103
-    directory: Path, result: CampaignResult, triaged: list[Triaged]
+    directory: Path,
+    result: CampaignResult,
+    triaged: list[Triaged],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
-    doc = campaign_json(result, triaged)
+    doc = {**campaign_json(result, triaged), **(extra or {})}
     doc["report_dir"] = str(directory)
     history = {name: t.history for name, t in result.tallies.items()}
     (directory / "report.json").write_text(json.dumps({**doc, "history": history}, indent=2))
