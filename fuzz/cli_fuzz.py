@@ -233,9 +233,10 @@ def run(args: argparse.Namespace) -> int:
             }
         if stop.signum is None and args.gaps:
             err.print("measuring which native lines the campaign's programs reach...", style="dim")
-            extra["coverage_gaps"] = coverage_gaps(
-                [*opts.seeds, args.findings, opts.corpus_dir], workdir
-            )
+            sources = [*opts.seeds, args.findings]
+            if opts.corpus_dir is not None:
+                sources.append(opts.corpus_dir)
+            extra["coverage_gaps"] = coverage_gaps(sources, workdir)
         doc = _write_report(report_dir, result, triaged, err, extra)
     if args.json:
         print(json.dumps(doc, indent=2))

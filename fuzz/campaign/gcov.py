@@ -157,7 +157,9 @@ def read_counters(counters: Path, notes: Sequence[Path], src_dir: Path) -> Count
             path = Path(entry["file"])
             if not path.is_absolute():
                 path = Path(document.get("current_working_directory", "/")) / path
-            if path.resolve().parent == src:
+            # By name, not by absolute path: a build is cached by content, so its notes
+            # may name the checkout that first built it, not this one.
+            if path.parent.name == src.name and (src / path.name).is_file():
                 one = Counts({path.name: _lines(entry)}, {path.name: _functions(entry)})
                 counts.add(one)
     return counts
