@@ -117,12 +117,12 @@ static int check_class(unsigned c, char *msg, size_t len) {
     }
   }
   uint64_t n = 0, prev_seq = 0, in_use = 0, orphans = 0, listed = 0, dirty = 0;
-  for (hak_slab_t *o = cls->orphans, *prev = NULL; o != NULL; prev = o, o = o->o_next) {
+  for (hak_slab_t *o = cls->orphans, *prev = NULL; o != NULL; prev = o, o = o->o.next) {
     hak_ss_t *oss = _hak_ss_base(o);
     if (_hak_registry_lookup(oss) != oss || oss->class_idx != c || o->state != HAK_SLAB_ORPHAN)
       FAIL("class %u: the orphan list holds slab %p, not an ORPHAN slab of this class", c,
            (void *)o);
-    if (o->o_prev != prev) FAIL("class %u: orphan list links broken at slab %p", c, (void *)o);
+    if (o->o.prev != prev) FAIL("class %u: orphan list links broken at slab %p", c, (void *)o);
     if (++listed > (uint64_t)cls->ss_live * HAK_SLABS_PER_SS)
       FAIL("class %u: the orphan list loops", c);
   }

@@ -11,7 +11,7 @@
  * the last pushed blocks, so a pusher either landed before (and was taken)
  * or sees the bit.  A thread that frees into an orphan adopts it under the
  * class lock and frees locally.  Orphans are also on their class's orphan
- * list (linked through o_next/o_prev, which only owned slabs otherwise use),
+ * list (linked through its o links, which only owned slabs otherwise use),
  * so a thread that needs a slab adopts the latest orphan before it takes a
  * FREE one: a new thread continues where an exited one stopped instead of
  * opening one more slab per class. */
@@ -22,9 +22,7 @@
  * once the lock is dropped. */
 void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab) {
   hak_ss_t *ss = _hak_ss_base(slab);
-  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else cls->orphans = slab->o_next;
-  if (slab->o_next) slab->o_next->o_prev = slab->o_prev;
-  slab->o_next = slab->o_prev = NULL;
+  _hak_list_unlink(&cls->orphans, NULL, slab, HAK_LINKS_O);
   slab->state = HAK_SLAB_OWNED;
   slab->on_partial = 0;
   hak_store_relaxed(&slab->owner_id, t->id);
@@ -114,9 +112,6 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   _hak_slab_detach(t, ss->class_idx, slab);
   slab->state = HAK_SLAB_ORPHAN;
   hak_store_relaxed(&slab->owner_id, 0);
-  slab->o_prev = NULL;  /* _hak_slab_detach cleared both links */
-  slab->o_next = cls->orphans;
-  if (cls->orphans) cls->orphans->o_prev = slab;
-  cls->orphans = slab;
+  _hak_list_push(&cls->orphans, NULL, slab, HAK_LINKS_O);
   pthread_mutex_unlock(&cls->lock);
 }

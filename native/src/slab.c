@@ -11,31 +11,17 @@
 /* ---- per-thread lists (no lock: only the owner touches them) ---- */
 void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
   hak_tclass_t *tc = &t->cls[c];
-  slab->o_next = NULL;
-  slab->o_prev = tc->owned_tail;
-  if (tc->owned_tail) tc->owned_tail->o_next = slab; else tc->owned_head = slab;
-  tc->owned_tail = slab;
-}
-
-static void owned_remove(hak_tclass_t *tc, hak_slab_t *slab) {
-  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else tc->owned_head = slab->o_next;
-  if (slab->o_next) slab->o_next->o_prev = slab->o_prev; else tc->owned_tail = slab->o_prev;
-  slab->o_next = slab->o_prev = NULL;
+  _hak_list_append(&tc->owned_head, &tc->owned_tail, slab, HAK_LINKS_O);
 }
 
 static void partial_push(hak_tclass_t *tc, hak_slab_t *slab) {
   slab->on_partial = 1;
-  slab->p_prev = NULL;
-  slab->p_next = tc->partial;
-  if (tc->partial) tc->partial->p_prev = slab;
-  tc->partial = slab;
+  _hak_list_push(&tc->partial, NULL, slab, HAK_LINKS_P);
 }
 
 static void partial_remove(hak_tclass_t *tc, hak_slab_t *slab) {
   if (!slab->on_partial) return;
-  if (slab->p_prev) slab->p_prev->p_next = slab->p_next; else tc->partial = slab->p_next;
-  if (slab->p_next) slab->p_next->p_prev = slab->p_prev;
-  slab->p_next = slab->p_prev = NULL;
+  _hak_list_unlink(&tc->partial, NULL, slab, HAK_LINKS_P);
   slab->on_partial = 0;
 }
 
@@ -49,7 +35,7 @@ static inline unsigned slab_index(hak_slab_t *slab) {
 void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
   hak_tclass_t *tc = &t->cls[c];
   partial_remove(tc, slab);
-  owned_remove(tc, slab);
+  _hak_list_unlink(&tc->owned_head, &tc->owned_tail, slab, HAK_LINKS_O);
   if (tc->cur == slab) tc->cur = NULL;
 }
 
@@ -129,9 +115,9 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
  * cur left for a partial slab) on partial (docs/policy.md step 2b). */
 static void collect(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
-  for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next) _hak_remote_drain(slab_ss(s), s);
+  for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next) _hak_remote_drain(slab_ss(s), s);
   for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
-    next = s->o_next;
+    next = s->o.next;
     if (s == tc->cur) continue;
     if (s->used == 0) _hak_retire(t, slab_ss(s), s);
     else if ((s->freelist != NULL || s->carved < s->capacity) && !s->on_partial)

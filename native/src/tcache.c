@@ -132,10 +132,10 @@ void _hak_thread_flush(hak_thread_t *t) {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
     drain_oldest(t, c, tc->count);
-    for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next)
+    for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next)
       _hak_remote_drain(_hak_ss_base(s), s);
     for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
-      next = s->o_next;
+      next = s->o.next;
       if (s->used == 0) _hak_retire(t, _hak_ss_base(s), s);
     }
   }
