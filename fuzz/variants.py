@@ -5,7 +5,9 @@ module or a built tool: a plain variant (``release``, ``asan``, ...) builds
 the shipped sources with its flags; ``mutant:NAME`` builds a patched copy of
 the sources (``native/mutants/NAME.patch``) with the release flags;
 ``testfault:NAME`` does the same with ``native/testfaults/NAME.patch``
-(deliberate crashes used only by the tests of the campaign machinery).
+(deliberate faults used only by the tests).  Either takes ``@VARIANT`` to
+build the patched tree with another variant's flags: ``testfault:NAME@debug``
+is that tree with HAK_ASSERT compiled in.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ TESTFAULT_PREFIX = "testfault:"
 def split(text: str) -> tuple[str, Any]:
     """(base variant, source tree or None) for a variant name."""
     from hakfuzz.native import VARIANTS
-    from hakfuzz.native._mutants import mutant_tree, resolve_variant
+    from hakfuzz.native._mutants import mutant_tree, resolve_variant, split_build
 
     if text.startswith(TESTFAULT_PREFIX):
-        name = text[len(TESTFAULT_PREFIX) :]
-        return "release", mutant_tree(name, directory=_testfaults_dir())
+        name, build = split_build(text[len(TESTFAULT_PREFIX) :])
+        return build, mutant_tree(name, directory=_testfaults_dir())
     if ":" not in text and text not in VARIANTS:
         raise UsageError(
-            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)}, mutant:NAME)"
+            f"unknown variant {text!r} "
+            f"(choose from {', '.join(VARIANTS)}, mutant:NAME[@VARIANT])"
         )
     return resolve_variant(text)
 

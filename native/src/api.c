@@ -129,6 +129,8 @@ static inline void tiny_free_served(hak_ss_t *ss, void *p) {
   if (HAK_LIKELY(cap != 0)) {
     hak_tclass_t *tc = &t->cls[c];
     if (HAK_UNLIKELY(tc->count >= cap)) _hak_cache_drain(t, c);
+    HAK_ASSERT(tc->count < cap && cap <= HAK_CACHE_CAP_MAX,
+               "a cache holds fewer than cap blocks before a push");
     *_hak_cache_slot(t, c, tc->count++) = p;
     return;
   }

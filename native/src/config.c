@@ -153,6 +153,7 @@ void hak_configure_from_env(void) {
   /* Every value passed opt_valid, all hak_configure tests, so it cannot
    * refuse; should that ever change, say so rather than drop them all. */
   int rc = hak_configure(&cfg);
+  HAK_ASSERT(rc == 0, "values that pass the option table are a valid configuration");
   if (rc != 0) {
     static const char msg[] = "hakmem: HAKMEM_* settings refused by hak_configure; none applied\n";
     say(msg, (int)sizeof msg - 1);

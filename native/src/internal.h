@@ -29,6 +29,26 @@
 _Static_assert((1u << HAK_SS_SHIFT) == HAK_SS_SIZE, "HAK_SS_SHIFT is not log2(HAK_SS_SIZE)");
 _Static_assert((1u << HAK_MIN_SHIFT) == HAK_MIN_BLOCK, "HAK_MIN_SHIFT is not log2(HAK_MIN_BLOCK)");
 
+/* ---- HAK_ASSERT: the invariants written next to the fields below --------
+ * The debug variant (-DHAK_DEBUG) checks each one where a call changes the
+ * fields it is about, so a broken invariant stops the program inside the
+ * call that broke it, not ops later in hak_check: stderr gets
+ *   hakmem: assertion failed: <expr> (<file>:<line> in <func>)
+ *   hakmem: invariant: <why, in words>
+ * and the process aborts.  Every other build keeps the expression only
+ * inside sizeof, which never evaluates it: no code on any path (the release
+ * objects do not change), and a value read only by a check is still "used".
+ * The checks are O(1); hak_check is the whole-heap walk. */
+#ifdef HAK_DEBUG
+HAK_HIDDEN __attribute__((noreturn, cold)) void _hak_assert_fail(const char *expr, const char *why,
+                                                       const char *file, int line,
+                                                       const char *func);
+#define HAK_ASSERT(expr, why) \
+  (HAK_LIKELY(expr) ? (void)0 : _hak_assert_fail(#expr, (why), __FILE__, __LINE__, __func__))
+#else
+#define HAK_ASSERT(expr, why) ((void)sizeof((expr) ? 1 : 0))
+#endif
+
 /* ---- atomics: the only memory orders the allocator uses -------------- */
 #define hak_load_relaxed(p)      atomic_load_explicit((p), memory_order_relaxed)
 #define hak_load_acquire(p)      atomic_load_explicit((p), memory_order_acquire)
@@ -92,6 +112,57 @@ struct hak_ss_s {
   hak_slab_t slabs[HAK_SLABS_PER_SS];
 };
 _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too large");
+
+/* The invariants above as named checks, for the points that change their
+ * fields.  Macros, not functions: a failure names the caller's line. */
+#define HAK_ASSERT_COUNTS(slab)                                                   \
+  do {                                                                            \
+    HAK_ASSERT((slab)->used <= (slab)->carved,                                    \
+               "a slab never has more blocks out (used) than it has carved");    \
+    HAK_ASSERT((slab)->carved <= (slab)->capacity,                                \
+               "a slab never carves past its capacity");                         \
+  } while (0)
+/* After an update of ss->active that returned `now`, by the owner of slab. */
+#define HAK_ASSERT_ACTIVE(now, slab)                                              \
+  HAK_ASSERT((now) >= (int64_t)(slab)->used,                                      \
+             "a SuperSlab's active count is the sum of its slabs' used counts: "  \
+             "never below the used count of the slab just updated, never negative")
+#define HAK_ASSERT_FREE(ss, slab)                                                 \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_FREE, "the slab is FREE here");         \
+    HAK_ASSERT((slab)->used == 0 && (slab)->carved == 0 && (slab)->freelist == NULL, \
+               "a FREE slab has no block out, none carved, an empty freelist");  \
+    HAK_ASSERT(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) == 0,        \
+               "a FREE slab has an empty remote stack");                         \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == 0, "a FREE slab has no owner"); \
+    HAK_ASSERT(!((ss)->inuse >> ((slab) - (ss)->slabs) & 1),                     \
+               "a FREE slab's bit in the in-use mask is clear");                 \
+  } while (0)
+#define HAK_ASSERT_ORPHAN(ss, slab)                                               \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_ORPHAN, "the slab is an ORPHAN here");  \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == 0, "an ORPHAN has no owner"); \
+    HAK_ASSERT(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) == HAK_ORPHAN_BIT, \
+               "an ORPHAN's remote head is HAK_ORPHAN_BIT exactly");             \
+    HAK_ASSERT((slab)->used > 0, "an ORPHAN has blocks out (else it is retired)"); \
+  } while (0)
+#define HAK_ASSERT_OWNED(ss, slab, id)                                            \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_OWNED, "the slab is OWNED here");       \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == (id),                      \
+               "an OWNED slab's owner_id is its owner's thread id");             \
+    HAK_ASSERT(!(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) & HAK_ORPHAN_BIT), \
+               "an OWNED slab's remote head has no HAK_ORPHAN_BIT");             \
+  } while (0)
+/* Class lock held, after a change of inuse, free_slabs or dirty. */
+#define HAK_ASSERT_MASKS(ss)                                                      \
+  do {                                                                            \
+    HAK_ASSERT((ss)->free_slabs ==                                                \
+                   HAK_SLABS_PER_SS - (unsigned)__builtin_popcount((ss)->inuse),  \
+               "free_slabs is the number of FREE slabs: 32 - popcount(inuse)");  \
+    HAK_ASSERT(((ss)->dirty & (ss)->inuse) == 0,                                  \
+               "only FREE slabs are marked dirty");                              \
+  } while (0)
 
 #define HAK_HELD_WORDS_PER_SLAB (HAK_SLAB_SIZE / HAK_MIN_BLOCK / HAK_HELD_BITS)
 
@@ -198,6 +269,7 @@ static inline void _hak_list_unlink(hak_slab_t **head, hak_slab_t **tail, hak_sl
                                     hak_links_t which) {
   hak_link_t *l = _hak_links(s, which);
   hak_slab_t *next = l->next, *prev = l->prev;
+  HAK_ASSERT(prev != NULL || *head == s, "a slab with no predecessor heads its list");
   if (prev) _hak_links(prev, which)->next = next; else *head = next;
   if (next) _hak_links(next, which)->prev = prev; else if (tail) *tail = prev;
   l->next = l->prev = NULL;

@@ -28,6 +28,8 @@ static hak_reg_slot_t *leaf_for(uintptr_t page, int create) {
 }
 
 int _hak_registry_add(hak_ss_t *ss) {
+  HAK_ASSERT(((uintptr_t)ss & (HAK_SS_SIZE - 1)) == 0 && ss->class_idx < HAK_NUM_CLASSES,
+             "a registry entry is a 2 MiB-aligned base | its class index");
   uintptr_t page = (uintptr_t)ss >> HAK_SS_SHIFT;
   hak_reg_slot_t *leaf = leaf_for(page, 1);
   if (leaf == NULL) return -1;

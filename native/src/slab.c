@@ -15,6 +15,7 @@ void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 }
 
 static void partial_push(hak_tclass_t *tc, hak_slab_t *slab) {
+  HAK_ASSERT(!slab->on_partial, "a slab is on its owner's partial stack at most once");
   slab->on_partial = 1;
   _hak_list_push(&tc->partial, NULL, slab, HAK_LINKS_P);
 }
@@ -41,6 +42,10 @@ void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   unsigned c = ss->class_idx;
+  HAK_ASSERT_OWNED(ss, slab, t->id);
+  HAK_ASSERT(slab->used == 0, "a slab is retired only with no block out");
+  HAK_ASSERT(hak_load_relaxed(&ss->remote[slab - ss->slabs]) == 0,
+             "a slab with no block out has an empty remote stack (remote blocks count as used)");
   _hak_slab_detach(t, c, slab);
   hak_class_t *cls = &_hak_classes[c];
   unsigned idx = slab_index(slab);
@@ -63,18 +68,24 @@ void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
     ss->dirty |= 1u << idx;
     hak_add_relaxed(&cls->dirty_slabs, 1);
   }
+  HAK_ASSERT(cls->slabs_in_use > 0, "slabs_in_use counts OWNED and ORPHAN slabs: never negative");
   ss->free_slabs++;
   cls->slabs_in_use--;
+  HAK_ASSERT_MASKS(ss);
+  HAK_ASSERT_FREE(ss, slab);
   if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty) _hak_ss_release(ss);
   pthread_mutex_unlock(&cls->lock);
 }
 
 /* Local free by the owner. */
 static void local_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  HAK_ASSERT_OWNED(ss, slab, t->id);
   _hak_set_next(p, slab->freelist);
   slab->freelist = p;
   slab->used--;
-  hak_sub_relaxed(&ss->active, 1);
+  HAK_ASSERT_COUNTS(slab);
+  int64_t active = hak_sub_relaxed(&ss->active, 1) - 1;
+  HAK_ASSERT_ACTIVE(active, slab);
   hak_tclass_t *tc = &t->cls[ss->class_idx];
   if (slab == tc->cur) return;
   if (slab->used == 0) _hak_retire(t, ss, slab);
@@ -106,7 +117,9 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
     return NULL;
   }
   slab->used++;
-  hak_add_relaxed(&ss->active, 1);
+  HAK_ASSERT_COUNTS(slab);
+  int64_t active = hak_add_relaxed(&ss->active, 1) + 1;
+  HAK_ASSERT_ACTIVE(active, slab);
   return p;
 }
 
@@ -144,19 +157,23 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   }
   unsigned idx = (unsigned)__builtin_ctz(~ss->inuse);
   hak_slab_t *slab = &ss->slabs[idx];
+  HAK_ASSERT_FREE(ss, slab);
   ss->inuse |= 1u << idx;
   if (ss->dirty & (1u << idx)) {
     ss->dirty &= ~(1u << idx);
-    hak_sub_relaxed(&cls->dirty_slabs, 1);
+    uint32_t dirty_before = hak_sub_relaxed(&cls->dirty_slabs, 1);
+    HAK_ASSERT(dirty_before > 0, "dirty_slabs counts the class's dirty FREE slabs: never negative");
   }
   ss->free_slabs--;
   cls->slabs_in_use++;
+  HAK_ASSERT_MASKS(ss);
   slab->state = HAK_SLAB_OWNED;
   slab->freelist = NULL;
   slab->carved = 0;
   slab->used = 0;
   slab->on_partial = 0;
   hak_store_relaxed(&slab->owner_id, t->id);
+  HAK_ASSERT_OWNED(ss, slab, t->id);
   pthread_mutex_unlock(&cls->lock);
   _hak_owned_append(t, c, slab);
   return slab;

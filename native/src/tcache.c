@@ -107,7 +107,9 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   if (k == 0) return NULL;
   /* b1 is returned now; b2..bk are stacked so that b2 pops next. */
   hak_tclass_t *tc = &t->cls[c];
+  HAK_ASSERT(tc->count == 0, "a cache is refilled only when it is empty");
   for (uint32_t i = k; i > 1; i--) *_hak_cache_slot(t, c, tc->count++) = taken[i - 1];
+  HAK_ASSERT(tc->count < cap, "a refill leaves the cache below its cap (one block goes out)");
   return taken[0];
 }
 
@@ -126,12 +128,14 @@ void _hak_cache_drain(hak_thread_t *t, unsigned c) {
   uint32_t cap = _hak_g.cfg.cache_cap;
   uint32_t n = cap / 2 ? cap / 2 : 1;
   while (t->cls[c].count >= cap && t->cls[c].count > 0) drain_oldest(t, c, n);
+  HAK_ASSERT(t->cls[c].count < cap || cap == 0, "a drained cache is below its cap");
 }
 
 void _hak_thread_flush(hak_thread_t *t) {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
     drain_oldest(t, c, tc->count);
+    HAK_ASSERT(tc->count == 0, "a flushed cache is empty");
     for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next)
       _hak_remote_drain(_hak_ss_base(s), s);
     for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
@@ -148,6 +152,8 @@ void _hak_thread_retire(hak_thread_t *t) {
     while (tc->owned_head != NULL) _hak_orphan(t, _hak_ss_base(tc->owned_head), tc->owned_head);
     tc->cur = NULL;
     tc->partial = NULL;
+    HAK_ASSERT(tc->count == 0 && tc->owned_tail == NULL,
+               "an exited thread keeps no cached block and owns no slab");
   }
   pthread_mutex_lock(&_hak_g.lock);
   t->pool_next = _hak_g.thread_pool;
