@@ -160,7 +160,9 @@ void hak_configure_from_env(void) {
   }
 }
 
+/* The lock order: the spare record's, every class's, the global one. */
 void _hak_lock_all(void) {
+  pthread_mutex_lock(&_hak_spare_lock);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) pthread_mutex_lock(&_hak_classes[c].lock);
   pthread_mutex_lock(&_hak_g.lock);
 }
@@ -168,10 +170,12 @@ void _hak_lock_all(void) {
 void _hak_unlock_all(void) {
   pthread_mutex_unlock(&_hak_g.lock);
   for (unsigned c = HAK_NUM_CLASSES; c-- > 0;) pthread_mutex_unlock(&_hak_classes[c].lock);
+  pthread_mutex_unlock(&_hak_spare_lock);
 }
 
 static void child_after_fork(void) {
   /* Only the forking thread exists in the child; its locks were held. */
+  pthread_mutex_init(&_hak_spare_lock, NULL);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) pthread_mutex_init(&_hak_classes[c].lock, NULL);
   pthread_mutex_init(&_hak_g.lock, NULL);
 }

@@ -372,6 +372,9 @@ void _hak_cache_drain(hak_thread_t *t, unsigned class_idx);
 void _hak_thread_flush(hak_thread_t *t);
 void _hak_thread_retire(hak_thread_t *t);  /* thread exit */
 hak_thread_t *_hak_thread_current_or_null(void);
+void _hak_free_without_record(hak_ss_t *ss, void *p);  /* see tcache.c */
+/* Taken first by _hak_lock_all: a fork never copies the spare mid-free. */
+extern HAK_HIDDEN pthread_mutex_t _hak_spare_lock;
 void _hak_threads_refresh(void);         /* every fast_cap; global lock held */
 
 extern HAK_HIDDEN __thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));

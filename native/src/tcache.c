@@ -145,7 +145,8 @@ void _hak_thread_flush(hak_thread_t *t) {
   }
 }
 
-void _hak_thread_retire(hak_thread_t *t) {
+/* Flush, then orphan every slab still owned: the record owns nothing after. */
+static void give_back(hak_thread_t *t) {
   _hak_thread_flush(t);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
@@ -155,10 +156,36 @@ void _hak_thread_retire(hak_thread_t *t) {
     HAK_ASSERT(tc->count == 0 && tc->owned_tail == NULL,
                "an exited thread keeps no cached block and owns no slab");
   }
+}
+
+void _hak_thread_retire(hak_thread_t *t) {
+  give_back(t);
   pthread_mutex_lock(&_hak_g.lock);
   t->pool_next = _hak_g.thread_pool;
   _hak_g.thread_pool = t;
   pthread_mutex_unlock(&_hak_g.lock);
+}
+
+/* A free by a thread that has no record (mapping one failed) must still
+ * give the block back: such frees take turns with the spare record below,
+ * each under a fresh identity (so no slab counts it as its owner: the block
+ * goes to its owner's remote stack) and each ending as a thread exit does,
+ * so the spare owns nothing between turns (a free into an orphan adopts it,
+ * and gives it up again, retired or orphaned).  A malloc without a record
+ * is answered by the OOM policy (counted in fallback_allocs or oom_nulls). */
+static hak_thread_t g_spare;
+pthread_mutex_t _hak_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void _hak_free_without_record(hak_ss_t *ss, void *p) {
+  pthread_mutex_lock(&_hak_spare_lock);
+  hak_thread_t *t = &g_spare;
+  fresh_state(t);
+  pthread_mutex_lock(&_hak_g.lock);
+  t->id = ++_hak_g.next_thread_id;
+  pthread_mutex_unlock(&_hak_g.lock);
+  _hak_release_block(t, ss, p);
+  give_back(t);
+  pthread_mutex_unlock(&_hak_spare_lock);
 }
 
 void hak_flush(void) {
