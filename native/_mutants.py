@@ -267,12 +267,12 @@ def resolve_variant(text: str) -> tuple[str, NativeTree | None]:
 
 
 __all__ = [
+    "BUILD_SEPARATOR",
     "COPIED_DIRS",
     "MUTANTS_DIR",
     "MUTANT_PREFIX",
     "Mutant",
     "MutantError",
-    "BUILD_SEPARATOR",
     "check_applies",
     "compile_check",
     "get_mutant",

@@ -106,7 +106,8 @@ def test_debug_build_aborts_inside_the_op_that_breaks_the_invariant() -> None:
     lines = through.stderr.splitlines()
     first = next((i for i, line in enumerate(lines) if "assertion failed" in line), None)
     assert first is not None, f"no HAK_ASSERT message: {through.stderr[-2000:]!r}"
-    assert lines[first].startswith(MESSAGE) and lines[first].endswith(WHERE), lines[first]
+    assert lines[first].startswith(MESSAGE), lines[first]
+    assert lines[first].endswith(WHERE), lines[first]
     assert lines[first + 1] == WORDS, lines[first + 1]
     assert through.stdout == "", "the run stopped in the op: no verdict was printed"
 
@@ -117,12 +118,14 @@ def test_release_build_of_the_same_tree_runs_past_that_op() -> None:
     # The drain returns with the broken count; only the comparison with the
     # model after the op (a slab the model retired is still in use) sees it.
     message = verdict(done)["message"]
-    assert message is not None and message.startswith(f"op {BREAKS_AT} "), done.stdout
+    assert message is not None, done.stdout
+    assert message.startswith(f"op {BREAKS_AT} "), done.stdout
 
 
 def test_patched_trees_take_another_variants_flags() -> None:
     base, tree = split(f"{FAULT}@debug")
-    assert base == "debug" and tree is not None
+    assert base == "debug"
+    assert tree is not None
     assert split(FAULT)[0] == "release"
     assert split("mutant:user-base-offset@debug")[0] == "debug"
     with pytest.raises(Exception, match="unknown build variant 'nope'"):
