@@ -5,10 +5,11 @@ module or a built tool: a plain variant (``release``, ``asan``, ...) builds
 the shipped sources with its flags; ``mutant:NAME`` builds a patched copy of
 the sources (``native/mutants/NAME.patch``) with the release flags;
 ``testfault:NAME`` does the same with ``native/testfaults/NAME.patch``
-(deliberate crashes used only by the tests of the campaign machinery).  A
-patched tree takes other flags with a suffix: ``mutant:NAME@asan`` is the
-mutant built with AddressSanitizer, so a bug only a sanitizer sees is caught
-in the tree that has it.
+(deliberate faults used only by the tests).  Either takes ``@VARIANT`` to
+build the patched tree with another variant's flags: ``mutant:NAME@asan`` is
+the mutant built with AddressSanitizer, so a bug only a sanitizer sees is
+caught in the tree that has it; ``testfault:NAME@debug`` is that tree with
+HAK_ASSERT compiled in.
 """
 
 from __future__ import annotations
@@ -55,23 +56,18 @@ def with_flags(text: str, flags: str) -> str:
 def split(text: str) -> tuple[str, Any]:
     """(base variant, source tree or None) for a variant name."""
     from hakfuzz.native import VARIANTS
-    from hakfuzz.native._mutants import mutant_tree, resolve_variant
+    from hakfuzz.native._mutants import mutant_tree, resolve_variant, split_build
 
-    if "@" in text and text.startswith(_PATCHED):
-        spec, flags = text.rsplit("@", 1)
-        if flags not in VARIANTS:
-            raise UsageError(
-                f"unknown build flags {flags!r} in {text!r} (choose from {', '.join(VARIANTS)})"
-            )
-        return flags, split(spec)[1]
-    if text.startswith(MUTANT_PREFIX):
-        return "release", _mutant_tree(text[len(MUTANT_PREFIX) :])
-    if text.startswith(TESTFAULT_PREFIX):
-        name = text[len(TESTFAULT_PREFIX) :]
-        return "release", mutant_tree(name, directory=_testfaults_dir())
+    if text.startswith(_PATCHED):
+        prefix, _, rest = text.partition(":")
+        name, build = split_build(rest)
+        if f"{prefix}:" == MUTANT_PREFIX:
+            return build, _mutant_tree(name)
+        return build, mutant_tree(name, directory=_testfaults_dir())
     if ":" not in text and text not in VARIANTS:
         raise UsageError(
-            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)}, mutant:NAME)"
+            f"unknown variant {text!r} "
+            f"(choose from {', '.join(VARIANTS)}, mutant:NAME[@VARIANT])"
         )
     return resolve_variant(text)
 

@@ -18,7 +18,9 @@ entry; entries are assembled in a private directory and published with one
 ``rename``, under an ``fcntl`` lock (parallel test workers are safe).
 
 The variant spelling ``mutant:NAME`` (``hakfuzz build --variant``) is
-resolved by :func:`resolve_variant`.
+resolved by :func:`resolve_variant`; ``mutant:NAME@VARIANT`` builds the same
+patched tree with another variant's flags (``@debug``: with HAK_ASSERT, so
+the broken invariant is named at the call that broke it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ COPIED_DIRS: tuple[str, ...] = ("src", "include", "driver", "bench")
 
 MUTANT_PREFIX = "mutant:"
 """How a mutant is spelled where a variant is expected: ``mutant:NAME``."""
+
+BUILD_SEPARATOR = "@"
+"""``mutant:NAME@VARIANT``: the patched tree built with VARIANT's flags (default release)."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _TITLE = re.compile(r"^#\s*(?P<name>[\w-]+)\s*(?:\u2014|--?)\s*(?P<title>.+?)\s*$")
@@ -241,15 +246,29 @@ def compile_check(name: str, variant: str = "release", *, cache_dir: Path | None
             )
 
 
+def split_build(text: str) -> tuple[str, str]:
+    """``NAME@VARIANT`` -> (``NAME``, ``VARIANT``); ``NAME`` -> (``NAME``, ``release``).
+
+    An unknown VARIANT is an error naming the choices.
+    """
+    name, separator, build = text.partition(BUILD_SEPARATOR)
+    if not separator:
+        return name, "release"
+    get_variant(build)
+    return name, build
+
+
 def resolve_variant(text: str) -> tuple[str, NativeTree | None]:
-    """``release`` -> (``release``, None); ``mutant:NAME`` -> (``release``, its tree)."""
+    """``release`` -> (``release``, None); ``mutant:NAME[@VARIANT]`` -> (VARIANT, its tree)."""
     if text.startswith(MUTANT_PREFIX):
-        return "release", mutant_tree(text[len(MUTANT_PREFIX) :])
+        name, build = split_build(text[len(MUTANT_PREFIX) :])
+        return build, mutant_tree(name)
     get_variant(text)
     return text, None
 
 
 __all__ = [
+    "BUILD_SEPARATOR",
     "COPIED_DIRS",
     "MUTANTS_DIR",
     "MUTANT_PREFIX",
@@ -262,4 +281,5 @@ __all__ = [
     "mutant_tree",
     "mutants",
     "resolve_variant",
+    "split_build",
 ]

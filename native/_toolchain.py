@@ -50,9 +50,11 @@ VARIANTS: dict[str, Variant] = {
         Variant("release", ("-O2", "-g", "-DNDEBUG"), summary="optimised, asserts off"),
         Variant(
             "debug",
-            # Python's own CFLAGS carry -DNDEBUG; -UNDEBUG keeps our asserts on.
-            ("-O0", "-g", "-UNDEBUG", "-DHAK_DEFAULT_CHECKED=1"),
-            summary="asserts on, checked mode by default",
+            # HAK_DEBUG compiles in HAK_ASSERT (native/src/internal.h): the
+            # invariants next to the fields, checked where they change.
+            # Python's own CFLAGS carry -DNDEBUG; -UNDEBUG keeps assert() on too.
+            ("-O0", "-g", "-UNDEBUG", "-DHAK_DEBUG=1", "-DHAK_DEFAULT_CHECKED=1"),
+            summary="HAK_ASSERT invariants on, checked mode by default",
         ),
         Variant(
             "asan",

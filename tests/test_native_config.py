@@ -124,3 +124,45 @@ def test_configure_from_env(
     err = capfd.readouterr().err
     assert "HAKMEM_CACHE_CAP" in err, f"the invalid variable is named on stderr: {err!r}"
     assert "HAKMEM_SS_KEEP" in err, f"the invalid variable is named on stderr: {err!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("OOM_POLICY", "abort", "(expected libc or null)"),
+        ("SS_CAP", "+5", "(expected a whole number from 0 to 4294967295)"),
+        ("CACHE_CAP", " 8", "(expected a whole number from 0 to 1024)"),
+        ("REFILL_BATCH", "0", "(expected a whole number from 1 to 1024)"),
+        ("BUDGET_BYTES", "18446744073709551616", "(expected a whole number from 0 to 1844"),
+        ("CHECKED", "yes", "(expected a whole number from 0 to 1)"),
+    ],
+)
+def test_a_rejected_env_value_is_named_with_its_text_and_what_it_should_be(
+    hak: HakmemModule,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    expected: str,
+) -> None:
+    before = config_dict(hak)
+    monkeypatch.setenv(f"HAKMEM_{name}", text)
+    hak.lib.hak_configure_from_env()
+    assert config_dict(hak) == before, f"HAKMEM_{name}={text!r} changed the configuration"
+    err = capfd.readouterr().err
+    assert f"hakmem: ignoring HAKMEM_{name}={text} {expected}" in err, err
+
+
+def test_env_values_are_applied_as_hak_configure_would(
+    hak: HakmemModule, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # hak_configure keeps a refill_batch above cache_cap (clamped when used);
+    # the environment must not rewrite it silently on the way in.
+    monkeypatch.setenv("HAKMEM_CACHE_CAP", "8")
+    monkeypatch.setenv("HAKMEM_REFILL_BATCH", "100")
+    monkeypatch.setenv("HAKMEM_OOM_POLICY", "1")  # the number hak_configure takes
+    hak.lib.hak_configure_from_env()
+    applied = config_dict(hak)
+    assert (applied["cache_cap"], applied["refill_batch"]) == (8, 100), str(applied)
+    assert applied["oom_policy"] == OOM_NULL, str(applied)
+    assert capfd.readouterr().err == "", "valid values are applied without a word"

@@ -9,13 +9,17 @@ TLS destructors have run, and the counters are checked right after the join.
 from __future__ import annotations
 
 import functools
+import json
 import queue
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
 import pytest
 from native_helpers import (
+    OWNER_LIBC,
     Ptr,
     assert_clean,
     assert_drained,
@@ -193,3 +197,63 @@ def test_blocks_of_an_exited_thread_are_adopted(hak: HakmemModule, mode: str) ->
         f"adopted orphans are retired and the SuperSlab released:\n{snap}"
     )
     assert_clean(hak, "after adoption")
+
+
+# A thread whose record cannot be mapped (testfault one-thread-record: only
+# the first record maps) frees a block of the main thread's slab: while that
+# slab is OWNED (a remote free the owner drains) and once it is an ORPHAN
+# (the free adopts it and retires it).  Prints the class-3 counters after.
+NO_RECORD_CHILD = """
+import json, sys, threading
+from hakfuzz.variants import load_module
+hak = load_module(sys.argv[1])
+lib, ffi = hak.lib, hak.ffi
+ptr = lib.hak_malloc(64)                 # the main thread gets the only record
+keep = ffi.NULL
+if sys.argv[2] == "orphan":
+    lib.hak_thread_exit()                # its slab, one block out, becomes an ORPHAN
+    keep = lib.hak_malloc(8)             # and it takes its pooled record back
+where = ffi.new("hak_location_t *")
+
+def no_record():
+    lib.hak_free(ptr)                    # before the fix: returned, the block leaked
+    other = lib.hak_malloc(64)           # no record: the OOM policy (libc) serves it
+    lib.hak_locate(other, where)
+    lib.hak_free(other)
+
+worker = threading.Thread(target=no_record)
+worker.start()
+worker.join()
+lib.hak_free(keep)
+lib.hak_flush()                          # the owner drains its remote frees
+st = ffi.new("hak_stats_t *")
+lib.hak_stats(st)
+msg = ffi.new("char[]", 256)
+bad = lib.hak_check(msg, 256)
+c = st.cls[3]
+print(json.dumps({"active": c.active_blocks, "slabs": c.slabs_in_use, "remote": c.remote_pending,
+                  "fallback": c.fallback_allocs, "other_owner": where.owner, "ss_live": c.ss_live,
+                  "check": ffi.string(msg).decode() if bad else None}))
+"""
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("build", ["", "@debug"])
+@pytest.mark.parametrize("slab", ["owned", "orphan"])
+def test_a_thread_without_a_record_still_frees(build: str, slab: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_RECORD_CHILD, f"testfault:one-thread-record{build}", slab],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    got = json.loads(done.stdout)
+    assert got["check"] is None, got["check"]
+    assert (got["active"], got["slabs"], got["remote"], got["ss_live"]) == (0, 0, 0, 0), (
+        f"the block freed without a record went back, its slab retired and released: {got}"
+    )
+    assert (got["fallback"], got["other_owner"]) == (1, OWNER_LIBC), (
+        f"a malloc without a record is the OOM policy's, counted as a fallback: {got}"
+    )

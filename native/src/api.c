@@ -124,11 +124,16 @@ void *hak_malloc(size_t size) {
 static inline void tiny_free_served(hak_ss_t *ss, void *p) {
   unsigned c = ss->class_idx;
   hak_thread_t *t = _hak_thread();
-  if (HAK_UNLIKELY(t == NULL)) return;  /* cannot happen short of OOM for a record */
+  if (HAK_UNLIKELY(t == NULL)) {  /* no record: mapping one failed */
+    _hak_free_without_record(ss, p);
+    return;
+  }
   uint32_t cap = _hak_g.cfg.cache_cap;
   if (HAK_LIKELY(cap != 0)) {
     hak_tclass_t *tc = &t->cls[c];
     if (HAK_UNLIKELY(tc->count >= cap)) _hak_cache_drain(t, c);
+    HAK_ASSERT(tc->count < cap && cap <= HAK_CACHE_CAP_MAX,
+               "a cache holds fewer than cap blocks before a push");
     *_hak_cache_slot(t, c, tc->count++) = p;
     return;
   }

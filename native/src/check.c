@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -15,6 +16,25 @@ void _hak_held_set(hak_ss_t *ss, const void *p) {
   _Atomic uint64_t *word = _hak_held_word(ss, slab_idx, block_idx, &mask);
   atomic_fetch_or_explicit(word, mask, memory_order_relaxed);
 }
+
+#ifdef HAK_DEBUG
+/* HAK_ASSERT's report (internal.h).  write(2), not stdio: this runs inside
+ * malloc and free, and must not allocate.  The file is named without its
+ * directory: mutant and testfault trees are built from copies in the cache. */
+void _hak_assert_fail(const char *expr, const char *why, const char *file, int line,
+                      const char *func) {
+  const char *slash = strrchr(file, '/');
+  char msg[768];
+  int n = snprintf(msg, sizeof msg,
+                   "hakmem: assertion failed: %s (%s:%d in %s)\nhakmem: invariant: %s\n", expr,
+                   slash ? slash + 1 : file, line, func, why);
+  if (n > 0) {
+    ssize_t w = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    (void)w;
+  }
+  abort();
+}
+#endif
 
 /* ---- hak_check ---------------------------------------------------------- */
 
@@ -117,12 +137,12 @@ static int check_class(unsigned c, char *msg, size_t len) {
     }
   }
   uint64_t n = 0, prev_seq = 0, in_use = 0, orphans = 0, listed = 0, dirty = 0;
-  for (hak_slab_t *o = cls->orphans, *prev = NULL; o != NULL; prev = o, o = o->o_next) {
+  for (hak_slab_t *o = cls->orphans, *prev = NULL; o != NULL; prev = o, o = o->o.next) {
     hak_ss_t *oss = _hak_ss_base(o);
     if (_hak_registry_lookup(oss) != oss || oss->class_idx != c || o->state != HAK_SLAB_ORPHAN)
       FAIL("class %u: the orphan list holds slab %p, not an ORPHAN slab of this class", c,
            (void *)o);
-    if (o->o_prev != prev) FAIL("class %u: orphan list links broken at slab %p", c, (void *)o);
+    if (o->o.prev != prev) FAIL("class %u: orphan list links broken at slab %p", c, (void *)o);
     if (++listed > (uint64_t)cls->ss_live * HAK_SLABS_PER_SS)
       FAIL("class %u: the orphan list loops", c);
   }

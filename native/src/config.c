@@ -16,39 +16,69 @@
 hak_global_t _hak_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 hak_class_t _hak_classes[HAK_NUM_CLASSES];
 
-/* One row per option: name (env var HAKMEM_<NAME>), default, bounds. */
+/* Reads the text of an option's HAKMEM_<NAME>: 0 with *out set, or -1 when
+ * the text is not a value of that option.  The bounds are checked apart
+ * (opt_valid), the same test for the environment and for hak_configure. */
+typedef int (*opt_parse_t)(const char *text, uint64_t *out);
+
+/* One row per option: name (env var HAKMEM_<NAME>), field, default, bounds,
+ * how its text is read and, for the warning, what that accepts. */
 typedef struct {
   const char *name;
-  size_t offset;
-  int is_u64;
+  size_t offset, size;           /* the hak_config_t field: 4 or 8 bytes */
   uint64_t def, min, max;
+  opt_parse_t parse;
+  const char *expect;            /* NULL: "a whole number from min to max" */
 } option_t;
 
-#define OPT32(field, NAME, def, lo, hi) {NAME, offsetof(hak_config_t, field), 0, def, lo, hi}
+/* A plain decimal number: no sign and no leading space, which strtoull
+ * would take silently ("-1" as 2^64 - 1). */
+static int parse_number(const char *text, uint64_t *out) {
+  if (*text < '0' || *text > '9') return -1;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0') return -1;
+  *out = v;
+  return 0;
+}
+
+/* The policy's name, or its number as hak_configure takes it. */
+static int parse_oom_policy(const char *text, uint64_t *out) {
+  if (strcmp(text, "libc") == 0) *out = HAK_OOM_LIBC;
+  else if (strcmp(text, "null") == 0) *out = HAK_OOM_NULL;
+  else return parse_number(text, out);
+  return 0;
+}
+
+#define FIELD(f) offsetof(hak_config_t, f), sizeof(((hak_config_t *)0)->f)
+#define NUMBER parse_number, NULL
 static const option_t g_options[] = {
-  OPT32(ss_cap, "SS_CAP", 0, 0, UINT32_MAX),
-  {"BUDGET_BYTES", offsetof(hak_config_t, budget_bytes), 1, 0, 0, UINT64_MAX},
-  OPT32(oom_policy, "OOM_POLICY", HAK_OOM_LIBC, 0, 1),
-  OPT32(cache_cap, "CACHE_CAP", 64, 0, HAK_CACHE_CAP_MAX),
-  OPT32(refill_batch, "REFILL_BATCH", 16, 1, HAK_CACHE_CAP_MAX),
-  OPT32(release_empty, "RELEASE_EMPTY", 1, 0, 1),
-  OPT32(ss_keep, "SS_KEEP", 2, 0, UINT32_MAX),
-  OPT32(checked, "CHECKED", HAK_DEFAULT_CHECKED, 0, 1),
-  OPT32(fail_map_at, "FAIL_MAP_AT", 0, 0, UINT32_MAX),
+  {"SS_CAP", FIELD(ss_cap), 0, 0, UINT32_MAX, NUMBER},
+  {"BUDGET_BYTES", FIELD(budget_bytes), 0, 0, UINT64_MAX, NUMBER},
+  {"OOM_POLICY", FIELD(oom_policy), HAK_OOM_LIBC, 0, 1, parse_oom_policy, "libc or null"},
+  {"CACHE_CAP", FIELD(cache_cap), 64, 0, HAK_CACHE_CAP_MAX, NUMBER},
+  {"REFILL_BATCH", FIELD(refill_batch), 16, 1, HAK_CACHE_CAP_MAX, NUMBER},
+  {"RELEASE_EMPTY", FIELD(release_empty), 1, 0, 1, NUMBER},
+  {"SS_KEEP", FIELD(ss_keep), 2, 0, UINT32_MAX, NUMBER},
+  {"CHECKED", FIELD(checked), HAK_DEFAULT_CHECKED, 0, 1, NUMBER},
+  {"FAIL_MAP_AT", FIELD(fail_map_at), 0, 0, UINT32_MAX, NUMBER},
 };
 #define N_OPTIONS (sizeof g_options / sizeof g_options[0])
 
 static uint64_t opt_get(const hak_config_t *cfg, const option_t *o) {
   const char *base = (const char *)cfg + o->offset;
-  if (o->is_u64) return *(const uint64_t *)(const void *)base;
+  if (o->size == sizeof(uint64_t)) return *(const uint64_t *)(const void *)base;
   return *(const uint32_t *)(const void *)base;
 }
 
 static void opt_set(hak_config_t *cfg, const option_t *o, uint64_t v) {
   char *base = (char *)cfg + o->offset;
-  if (o->is_u64) *(uint64_t *)(void *)base = v;
+  if (o->size == sizeof(uint64_t)) *(uint64_t *)(void *)base = v;
   else *(uint32_t *)(void *)base = (uint32_t)v;
 }
+
+static int opt_valid(const option_t *o, uint64_t v) { return v >= o->min && v <= o->max; }
 
 void hak_config_default(hak_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -60,18 +90,32 @@ void hak_config_get(hak_config_t *cfg) {
   *cfg = _hak_g.cfg;
 }
 
-static void say(const char *a, const char *b, const char *c) {
+/* One line on stderr; write(2), not stdio: the preload runs this before
+ * the program's own set-up, and inside malloc. */
+static void say(const char *line, int n) {
+  if (n <= 0) return;
+  ssize_t w = write(2, line, (size_t)n);
+  (void)w;
+}
+
+/* A rejected HAKMEM_<NAME>: named, with its text and what it should be. */
+static void warn_rejected(const option_t *o, const char *text) {
   char line[256];
-  int n = snprintf(line, sizeof line, "hakmem: %s%s%s\n", a, b, c);
-  if (n > 0 && write(2, line, (size_t)n) < 0) return;
+  int n;
+  if (o->expect != NULL)
+    n = snprintf(line, sizeof line, "hakmem: ignoring HAKMEM_%s=%.64s (expected %s)\n", o->name,
+                 text, o->expect);
+  else
+    n = snprintf(line, sizeof line,
+                 "hakmem: ignoring HAKMEM_%s=%.64s (expected a whole number from %llu to %llu)\n",
+                 o->name, text, (unsigned long long)o->min, (unsigned long long)o->max);
+  say(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
 }
 
 int hak_configure(const hak_config_t *cfg) {
   _hak_init();
-  for (size_t i = 0; i < N_OPTIONS; i++) {
-    uint64_t v = opt_get(cfg, &g_options[i]);
-    if (v < g_options[i].min || v > g_options[i].max) return EINVAL;
-  }
+  for (size_t i = 0; i < N_OPTIONS; i++)
+    if (!opt_valid(&g_options[i], opt_get(cfg, &g_options[i]))) return EINVAL;
   /* Blocks cached under the old cap must not outlive it. */
   hak_thread_t *t = _hak_thread_current_or_null();
   if (t != NULL) _hak_thread_flush(t);
@@ -87,6 +131,9 @@ int hak_configure(const hak_config_t *cfg) {
   return 0;
 }
 
+/* Each HAKMEM_<NAME> that is set is read by its option's parse hook and
+ * checked by opt_valid, hak_configure's own test: a rejected one is named on
+ * stderr and the option keeps its value; the rest are applied together. */
 void hak_configure_from_env(void) {
   hak_config_t cfg;
   hak_config_get(&cfg);
@@ -97,26 +144,25 @@ void hak_configure_from_env(void) {
     const char *text = getenv(name);
     if (text == NULL || *text == '\0') continue;
     uint64_t v;
-    char *end = NULL;
-    if (strcmp(o->name, "OOM_POLICY") == 0 && strcmp(text, "libc") == 0) v = HAK_OOM_LIBC;
-    else if (strcmp(o->name, "OOM_POLICY") == 0 && strcmp(text, "null") == 0) v = HAK_OOM_NULL;
-    else {
-      errno = 0;
-      v = strtoull(text, &end, 10);
-      if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < o->min || v > o->max) {
-        say("ignoring invalid ", name, strcmp(o->name, "OOM_POLICY") == 0
-                                           ? " (expected libc or null)"
-                                           : " (expected a whole number in range)");
-        continue;
-      }
+    if (o->parse(text, &v) != 0 || !opt_valid(o, v)) {
+      warn_rejected(o, text);
+      continue;
     }
     opt_set(&cfg, o, v);
   }
-  if (cfg.refill_batch > cfg.cache_cap && cfg.cache_cap > 0) cfg.refill_batch = cfg.cache_cap;
-  hak_configure(&cfg);
+  /* Every value passed opt_valid, all hak_configure tests, so it cannot
+   * refuse; should that ever change, say so rather than drop them all. */
+  int rc = hak_configure(&cfg);
+  HAK_ASSERT(rc == 0, "values that pass the option table are a valid configuration");
+  if (rc != 0) {
+    static const char msg[] = "hakmem: HAKMEM_* settings refused by hak_configure; none applied\n";
+    say(msg, (int)sizeof msg - 1);
+  }
 }
 
+/* The lock order: the spare record's, every class's, the global one. */
 void _hak_lock_all(void) {
+  pthread_mutex_lock(&_hak_spare_lock);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) pthread_mutex_lock(&_hak_classes[c].lock);
   pthread_mutex_lock(&_hak_g.lock);
 }
@@ -124,10 +170,12 @@ void _hak_lock_all(void) {
 void _hak_unlock_all(void) {
   pthread_mutex_unlock(&_hak_g.lock);
   for (unsigned c = HAK_NUM_CLASSES; c-- > 0;) pthread_mutex_unlock(&_hak_classes[c].lock);
+  pthread_mutex_unlock(&_hak_spare_lock);
 }
 
 static void child_after_fork(void) {
   /* Only the forking thread exists in the child; its locks were held. */
+  pthread_mutex_init(&_hak_spare_lock, NULL);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) pthread_mutex_init(&_hak_classes[c].lock, NULL);
   pthread_mutex_init(&_hak_g.lock, NULL);
 }

@@ -16,6 +16,9 @@
 #define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_SS_MAGIC    0x48414b4d454d5353ull  /* "HAKMEMSS" */
+#define HAK_SS_SHIFT    21                     /* log2(HAK_SS_SIZE): address -> 2 MiB page */
+#define HAK_MIN_SHIFT   3                      /* log2(HAK_MIN_BLOCK): class 0's block */
+#define HAK_HELD_BITS   64                     /* blocks per checked-mode held word */
 #define HAK_ORPHAN_BIT  ((uintptr_t)1)         /* in a slab's remote head */
 #define HAK_CACHE_LINE  64
 /* FREE slabs per class that keep their pages for reuse (see _hak_retire). */
@@ -23,6 +26,28 @@
 /* Starts a new cache line: fields written by different threads, or often
  * written next to fields read on every call, must not share one. */
 #define HAK_LINE        _Alignas(HAK_CACHE_LINE)
+_Static_assert((1u << HAK_SS_SHIFT) == HAK_SS_SIZE, "HAK_SS_SHIFT is not log2(HAK_SS_SIZE)");
+_Static_assert((1u << HAK_MIN_SHIFT) == HAK_MIN_BLOCK, "HAK_MIN_SHIFT is not log2(HAK_MIN_BLOCK)");
+
+/* ---- HAK_ASSERT: the invariants written next to the fields below --------
+ * The debug variant (-DHAK_DEBUG) checks each one where a call changes the
+ * fields it is about, so a broken invariant stops the program inside the
+ * call that broke it, not ops later in hak_check: stderr gets
+ *   hakmem: assertion failed: <expr> (<file>:<line> in <func>)
+ *   hakmem: invariant: <why, in words>
+ * and the process aborts.  Every other build keeps the expression only
+ * inside sizeof, which never evaluates it: no code on any path (the release
+ * objects do not change), and a value read only by a check is still "used".
+ * The checks are O(1); hak_check is the whole-heap walk. */
+#ifdef HAK_DEBUG
+HAK_HIDDEN __attribute__((noreturn, cold)) void _hak_assert_fail(const char *expr, const char *why,
+                                                       const char *file, int line,
+                                                       const char *func);
+#define HAK_ASSERT(expr, why) \
+  (HAK_LIKELY(expr) ? (void)0 : _hak_assert_fail(#expr, (why), __FILE__, __LINE__, __func__))
+#else
+#define HAK_ASSERT(expr, why) ((void)sizeof((expr) ? 1 : 0))
+#endif
 
 /* ---- atomics: the only memory orders the allocator uses -------------- */
 #define hak_load_relaxed(p)      atomic_load_explicit((p), memory_order_relaxed)
@@ -38,12 +63,17 @@ typedef struct hak_thread_s hak_thread_t;
 typedef struct hak_slab_s hak_slab_t;
 typedef struct hak_ss_s hak_ss_t;
 
+/* One link pair of an intrusive, doubly linked list of slabs. */
+typedef struct hak_link_s { hak_slab_t *next, *prev; } hak_link_t;
+
 /* Slab metadata, in the SuperSlab header.  Fields marked (owner) are written
  * only by the owning thread, or under the class lock while no thread owns
  * the slab.
  *   used == carved - |freelist|          (remote-pending and cached count as used)
+ *   used <= carved <= capacity
  *   FREE  => used == 0, remote head == 0, owner_id == 0
- *   ORPHAN => owner_id == 0, remote head == HAK_ORPHAN_BIT exactly
+ *   OWNED => owner_id != 0, no HAK_ORPHAN_BIT in the remote head
+ *   ORPHAN => owner_id == 0, remote head == HAK_ORPHAN_BIT exactly, used > 0
  * One cache line per slab: two threads owning neighbouring slabs never
  * write the same line. */
 struct hak_slab_s {
@@ -54,13 +84,17 @@ struct hak_slab_s {
   uint8_t state;                /* hak_slab_state_t, changed under the class lock */
   uint8_t on_partial;           /* (owner) on the owner's partial stack */
   _Atomic uint64_t owner_id;    /* thread id of the owner, 0 when none */
-  hak_slab_t *p_next, *p_prev;  /* (owner) partial stack links */
-  hak_slab_t *o_next, *o_prev;  /* (owner) owned list links */
+  hak_link_t p;                 /* (owner) partial stack links */
+  hak_link_t o;                 /* (owner) owned list links; an ORPHAN's are
+                                 * its class's orphan list (class lock) */
 };
 
 /* SuperSlab header: the first HAK_SS_HEADER_SIZE bytes of slab 0.
- *   active == sum(slabs[i].used)
- *   free_slabs == number of FREE slabs == 32 - popcount(inuse) */
+ *   active == sum(slabs[i].used), so active >= the used of any one slab
+ *     (exact at quiescence; an owner's own slab is always counted in full
+ *     once its update is done, the others' counts never below zero)
+ *   free_slabs == number of FREE slabs == 32 - popcount(inuse)
+ *   dirty & inuse == 0 */
 struct hak_ss_s {
   /* Set at creation, then only read (every free reads class_idx): a line
    * of its own, never invalidated by the writes below. */
@@ -79,16 +113,69 @@ struct hak_ss_s {
 };
 _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too large");
 
-#define HAK_HELD_WORDS_PER_SLAB (HAK_SLAB_SIZE / HAK_MIN_BLOCK / 64)
+/* The invariants above as named checks, for the points that change their
+ * fields.  Macros, not functions: a failure names the caller's line. */
+#define HAK_ASSERT_COUNTS(slab)                                                   \
+  do {                                                                            \
+    HAK_ASSERT((slab)->used <= (slab)->carved,                                    \
+               "a slab never has more blocks out (used) than it has carved");    \
+    HAK_ASSERT((slab)->carved <= (slab)->capacity,                                \
+               "a slab never carves past its capacity");                         \
+  } while (0)
+/* After an update of ss->active that returned `now`, by the owner of slab. */
+#define HAK_ASSERT_ACTIVE(now, slab)                                              \
+  HAK_ASSERT((now) >= (int64_t)(slab)->used,                                      \
+             "a SuperSlab's active count is the sum of its slabs' used counts: "  \
+             "never below the used count of the slab just updated, never negative")
+#define HAK_ASSERT_FREE(ss, slab)                                                 \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_FREE, "the slab is FREE here");         \
+    HAK_ASSERT((slab)->used == 0 && (slab)->carved == 0 && (slab)->freelist == NULL, \
+               "a FREE slab has no block out, none carved, an empty freelist");  \
+    HAK_ASSERT(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) == 0,        \
+               "a FREE slab has an empty remote stack");                         \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == 0, "a FREE slab has no owner"); \
+    HAK_ASSERT(!((ss)->inuse >> ((slab) - (ss)->slabs) & 1),                     \
+               "a FREE slab's bit in the in-use mask is clear");                 \
+  } while (0)
+#define HAK_ASSERT_ORPHAN(ss, slab)                                               \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_ORPHAN, "the slab is an ORPHAN here");  \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == 0, "an ORPHAN has no owner"); \
+    HAK_ASSERT(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) == HAK_ORPHAN_BIT, \
+               "an ORPHAN's remote head is HAK_ORPHAN_BIT exactly");             \
+    HAK_ASSERT((slab)->used > 0, "an ORPHAN has blocks out (else it is retired)"); \
+  } while (0)
+#define HAK_ASSERT_OWNED(ss, slab, id)                                            \
+  do {                                                                            \
+    HAK_ASSERT((slab)->state == HAK_SLAB_OWNED, "the slab is OWNED here");       \
+    HAK_ASSERT(hak_load_relaxed(&(slab)->owner_id) == (id),                      \
+               "an OWNED slab's owner_id is its owner's thread id");             \
+    HAK_ASSERT(!(hak_load_relaxed(&(ss)->remote[(slab) - (ss)->slabs]) & HAK_ORPHAN_BIT), \
+               "an OWNED slab's remote head has no HAK_ORPHAN_BIT");             \
+  } while (0)
+/* Class lock held, after a change of inuse, free_slabs or dirty. */
+#define HAK_ASSERT_MASKS(ss)                                                      \
+  do {                                                                            \
+    HAK_ASSERT((ss)->free_slabs ==                                                \
+                   HAK_SLABS_PER_SS - (unsigned)__builtin_popcount((ss)->inuse),  \
+               "free_slabs is the number of FREE slabs: 32 - popcount(inuse)");  \
+    HAK_ASSERT(((ss)->dirty & (ss)->inuse) == 0,                                  \
+               "only FREE slabs are marked dirty");                              \
+  } while (0)
+
+#define HAK_HELD_WORDS_PER_SLAB (HAK_SLAB_SIZE / HAK_MIN_BLOCK / HAK_HELD_BITS)
 
 typedef struct hak_class_s {
   HAK_LINE pthread_mutex_t lock;
   hak_ss_t *head, *tail;        /* live SuperSlabs, ascending ss_seq */
-  hak_slab_t *orphans;          /* ORPHAN slabs, latest first, by o_next/o_prev; lock */
+  hak_slab_t *orphans;          /* ORPHAN slabs, latest first, by their o links; lock */
   _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); changed under the lock,
                                  * read without it by _hak_retire */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
-  HAK_LINE _Atomic int64_t remote_pending;  /* every remote free and drain */
+  /* Every remote free and drain.  Not >= 0 at every instant: a pusher adds
+   * after its push lands, so the owner may drain (and subtract) first. */
+  HAK_LINE _Atomic int64_t remote_pending;
   _Atomic uint64_t fallback_allocs, oom_nulls;
 } hak_class_t;
 
@@ -113,7 +200,9 @@ extern HAK_HIDDEN hak_class_t _hak_classes[HAK_NUM_CLASSES];
 
 /* Per thread, per class. */
 typedef struct hak_tclass_s {
-  uint32_t count;               /* blocks in the cache */
+  uint32_t count;               /* blocks in the cache, <= HAK_CACHE_CAP_MAX; < the
+                                 * cap after a drain (a record may keep more than a
+                                 * cap lowered by hak_configure until its next drain) */
   hak_slab_t *cur;              /* current slab or NULL */
   hak_slab_t *partial;          /* LIFO stack of owned slabs with free blocks */
   hak_slab_t *owned_head, *owned_tail;
@@ -145,7 +234,45 @@ static inline void **_hak_cache_slot(hak_thread_t *t, unsigned c, uint32_t i) {
 /* ---- inline helpers ---------------------------------------------------- */
 static inline unsigned _hak_class_of(size_t size) {
   if (size <= HAK_MIN_BLOCK) return 0;
-  return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - 3u;
+  return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - HAK_MIN_SHIFT;
+}
+
+/* ---- slab lists: the one push, append and unlink of every list ----------
+ * Which link pair a list uses: a partial stack the p links; an owned list,
+ * and the class's orphan list (an ORPHAN is on no owned list), the o links.
+ * A list is its head and, when it keeps one, its tail (NULL when not). */
+typedef enum { HAK_LINKS_P, HAK_LINKS_O } hak_links_t;
+
+static inline hak_link_t *_hak_links(hak_slab_t *s, hak_links_t which) {
+  return which == HAK_LINKS_P ? &s->p : &s->o;
+}
+
+static inline void _hak_list_push(hak_slab_t **head, hak_slab_t **tail, hak_slab_t *s,
+                                  hak_links_t which) {
+  hak_link_t *l = _hak_links(s, which);
+  l->prev = NULL;
+  l->next = *head;
+  if (*head) _hak_links(*head, which)->prev = s; else if (tail) *tail = s;
+  *head = s;
+}
+
+static inline void _hak_list_append(hak_slab_t **head, hak_slab_t **tail, hak_slab_t *s,
+                                    hak_links_t which) {
+  hak_link_t *l = _hak_links(s, which);
+  l->next = NULL;
+  l->prev = *tail;
+  if (*tail) _hak_links(*tail, which)->next = s; else *head = s;
+  *tail = s;
+}
+
+static inline void _hak_list_unlink(hak_slab_t **head, hak_slab_t **tail, hak_slab_t *s,
+                                    hak_links_t which) {
+  hak_link_t *l = _hak_links(s, which);
+  hak_slab_t *next = l->next, *prev = l->prev;
+  HAK_ASSERT(prev != NULL || *head == s, "a slab with no predecessor heads its list");
+  if (prev) _hak_links(prev, which)->next = next; else *head = next;
+  if (next) _hak_links(next, which)->prev = prev; else if (tail) *tail = prev;
+  l->next = l->prev = NULL;
 }
 static inline hak_ss_t *_hak_ss_base(const void *p) {
   return (hak_ss_t *)((uintptr_t)p & ~(uintptr_t)(HAK_SS_SIZE - 1));
@@ -199,8 +326,11 @@ typedef _Atomic(uintptr_t) hak_reg_slot_t;
 extern HAK_HIDDEN _Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
 #define HAK_REG_CLASS_MASK ((uintptr_t)(HAK_SS_SIZE - 1))
 
+_Static_assert(HAK_SS_SHIFT + HAK_REG_BITS_TOP + HAK_REG_BITS_LEAF == 47,
+               "the registry covers the 47-bit user address space");
+
 static inline uintptr_t _hak_registry_entry(const void *p) {
-  uintptr_t page = (uintptr_t)p >> 21;
+  uintptr_t page = (uintptr_t)p >> HAK_SS_SHIFT;
   if (HAK_UNLIKELY(page >> (HAK_REG_BITS_TOP + HAK_REG_BITS_LEAF))) return 0;
   hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
   if (leaf == NULL) return 0;
@@ -242,6 +372,9 @@ void _hak_cache_drain(hak_thread_t *t, unsigned class_idx);
 void _hak_thread_flush(hak_thread_t *t);
 void _hak_thread_retire(hak_thread_t *t);  /* thread exit */
 hak_thread_t *_hak_thread_current_or_null(void);
+void _hak_free_without_record(hak_ss_t *ss, void *p);  /* see tcache.c */
+/* Taken first by _hak_lock_all: a fork never copies the spare mid-free. */
+extern HAK_HIDDEN pthread_mutex_t _hak_spare_lock;
 void _hak_threads_refresh(void);         /* every fast_cap; global lock held */
 
 extern HAK_HIDDEN __thread hak_thread_t *_hak_self __attribute__((tls_model("initial-exec")));
@@ -281,8 +414,8 @@ static inline int _hak_block_index(hak_ss_t *ss, const void *p, unsigned *slab_i
 
 static inline _Atomic uint64_t *_hak_held_word(hak_ss_t *ss, unsigned slab_idx,
                                                unsigned block_idx, uint64_t *mask) {
-  *mask = 1ull << (block_idx % 64);
-  return &ss->held_bits[slab_idx * HAK_HELD_WORDS_PER_SLAB + block_idx / 64];
+  *mask = 1ull << (block_idx % HAK_HELD_BITS);
+  return &ss->held_bits[slab_idx * HAK_HELD_WORDS_PER_SLAB + block_idx / HAK_HELD_BITS];
 }
 
 /* Checked free: HAK_FREE_*.  Inline, so hak_free makes no call before its

@@ -11,46 +11,43 @@
 
 #include "internal.h"
 
-#define REG_BITS_TOP  HAK_REG_BITS_TOP
-#define REG_BITS_LEAF HAK_REG_BITS_LEAF
-#define REG_LEAF_LEN  HAK_REG_LEAF_LEN
-#define g_top         _hak_reg_top
-
-_Atomic(hak_reg_slot_t *) _hak_reg_top[1u << REG_BITS_TOP];
+_Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
 static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static hak_reg_slot_t *leaf_for(uintptr_t page, int create) {
-  hak_reg_slot_t *leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+  hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
   if (leaf != NULL || !create) return leaf;
   pthread_mutex_lock(&g_reg_lock);
-  leaf = hak_load_acquire(&g_top[page >> REG_BITS_LEAF]);
+  leaf = hak_load_acquire(&_hak_reg_top[page >> HAK_REG_BITS_LEAF]);
   if (leaf == NULL) {
-    leaf = _hak_os_map_plain(REG_LEAF_LEN * sizeof(hak_reg_slot_t));
-    if (leaf != NULL) hak_store_release(&g_top[page >> REG_BITS_LEAF], leaf);
+    leaf = _hak_os_map_plain(HAK_REG_LEAF_LEN * sizeof(hak_reg_slot_t));
+    if (leaf != NULL) hak_store_release(&_hak_reg_top[page >> HAK_REG_BITS_LEAF], leaf);
   }
   pthread_mutex_unlock(&g_reg_lock);
   return leaf;
 }
 
 int _hak_registry_add(hak_ss_t *ss) {
-  uintptr_t page = (uintptr_t)ss >> 21;
+  HAK_ASSERT(((uintptr_t)ss & (HAK_SS_SIZE - 1)) == 0 && ss->class_idx < HAK_NUM_CLASSES,
+             "a registry entry is a 2 MiB-aligned base | its class index");
+  uintptr_t page = (uintptr_t)ss >> HAK_SS_SHIFT;
   hak_reg_slot_t *leaf = leaf_for(page, 1);
   if (leaf == NULL) return -1;
-  hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], (uintptr_t)ss | ss->class_idx);
+  hak_store_release(&leaf[page & (HAK_REG_LEAF_LEN - 1)], (uintptr_t)ss | ss->class_idx);
   return 0;
 }
 
 void _hak_registry_remove(hak_ss_t *ss) {
-  uintptr_t page = (uintptr_t)ss >> 21;
+  uintptr_t page = (uintptr_t)ss >> HAK_SS_SHIFT;
   hak_reg_slot_t *leaf = leaf_for(page, 0);
-  if (leaf != NULL) hak_store_release(&leaf[page & (REG_LEAF_LEN - 1)], 0);
+  if (leaf != NULL) hak_store_release(&leaf[page & (HAK_REG_LEAF_LEN - 1)], 0);
 }
 
 void _hak_registry_clear(void) {
-  for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
-    hak_reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+  for (size_t i = 0; i < (1u << HAK_REG_BITS_TOP); i++) {
+    hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[i]);
     if (leaf == NULL) continue;
-    for (size_t j = 0; j < REG_LEAF_LEN; j++) hak_store_release(&leaf[j], 0);
+    for (size_t j = 0; j < HAK_REG_LEAF_LEN; j++) hak_store_release(&leaf[j], 0);
   }
 }
 
@@ -58,15 +55,16 @@ void _hak_registry_clear(void) {
  * header names the same base. */
 int _hak_registry_check(char *msg, size_t len) {
   uint64_t registered = 0, live = 0;
-  for (size_t i = 0; i < (1u << REG_BITS_TOP); i++) {
-    hak_reg_slot_t *leaf = hak_load_acquire(&g_top[i]);
+  for (size_t i = 0; i < (1u << HAK_REG_BITS_TOP); i++) {
+    hak_reg_slot_t *leaf = hak_load_acquire(&_hak_reg_top[i]);
     if (leaf == NULL) continue;
-    for (size_t j = 0; j < REG_LEAF_LEN; j++) {
+    for (size_t j = 0; j < HAK_REG_LEAF_LEN; j++) {
       uintptr_t entry = hak_load_acquire(&leaf[j]);
       if (entry == 0) continue;
       registered++;
       hak_ss_t *ss = (hak_ss_t *)(entry & ~HAK_REG_CLASS_MASK);
-      uintptr_t base = ((uintptr_t)i << (REG_BITS_LEAF + 21)) | ((uintptr_t)j << 21);
+      uintptr_t base = ((uintptr_t)i << (HAK_REG_BITS_LEAF + HAK_SS_SHIFT)) |
+                       ((uintptr_t)j << HAK_SS_SHIFT);
       if ((uintptr_t)ss != base || ss->magic != HAK_SS_MAGIC) {
         snprintf(msg, len, "registry entry for base %#lx does not point to a SuperSlab at that base",
                  (unsigned long)base);

@@ -11,7 +11,7 @@
  * the last pushed blocks, so a pusher either landed before (and was taken)
  * or sees the bit.  A thread that frees into an orphan adopts it under the
  * class lock and frees locally.  Orphans are also on their class's orphan
- * list (linked through o_next/o_prev, which only owned slabs otherwise use),
+ * list (linked through its o links, which only owned slabs otherwise use),
  * so a thread that needs a slab adopts the latest orphan before it takes a
  * FREE one: a new thread continues where an exited one stopped instead of
  * opening one more slab per class. */
@@ -22,13 +22,14 @@
  * once the lock is dropped. */
 void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab) {
   hak_ss_t *ss = _hak_ss_base(slab);
-  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else cls->orphans = slab->o_next;
-  if (slab->o_next) slab->o_next->o_prev = slab->o_prev;
-  slab->o_next = slab->o_prev = NULL;
+  HAK_ASSERT_ORPHAN(ss, slab);
+  _hak_list_unlink(&cls->orphans, NULL, slab, HAK_LINKS_O);
   slab->state = HAK_SLAB_OWNED;
   slab->on_partial = 0;
   hak_store_relaxed(&slab->owner_id, t->id);
   hak_store_release(&ss->remote[slab - ss->slabs], 0);
+  HAK_ASSERT_OWNED(ss, slab, t->id);
+  HAK_ASSERT_COUNTS(slab);
 }
 
 static void adopt_or_retry(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
@@ -70,6 +71,8 @@ uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab) {
   if (hak_load_relaxed(&ss->remote[idx]) == 0) return 0;
   uintptr_t head = atomic_exchange_explicit(&ss->remote[idx], 0, memory_order_acquire);
   if (head == 0) return 0;
+  HAK_ASSERT(slab->state == HAK_SLAB_OWNED && !(head & HAK_ORPHAN_BIT),
+             "only the owner of an OWNED slab drains its remote stack");
   uint32_t n = 1;
   void *tail = (void *)head;
   while (_hak_next(tail) != NULL) {
@@ -78,8 +81,11 @@ uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab) {
   }
   _hak_set_next(tail, slab->freelist);
   slab->freelist = (void *)head;
+  HAK_ASSERT(n <= slab->used, "every block on a remote stack is counted in its slab's used");
   slab->used = (uint16_t)(slab->used - n);
-  hak_sub_relaxed(&ss->active, (int64_t)n);
+  HAK_ASSERT_COUNTS(slab);
+  int64_t active = hak_sub_relaxed(&ss->active, (int64_t)n) - (int64_t)n;
+  HAK_ASSERT_ACTIVE(active, slab);
   hak_sub_relaxed(&_hak_classes[ss->class_idx].remote_pending, (int64_t)n);
   return n;
 }
@@ -89,6 +95,7 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   unsigned idx = (unsigned)(slab - ss->slabs);
   hak_class_t *cls = &_hak_classes[ss->class_idx];
   pthread_mutex_lock(&cls->lock);
+  HAK_ASSERT_OWNED(ss, slab, t->id);
   uintptr_t head = atomic_exchange_explicit(&ss->remote[idx], HAK_ORPHAN_BIT, memory_order_acq_rel);
   uint32_t n = 0;
   for (void *b = (void *)head; b != NULL; b = (void *)head) {
@@ -98,8 +105,11 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
     n++;
   }
   if (n) {
+    HAK_ASSERT(n <= slab->used, "every block on a remote stack is counted in its slab's used");
     slab->used = (uint16_t)(slab->used - n);
-    hak_sub_relaxed(&ss->active, (int64_t)n);
+    HAK_ASSERT_COUNTS(slab);
+    int64_t active = hak_sub_relaxed(&ss->active, (int64_t)n) - (int64_t)n;
+    HAK_ASSERT_ACTIVE(active, slab);
     hak_sub_relaxed(&cls->remote_pending, (int64_t)n);
   }
   if (slab->used == 0) {
@@ -114,9 +124,7 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   _hak_slab_detach(t, ss->class_idx, slab);
   slab->state = HAK_SLAB_ORPHAN;
   hak_store_relaxed(&slab->owner_id, 0);
-  slab->o_prev = NULL;  /* _hak_slab_detach cleared both links */
-  slab->o_next = cls->orphans;
-  if (cls->orphans) cls->orphans->o_prev = slab;
-  cls->orphans = slab;
+  _hak_list_push(&cls->orphans, NULL, slab, HAK_LINKS_O);
+  HAK_ASSERT_ORPHAN(ss, slab);
   pthread_mutex_unlock(&cls->lock);
 }

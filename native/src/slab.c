@@ -11,31 +11,18 @@
 /* ---- per-thread lists (no lock: only the owner touches them) ---- */
 void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
   hak_tclass_t *tc = &t->cls[c];
-  slab->o_next = NULL;
-  slab->o_prev = tc->owned_tail;
-  if (tc->owned_tail) tc->owned_tail->o_next = slab; else tc->owned_head = slab;
-  tc->owned_tail = slab;
-}
-
-static void owned_remove(hak_tclass_t *tc, hak_slab_t *slab) {
-  if (slab->o_prev) slab->o_prev->o_next = slab->o_next; else tc->owned_head = slab->o_next;
-  if (slab->o_next) slab->o_next->o_prev = slab->o_prev; else tc->owned_tail = slab->o_prev;
-  slab->o_next = slab->o_prev = NULL;
+  _hak_list_append(&tc->owned_head, &tc->owned_tail, slab, HAK_LINKS_O);
 }
 
 static void partial_push(hak_tclass_t *tc, hak_slab_t *slab) {
+  HAK_ASSERT(!slab->on_partial, "a slab is on its owner's partial stack at most once");
   slab->on_partial = 1;
-  slab->p_prev = NULL;
-  slab->p_next = tc->partial;
-  if (tc->partial) tc->partial->p_prev = slab;
-  tc->partial = slab;
+  _hak_list_push(&tc->partial, NULL, slab, HAK_LINKS_P);
 }
 
 static void partial_remove(hak_tclass_t *tc, hak_slab_t *slab) {
   if (!slab->on_partial) return;
-  if (slab->p_prev) slab->p_prev->p_next = slab->p_next; else tc->partial = slab->p_next;
-  if (slab->p_next) slab->p_next->p_prev = slab->p_prev;
-  slab->p_next = slab->p_prev = NULL;
+  _hak_list_unlink(&tc->partial, NULL, slab, HAK_LINKS_P);
   slab->on_partial = 0;
 }
 
@@ -49,12 +36,16 @@ static inline unsigned slab_index(hak_slab_t *slab) {
 void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
   hak_tclass_t *tc = &t->cls[c];
   partial_remove(tc, slab);
-  owned_remove(tc, slab);
+  _hak_list_unlink(&tc->owned_head, &tc->owned_tail, slab, HAK_LINKS_O);
   if (tc->cur == slab) tc->cur = NULL;
 }
 
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   unsigned c = ss->class_idx;
+  HAK_ASSERT_OWNED(ss, slab, t->id);
+  HAK_ASSERT(slab->used == 0, "a slab is retired only with no block out");
+  HAK_ASSERT(hak_load_relaxed(&ss->remote[slab - ss->slabs]) == 0,
+             "a slab with no block out has an empty remote stack (remote blocks count as used)");
   _hak_slab_detach(t, c, slab);
   hak_class_t *cls = &_hak_classes[c];
   unsigned idx = slab_index(slab);
@@ -77,18 +68,24 @@ void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
     ss->dirty |= 1u << idx;
     hak_add_relaxed(&cls->dirty_slabs, 1);
   }
+  HAK_ASSERT(cls->slabs_in_use > 0, "slabs_in_use counts OWNED and ORPHAN slabs: never negative");
   ss->free_slabs++;
   cls->slabs_in_use--;
+  HAK_ASSERT_MASKS(ss);
+  HAK_ASSERT_FREE(ss, slab);
   if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty) _hak_ss_release(ss);
   pthread_mutex_unlock(&cls->lock);
 }
 
 /* Local free by the owner. */
 static void local_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
+  HAK_ASSERT_OWNED(ss, slab, t->id);
   _hak_set_next(p, slab->freelist);
   slab->freelist = p;
   slab->used--;
-  hak_sub_relaxed(&ss->active, 1);
+  HAK_ASSERT_COUNTS(slab);
+  int64_t active = hak_sub_relaxed(&ss->active, 1) - 1;
+  HAK_ASSERT_ACTIVE(active, slab);
   hak_tclass_t *tc = &t->cls[ss->class_idx];
   if (slab == tc->cur) return;
   if (slab->used == 0) _hak_retire(t, ss, slab);
@@ -120,7 +117,9 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
     return NULL;
   }
   slab->used++;
-  hak_add_relaxed(&ss->active, 1);
+  HAK_ASSERT_COUNTS(slab);
+  int64_t active = hak_add_relaxed(&ss->active, 1) + 1;
+  HAK_ASSERT_ACTIVE(active, slab);
   return p;
 }
 
@@ -129,9 +128,9 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
  * cur left for a partial slab) on partial (docs/policy.md step 2b). */
 static void collect(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
-  for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next) _hak_remote_drain(slab_ss(s), s);
+  for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next) _hak_remote_drain(slab_ss(s), s);
   for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
-    next = s->o_next;
+    next = s->o.next;
     if (s == tc->cur) continue;
     if (s->used == 0) _hak_retire(t, slab_ss(s), s);
     else if ((s->freelist != NULL || s->carved < s->capacity) && !s->on_partial)
@@ -158,19 +157,23 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   }
   unsigned idx = (unsigned)__builtin_ctz(~ss->inuse);
   hak_slab_t *slab = &ss->slabs[idx];
+  HAK_ASSERT_FREE(ss, slab);
   ss->inuse |= 1u << idx;
   if (ss->dirty & (1u << idx)) {
     ss->dirty &= ~(1u << idx);
-    hak_sub_relaxed(&cls->dirty_slabs, 1);
+    uint32_t dirty_before = hak_sub_relaxed(&cls->dirty_slabs, 1);
+    HAK_ASSERT(dirty_before > 0, "dirty_slabs counts the class's dirty FREE slabs: never negative");
   }
   ss->free_slabs--;
   cls->slabs_in_use++;
+  HAK_ASSERT_MASKS(ss);
   slab->state = HAK_SLAB_OWNED;
   slab->freelist = NULL;
   slab->carved = 0;
   slab->used = 0;
   slab->on_partial = 0;
   hak_store_relaxed(&slab->owner_id, t->id);
+  HAK_ASSERT_OWNED(ss, slab, t->id);
   pthread_mutex_unlock(&cls->lock);
   _hak_owned_append(t, c, slab);
   return slab;

@@ -49,6 +49,7 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
     }
   }
   ss_init(ss, class_idx, ++_hak_g.ss_seq);
+  HAK_ASSERT_MASKS(ss);
   if (_hak_g.cfg.checked) ss->held_bits = _hak_os_map_plain(HELD_BYTES);
   if (_hak_registry_add(ss) != 0) {
     _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
@@ -70,15 +71,24 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
 
 void _hak_ss_release(hak_ss_t *ss) {
   hak_class_t *cls = &_hak_classes[ss->class_idx];
+  HAK_ASSERT(ss->free_slabs == HAK_SLABS_PER_SS && ss->inuse == 0,
+             "a SuperSlab is released only when all its slabs are FREE");
+  HAK_ASSERT(hak_load_relaxed(&ss->active) == 0,
+             "a SuperSlab with every slab FREE has no block out (active == sum of used == 0)");
+  HAK_ASSERT(cls->ss_live > 0, "ss_live counts the class's registered SuperSlabs: never negative");
   _hak_registry_remove(ss);
   if (ss->prev) ss->prev->next = ss->next; else cls->head = ss->next;
   if (ss->next) ss->next->prev = ss->prev; else cls->tail = ss->prev;
   cls->ss_live--;
   cls->ss_released++;
-  hak_sub_relaxed(&cls->dirty_slabs, (uint32_t)__builtin_popcount(ss->dirty));
+  uint32_t dirty = (uint32_t)__builtin_popcount(ss->dirty);
+  uint32_t dirty_before = hak_sub_relaxed(&cls->dirty_slabs, dirty);
+  HAK_ASSERT(dirty_before >= dirty,
+             "dirty_slabs is the sum of the class's dirty masks: never below one of them");
   _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
   ss->magic = 0;
   pthread_mutex_lock(&_hak_g.lock);
+  HAK_ASSERT(_hak_g.live_total > 0, "live_total counts live SuperSlabs: never negative");
   _hak_g.live_total--;
   if (_hak_g.ss_kept < _hak_g.cfg.ss_keep) {
     /* Kept mapped, but not resident: the pages of its dirty slabs go now. */

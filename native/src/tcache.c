@@ -107,7 +107,9 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   if (k == 0) return NULL;
   /* b1 is returned now; b2..bk are stacked so that b2 pops next. */
   hak_tclass_t *tc = &t->cls[c];
+  HAK_ASSERT(tc->count == 0, "a cache is refilled only when it is empty");
   for (uint32_t i = k; i > 1; i--) *_hak_cache_slot(t, c, tc->count++) = taken[i - 1];
+  HAK_ASSERT(tc->count < cap, "a refill leaves the cache below its cap (one block goes out)");
   return taken[0];
 }
 
@@ -126,33 +128,64 @@ void _hak_cache_drain(hak_thread_t *t, unsigned c) {
   uint32_t cap = _hak_g.cfg.cache_cap;
   uint32_t n = cap / 2 ? cap / 2 : 1;
   while (t->cls[c].count >= cap && t->cls[c].count > 0) drain_oldest(t, c, n);
+  HAK_ASSERT(t->cls[c].count < cap || cap == 0, "a drained cache is below its cap");
 }
 
 void _hak_thread_flush(hak_thread_t *t) {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
     drain_oldest(t, c, tc->count);
-    for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o_next)
+    HAK_ASSERT(tc->count == 0, "a flushed cache is empty");
+    for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next)
       _hak_remote_drain(_hak_ss_base(s), s);
     for (hak_slab_t *s = tc->owned_head, *next; s != NULL; s = next) {
-      next = s->o_next;
+      next = s->o.next;
       if (s->used == 0) _hak_retire(t, _hak_ss_base(s), s);
     }
   }
 }
 
-void _hak_thread_retire(hak_thread_t *t) {
+/* Flush, then orphan every slab still owned: the record owns nothing after. */
+static void give_back(hak_thread_t *t) {
   _hak_thread_flush(t);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
     while (tc->owned_head != NULL) _hak_orphan(t, _hak_ss_base(tc->owned_head), tc->owned_head);
     tc->cur = NULL;
     tc->partial = NULL;
+    HAK_ASSERT(tc->count == 0 && tc->owned_tail == NULL,
+               "an exited thread keeps no cached block and owns no slab");
   }
+}
+
+void _hak_thread_retire(hak_thread_t *t) {
+  give_back(t);
   pthread_mutex_lock(&_hak_g.lock);
   t->pool_next = _hak_g.thread_pool;
   _hak_g.thread_pool = t;
   pthread_mutex_unlock(&_hak_g.lock);
+}
+
+/* A free by a thread that has no record (mapping one failed) must still
+ * give the block back: such frees take turns with the spare record below,
+ * each under a fresh identity (so no slab counts it as its owner: the block
+ * goes to its owner's remote stack) and each ending as a thread exit does,
+ * so the spare owns nothing between turns (a free into an orphan adopts it,
+ * and gives it up again, retired or orphaned).  A malloc without a record
+ * is answered by the OOM policy (counted in fallback_allocs or oom_nulls). */
+static hak_thread_t g_spare;
+pthread_mutex_t _hak_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void _hak_free_without_record(hak_ss_t *ss, void *p) {
+  pthread_mutex_lock(&_hak_spare_lock);
+  hak_thread_t *t = &g_spare;
+  fresh_state(t);
+  pthread_mutex_lock(&_hak_g.lock);
+  t->id = ++_hak_g.next_thread_id;
+  pthread_mutex_unlock(&_hak_g.lock);
+  _hak_release_block(t, ss, p);
+  give_back(t);
+  pthread_mutex_unlock(&_hak_spare_lock);
 }
 
 void hak_flush(void) {
