@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hakfuzz._errors import UsageError
+from hakfuzz._errors import HakfuzzError, UsageError
 
 TESTFAULT_PREFIX = "testfault:"
 MUTANT_PREFIX = "mutant:"
@@ -60,7 +60,10 @@ def split(text: str) -> tuple[str, Any]:
 
     if text.startswith(_PATCHED):
         prefix, _, rest = text.partition(":")
-        name, build = split_build(rest)
+        try:
+            name, build = split_build(rest)
+        except HakfuzzError as exc:  # an unknown VARIANT after the @: the user's to fix
+            raise UsageError(str(exc)) from None
         if f"{prefix}:" == MUTANT_PREFIX:
             return build, _mutant_tree(name)
         return build, mutant_tree(name, directory=_testfaults_dir())
