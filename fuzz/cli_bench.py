@@ -80,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
     targets = _targets(allocators, args.variant) if "larson" in engines else []
     for why in missing.values():
-        err.print(f"skipped: {why}", style="yellow", markup=False, highlight=False)
+        err.print(f"skipped: {why}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     notice = inherited_preload_notice("hakfuzz bench")
     if notice is not None:
-        err.print(notice, style="yellow", markup=False, highlight=False)
+        err.print(notice, style="yellow", markup=False, highlight=False, soft_wrap=True)
     for target in targets:
-        err.print(f"  {target.describe()}", style="dim", markup=False, highlight=False)
+        err.print(f"  {target.describe()}", style="dim", markup=False, highlight=False,
+                  soft_wrap=True)
     options = BenchOptions(allocators, args.repeat, args.seconds, args.variant)
     results = []
     started = time.time()

@@ -82,18 +82,18 @@ def _prepare(args: argparse.Namespace, allocators: tuple[str, ...]) -> dict[str,
     err = Console(stderr=True)
     if err.is_terminal:  # a first build takes a while; a log needs only the outcome
         err.print(f"preparing {', '.join(allocators)} ({args.variant})...", style="dim",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     try:
         launches = prepare_all(allocators, args.variant)
     except TargetError as exc:  # one line, before anything else is printed
         raise UsageError(f"hakfuzz larson: --allocator {exc}") from None
     notice = inherited_preload_notice("hakfuzz larson")
     if notice is not None:
-        err.print(notice, style="yellow", markup=False, highlight=False)
+        err.print(notice, style="yellow", markup=False, highlight=False, soft_wrap=True)
     for launch in launches.values():
         what = launch.target.describe() if launch.target is not None else \
             f"{launch.allocator}: {launch.binary.name} linked with hakmem"
-        err.print(f"  {what}", style="dim", markup=False, highlight=False)
+        err.print(f"  {what}", style="dim", markup=False, highlight=False, soft_wrap=True)
     return launches
 
 
@@ -200,7 +200,7 @@ def _run_stability(args: argparse.Namespace, allocator: str) -> int:
             bar.update(tasks[test.name], completed=done)
             if not result.ok:
                 err.print(f"{test.name} run {done}: {result.problem}", style="red",
-                          markup=False, highlight=False)
+                          markup=False, highlight=False, soft_wrap=True)
 
         report = run_stability(tests, allocator=launch.allocator, variant=args.variant,
                                progress=progress, launch=launch)
@@ -233,10 +233,11 @@ def print_stability(report: StabilityReport) -> None:
     served = sorted({r.served_by or "?" for o in report.outcomes for r in o.summary.runs
                      if r.ok})
     if report.target is not None:
-        out.print(f"target {report.target.describe()}", markup=False, highlight=False)
+        out.print(f"target {report.target.describe()}", markup=False, highlight=False,
+                  soft_wrap=True)
     for where in served:
         out.print(f"every run that passed was served by {where}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     for o in report.outcomes:
         for i, r in enumerate(o.summary.runs):
             if not r.ok:

@@ -64,8 +64,8 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command preloaded; compare with glibc on request."""
-    from hakfuzz.larson.preload import PRELOAD_VARIANTS, check_command
-    from hakfuzz.targets import inherited_preload_notice
+    from hakfuzz.larson.preload import check_command
+    from hakfuzz.targets import PRELOAD_VARIANTS, inherited_preload_notice
 
     if args.variant not in PRELOAD_VARIANTS:
         raise UsageError(f"hakfuzz preload: variant {args.variant!r} cannot be preloaded (a "

@@ -293,10 +293,14 @@ def _check_library(text: str, path: str) -> str:
                           "at spaces and colons; copy or link the library to a plain path)")
     seen = probe(child_env(None) | {"LD_PRELOAD": real}, real)
     if seen.status != "exit 0":
+        # The dynamic linker stops a program whose preload lacks a dependency; a dlopen
+        # in a clean process then has the reason in words.
+        clean = probe(child_env(None), real)
+        if clean.status == "exit 0" and clean.load_error is not None:
+            raise TargetError(f"{text}: cannot be loaded ({_reason(clean.load_error, real)})")
         raise TargetError(f"{text}: the process that loads it {_crash_words(seen.status)}")
     if seen.load_error is not None:
-        reason = seen.load_error.removeprefix(f"{real}: ").removeprefix(f"{path}: ")
-        raise TargetError(f"{text}: cannot be loaded ({reason})")
+        raise TargetError(f"{text}: cannot be loaded ({_reason(seen.load_error, real)})")
     if seen.exports_from != real:
         where = "" if seen.exports_from in (None, "-") else \
             f"; the lookup lands in {seen.exports_from}, a dependency"
@@ -305,6 +309,11 @@ def _check_library(text: str, path: str) -> str:
         raise TargetError(f"{text}: does not replace malloc: preloaded, malloc still resolves "
                           f"to {seen.malloc_from or 'nothing'}")
     return real
+
+
+def _reason(load_error: str, real: str) -> str:
+    """The words of dlerror, without the path the message already names."""
+    return load_error.removeprefix(f"{real}: ")
 
 
 def _crash_words(status: str) -> str:
