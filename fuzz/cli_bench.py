@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_tables(results)
         err.print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}",
-                  style="dim")
+                  style="dim", soft_wrap=True)
     return 1 if any(r.failures for r in results) else 0
 
 
