@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
                          f"(choose from {', '.join(_VARIANTS)})")
     err = Console(stderr=True)
     allocators, missing = available(wanted)
-    out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
     targets = _targets(allocators, args.variant) if "larson" in engines else []
+    out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
     for why in missing.values():
         err.print(f"skipped: {why}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     notice = inherited_preload_notice("hakfuzz bench")
