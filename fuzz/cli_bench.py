@@ -13,6 +13,7 @@ from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
+    from hakfuzz.targets import Target
 
 _VARIANTS = ("release", "debug")
 _DEFAULT_ALLOCATORS = "hakmem,glibc,jemalloc,mimalloc,tcmalloc"
@@ -28,12 +29,17 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "DIR/bench.png (throughput by allocator and config, peak RSS per allocator). Engines: "
         "larson (the performance bar's four larson configs, every allocator interleaved, "
         "peak RSS per run) and malloc (single-thread malloc+free pairs/s of 64-byte blocks, "
-        "hakmem vs glibc in one process, and RSS after freeing everything). Peers that are not "
-        "installed are skipped with a note naming their package. Exit 1 if any run failed.")
+        "hakmem vs glibc in one process, and RSS after freeing everything). An allocator of the "
+        "larson engine is a name or the path of a shared library that replaces malloc (an "
+        "LD_PRELOAD library); each is checked before any run and every run must be served by "
+        "it. Peers that are not installed are skipped with a note naming their package. Exit 1 "
+        "if any run failed.",
+        epilog="example: hakfuzz bench --engine larson --allocator glibc,./libmyalloc.so")
     parser.add_argument("--engine", default="all",
                         help="one of " + ", ".join(ENGINES) + ", a comma list, or all (default)")
     parser.add_argument("--allocator", default=_DEFAULT_ALLOCATORS,
-                        help=f"larson engine: comma list (default {_DEFAULT_ALLOCATORS})")
+                        help="larson engine: comma list of names or paths of shared libraries "
+                        f"(default {_DEFAULT_ALLOCATORS})")
     parser.add_argument("--repeat", type=positive_int, default=3,
                         help="runs per figure (default 3)")
     parser.add_argument("--seconds", type=positive_float, default=3.0,
@@ -56,21 +62,32 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.bench import ENGINES, BenchOptions, select
     from hakfuzz.bench.report import markdown, write_chart, write_json
     from hakfuzz.larson.peers import available, parse_allocators
+    from hakfuzz.targets import inherited_preload_notice
 
     try:
         engines = select(args.engine)
-        wanted = parse_allocators(args.allocator)
     except ValueError as exc:
         raise UsageError(f"hakfuzz bench: {exc}") from None
+    try:
+        wanted = parse_allocators(args.allocator)
+    except ValueError as exc:
+        raise UsageError(f"hakfuzz bench: --allocator: {exc}") from None
     if args.variant not in _VARIANTS:
         raise UsageError(f"hakfuzz bench: variant {args.variant!r} is not for benchmarks "
                          f"(choose from {', '.join(_VARIANTS)})")
     err = Console(stderr=True)
     allocators, missing = available(wanted)
-    for why in missing.values():
-        err.print(f"[yellow]skipped:[/yellow] {why}")
-    options = BenchOptions(allocators, args.repeat, args.seconds, args.variant)
+    targets = _targets(allocators, args.variant) if "larson" in engines else []
     out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
+    for why in missing.values():
+        err.print(f"skipped: {why}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    notice = inherited_preload_notice("hakfuzz bench")
+    if notice is not None:
+        err.print(notice, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    for target in targets:
+        err.print(f"  {target.describe()}", style="dim", markup=False, highlight=False,
+                  soft_wrap=True)
+    options = BenchOptions(allocators, args.repeat, args.seconds, args.variant)
     results = []
     started = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -86,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
         "cpus": _cpus(), "variant": args.variant, "repeat": args.repeat,
         "seconds": args.seconds, "elapsed_s": round(time.time() - started, 1),
-        "skipped": sorted(missing)}
+        "skipped": sorted(missing),
+        "targets": [f"{t.name} = {t.real_path} sha256:{t.sha256}" for t in targets]}
     text = markdown(results, header)
     (out / "bench.md").write_text(text)
     write_json(out / "bench.json", results, header)
@@ -97,8 +115,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_tables(results)
         err.print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}",
-                  style="dim")
+                  style="dim", soft_wrap=True)
     return 1 if any(r.failures for r in results) else 0
+
+
+def _targets(allocators: tuple[str, ...], variant: str) -> list[Target]:
+    """Each allocator's library, proven to serve malloc before any run (a bad path: exit 2)."""
+    from hakfuzz.targets import TargetError, resolve_target
+
+    try:
+        return [resolve_target(a, variant) for a in allocators if a != "hakmem-direct"]
+    except TargetError as exc:
+        raise UsageError(f"hakfuzz bench: --allocator {exc}") from None
 
 
 def _print_tables(results: list[Any]) -> None:

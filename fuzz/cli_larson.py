@@ -11,7 +11,7 @@ from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
-    from hakfuzz.larson.runner import Comparison, LarsonConfig, RunResult
+    from hakfuzz.larson.runner import Comparison, LarsonConfig, Launch, RunResult
     from hakfuzz.larson.stability import StabilityReport, StabilityTest
 
 _VARIANTS = ("release", "debug", "asan", "tsan")
@@ -25,18 +25,23 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         name, help="run larson under hakmem, glibc and peers; or the seed's stability protocol",
         description="Run larson (SECONDS MIN_SIZE MAX_SIZE CHUNKS ROUNDS SEED THREADS) under "
         "each allocator, interleaved A B C A B C..., and print median, min and max throughput "
-        "and the ratio to glibc from the same run. Each run must be served by its allocator "
-        "(hakmem: SuperSlabs created; others: larson's malloc resolved to their library) or it "
-        "counts as failed. With --stability, run the seed's acceptance protocol instead "
+        "and the ratio to glibc from the same run. An allocator is a name or the path of a "
+        "shared library that replaces malloc (an LD_PRELOAD library), checked before any run. "
+        "Each run must be served by its allocator (larson's malloc resolved, by dladdr, to that "
+        "library; hakmem must also show SuperSlabs created) or it counts as failed. An "
+        "LD_PRELOAD in your environment is not passed to the runs. With --stability, run the "
+        "seed's acceptance protocol instead "
         "(4T high contention RUNS times, then 1T, 2T and 4T low contention) and print a "
         "pass/fail table. Exit 1 if any run failed.",
-        epilog="example: hakfuzz larson 3 8 128 1024 100 12345 2 "
-        "--allocator hakmem,glibc,mimalloc --repeat 3")
+        epilog="examples: hakfuzz larson 3 8 128 1024 100 12345 2 "
+        "--allocator hakmem,glibc,mimalloc --repeat 3; "
+        "hakfuzz larson --stability --allocator ./build/libmyalloc.so --runs 3")
     parser.add_argument("larson_args", nargs="*", metavar="ARG",
                         help="larson's seven arguments (not with --stability)")
     parser.add_argument("--allocator", default=None,
-                        help="comma list from: " + ", ".join(ALLOCATORS) +
-                        " (default hakmem,glibc; with --stability one allocator, default hakmem)")
+                        help="comma list of names (" + ", ".join(ALLOCATORS) + ") or paths of "
+                        "shared libraries that replace malloc (default hakmem,glibc; with "
+                        "--stability one allocator, default hakmem)")
     parser.add_argument("--repeat", type=positive_int, default=3,
                         help="runs per allocator (default 3)")
     parser.add_argument("--variant", default="release",
@@ -65,6 +70,31 @@ def _allocators(args: argparse.Namespace) -> tuple[str, ...]:
         raise UsageError("hakfuzz larson: --stability runs one allocator (got "
                          f"{','.join(names)})")
     return names
+
+
+def _prepare(args: argparse.Namespace, allocators: tuple[str, ...]) -> dict[str, Launch]:
+    """Every allocator ready to run, its library proven to serve malloc, before any run."""
+    from rich.console import Console
+
+    from hakfuzz.larson.runner import prepare_all
+    from hakfuzz.targets import TargetError, inherited_preload_notice
+
+    err = Console(stderr=True)
+    if err.is_terminal:  # a first build takes a while; a log needs only the outcome
+        err.print(f"preparing {', '.join(allocators)} ({args.variant})...", style="dim",
+                  markup=False, highlight=False, soft_wrap=True)
+    try:
+        launches = prepare_all(allocators, args.variant)
+    except TargetError as exc:  # one line, before anything else is printed
+        raise UsageError(f"hakfuzz larson: --allocator {exc}") from None
+    notice = inherited_preload_notice("hakfuzz larson")
+    if notice is not None:
+        err.print(notice, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    for launch in launches.values():
+        what = launch.target.describe() if launch.target is not None else \
+            f"{launch.allocator}: {launch.binary.name} linked with hakmem"
+        err.print(f"  {what}", style="dim", markup=False, highlight=False, soft_wrap=True)
+    return launches
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -96,11 +126,10 @@ def _run_compare(args: argparse.Namespace, allocators: tuple[str, ...],
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from hakfuzz.larson.runner import compare, prepare
+    from hakfuzz.larson.runner import compare
 
     err = Console(stderr=True)
-    err.print(f"preparing {', '.join(allocators)} ({args.variant})...", style="dim")
-    launches = {a: prepare(a, args.variant) for a in allocators}
+    launches = _prepare(args, allocators)
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), console=err, disable=not err.is_terminal) as bar:
         task = bar.add_task(config.label(), total=args.repeat * len(allocators))
@@ -108,7 +137,8 @@ def _run_compare(args: argparse.Namespace, allocators: tuple[str, ...],
         def progress(done: int, total: int, result: RunResult) -> None:
             bar.update(task, completed=done, description=f"{config.label()} [{result.allocator}]")
             if not result.ok:
-                err.print(f"[red]{result.allocator}: {result.problem}[/red]")
+                err.print(f"{result.allocator}: {result.problem}", style="red", markup=False,
+                          highlight=False)
 
         comparison = compare(allocators, config, repeat=args.repeat, variant=args.variant,
                              progress=progress, launches=launches)
@@ -142,21 +172,26 @@ def print_comparison(comparison: Comparison) -> None:
         table.add_row(s.allocator, _fmt(s.median), _fmt(min(values, default=None)),
                       _fmt(max(values, default=None)), ratio, rss,
                       ok if not s.failures else f"[red]{ok}[/red]",
-                      s.runs[-1].evidence.split(" (")[0] if s.runs else "-")
+                      _served(s.runs[-1]) if s.runs else "-")
     Console().print(table)
+
+
+def _served(result: RunResult) -> str:
+    """The object that served a run, and hakmem's counters when they are the evidence."""
+    if result.evidence.startswith("ss_created="):
+        return f"{result.served_by or '?'} ({result.evidence.split(' (')[0]})"
+    return result.served_by or result.evidence
 
 
 def _run_stability(args: argparse.Namespace, allocator: str) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from hakfuzz.larson.runner import prepare
     from hakfuzz.larson.stability import protocol, run_stability
 
     tests = tuple(t for t in protocol(args.seconds, args.runs, args.other_runs) if t.runs > 0)
     err = Console(stderr=True)
-    err.print(f"preparing {allocator} ({args.variant})...", style="dim")
-    launch = prepare(allocator, args.variant)
+    (launch,) = _prepare(args, (allocator,)).values()
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), console=err, disable=not err.is_terminal) as bar:
         tasks = {t.name: bar.add_task(t.name, total=t.runs) for t in tests}
@@ -164,9 +199,10 @@ def _run_stability(args: argparse.Namespace, allocator: str) -> int:
         def progress(test: StabilityTest, done: int, result: RunResult) -> None:
             bar.update(tasks[test.name], completed=done)
             if not result.ok:
-                err.print(f"[red]{test.name} run {done}: {result.problem}[/red]")
+                err.print(f"{test.name} run {done}: {result.problem}", style="red",
+                          markup=False, highlight=False, soft_wrap=True)
 
-        report = run_stability(tests, allocator=allocator, variant=args.variant,
+        report = run_stability(tests, allocator=launch.allocator, variant=args.variant,
                                progress=progress, launch=launch)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -194,8 +230,17 @@ def print_stability(report: StabilityReport) -> None:
                       "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]")
     out = Console()
     out.print(table)
+    served = sorted({r.served_by or "?" for o in report.outcomes for r in o.summary.runs
+                     if r.ok})
+    if report.target is not None:
+        out.print(f"target {report.target.describe()}", markup=False, highlight=False,
+                  soft_wrap=True)
+    for where in served:
+        out.print(f"every run that passed was served by {where}", markup=False,
+                  highlight=False, soft_wrap=True)
     for o in report.outcomes:
         for i, r in enumerate(o.summary.runs):
             if not r.ok:
-                out.print(f"  {o.test.name} run {i + 1}: {r.problem}")
+                out.print(f"  {o.test.name} run {i + 1}: {r.problem}", markup=False,
+                          highlight=False)
     out.print("[green]PASS[/green]" if report.passed else "[red]FAIL[/red]")

@@ -88,6 +88,12 @@ TOOLS: dict[str, Tool] = {
             False,
             summary="fork() in a threaded parent, then allocate in the child (LD_PRELOAD)",
         ),
+        Tool(
+            "servedby",
+            ("bench/servedby.c",),
+            False,
+            summary="names the object serving malloc (dladdr) under an LD_PRELOAD library",
+        ),
     )
 }
 

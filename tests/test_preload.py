@@ -68,8 +68,8 @@ def test_python_threads_many_small_objects() -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"}
     result = compare_program([sys.executable, "-c", code], env=env, timeout=120)
     assert result.same, result.differences
-    assert result.hakmem.measured.returncode == 0, result.hakmem.stderr[-500:]
-    _served(result.hakmem)
+    assert result.target.measured.returncode == 0, result.target.stderr[-500:]
+    _served(result.target)
 
 
 def test_sort_round_trip(tmp_path: Path, words: bytes) -> None:
@@ -79,8 +79,8 @@ def test_sort_round_trip(tmp_path: Path, words: bytes) -> None:
     argv = ["sort", "--parallel=2", "-S", "1M", "-T", str(tmp_path), str(source)]
     result = compare_program(argv, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
     assert result.same, result.differences
-    assert result.hakmem.stdout.encode() == b"".join(sorted(words.splitlines(keepends=True)))
-    _served(result.hakmem)
+    assert result.target.stdout.encode() == b"".join(sorted(words.splitlines(keepends=True)))
+    _served(result.target)
 
 
 def test_gzip_round_trip(tmp_path: Path, words: bytes) -> None:
@@ -177,7 +177,7 @@ def test_cli_preload_compare_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["same"] is True
-    assert doc["hakmem"]["served"] is True
+    assert doc["target"]["served"] is True
 
 
 @pytest.mark.parametrize(("argv", "message"), [

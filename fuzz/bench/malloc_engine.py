@@ -17,6 +17,7 @@ import statistics
 from hakfuzz._errors import HakfuzzError
 from hakfuzz.bench.model import BenchOptions, EngineResult, Progress, Row
 from hakfuzz.larson.process import run_measured
+from hakfuzz.targets import child_env
 
 PATTERNS: tuple[tuple[int, int], ...] = ((64, 1), (64, 256))
 """(block size, batch) pairs measured."""
@@ -28,7 +29,8 @@ _RSS = re.compile(r"^(\w+) rss_kb before=(-?\d+) peak=(-?\d+) after=(-?\d+)$", r
 
 
 def _pairs(binary: str, *args: str) -> str:
-    done = run_measured([binary, *args], timeout=120.0)
+    # Its glibc figures must be glibc's: never an LD_PRELOAD inherited from the user.
+    done = run_measured([binary, *args], env=child_env(None), timeout=120.0)
     if done.returncode != 0:
         raise HakfuzzError(f"pairs {' '.join(args)} failed ({done.describe_status()}): "
                            f"{done.stderr.strip()[:200]}")

@@ -20,7 +20,7 @@ Progress = Callable[[str, int, int], None]
 class BenchOptions:
     """What the user asked for; each engine takes what applies to it."""
 
-    allocators: tuple[str, ...]  # larson engine: the allocators to compare
+    allocators: tuple[str, ...]  # larson engine: names or library paths to compare
     repeat: int = 3
     seconds: float = 3.0
     variant: str = "release"

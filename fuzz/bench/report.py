@@ -22,10 +22,16 @@ def _num(value: float | None, unit: str = "") -> str:
     return f"{value:,.0f}{unit}"
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(map(str, value)) if value else "none"
+    return str(value)
+
+
 def markdown(results: Sequence[EngineResult], header: dict[str, Any]) -> str:
     """All results as Markdown: one table per engine, then its notes."""
     lines = ["# hakfuzz bench", ""]
-    lines += [f"- {k}: {v}" for k, v in header.items()]
+    lines += [f"- {k}: {_value(v)}" for k, v in header.items()]
     for result in results:
         lines += ["", f"## {result.engine}", "",
                   "| config | allocator | median | min | max | vs glibc | peak RSS | runs ok |",

@@ -1,12 +1,12 @@
-"""larson, the LD_PRELOAD allocator, real programs and peer allocators.
+"""larson, real programs and the allocators they run under (any LD_PRELOAD library).
 
 - :mod:`~hakfuzz.larson.runner`: run larson under one allocator, prove who
   served it, and compare allocators side by side (interleaved runs).
-- :mod:`~hakfuzz.larson.peers`: glibc, hakmem and the peers (jemalloc,
-  mimalloc, tcmalloc from Debian packages).
+- :mod:`~hakfuzz.larson.peers`: the names ``--allocator`` takes (what a
+  target is, and the proof that it served a run: :mod:`hakfuzz.targets`).
 - :mod:`~hakfuzz.larson.stability`: the seed's acceptance protocol.
-- :mod:`~hakfuzz.larson.preload`: real programs under ``libhakmem.so``,
-  compared with a glibc run.
+- :mod:`~hakfuzz.larson.preload`: real programs under ``libhakmem.so`` or
+  any other target, compared with a glibc run.
 - :mod:`~hakfuzz.larson.process`: measured child processes (peak RSS) and the
   evidence they print.
 """

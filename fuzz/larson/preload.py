@@ -1,11 +1,21 @@
-"""Real programs under the allocator: ``LD_PRELOAD=libhakmem.so``, compared with glibc.
+"""Real programs under an allocator (``LD_PRELOAD``), compared with glibc.
 
-:func:`run_program` runs a command with ``libhakmem.so`` preloaded (or with
-nothing preloaded, for the glibc side) and ``HAKMEM_STATS=1``, so every
-process of the command that exits prints hakmem's counters on stderr: a
-process whose counters show SuperSlabs created was really served by hakmem.
-:func:`compare_program` runs the command under both and lists what differs:
-exit status, stdout and, on request, stderr (without the stats lines).
+:func:`run_program` runs a command with its target's library preloaded
+(``libhakmem.so`` by default, a peer, or any library by path: see
+:mod:`hakfuzz.targets`), or with nothing preloaded for the glibc side, and
+``HAKMEM_STATS=1``.  Each run is checked twice over:
+
+- the environment it got serves ``malloc`` from the target's library:
+  ``servedby`` (``dladdr`` of ``malloc``) run with exactly that environment
+  (:func:`hakfuzz.targets.check_env`).  A program that ignores
+  ``LD_PRELOAD`` (statically linked, or setuid) escapes this check;
+- for hakmem, every process of the command that exits prints hakmem's
+  counters on stderr: one whose counters show SuperSlabs created was really
+  served by hakmem.
+
+:func:`compare_program` runs the command under glibc and under the target
+and lists what differs: exit status, stdout and, on request, stderr (without
+the stats lines).  An ``LD_PRELOAD`` inherited from the user reaches neither.
 
 A command that cannot be started is refused before anything is built, like
 a shell would: :class:`CommandNotFound` (exit status 127) or
@@ -33,9 +43,15 @@ from hakfuzz.larson.process import (
     run_measured,
     strip_hakmem_stats,
 )
-
-PRELOAD_VARIANTS: tuple[str, ...] = ("release", "debug")
-"""Variants whose ``libhakmem.so`` can serve a real program."""
+from hakfuzz.targets import (
+    PRELOAD_VARIANTS,
+    ServedBy,
+    Target,
+    TargetKind,
+    check_env,
+    child_env,
+    resolve_target,
+)
 
 
 class CommandNotFound(HakfuzzError):
@@ -90,16 +106,20 @@ def library(variant: str = "release") -> str:
     return str(build_tool("libhakmem.so", variant).resolve())
 
 
-def preload_env(allocator: str, variant: str = "release",
-                base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a run under ``allocator`` (``hakmem`` or ``glibc``)."""
-    env = dict(os.environ if base is None else base)
-    env.pop("LD_PRELOAD", None)
-    env["HAKMEM_STATS"] = "1"
+def target_of(allocator: str | Target, variant: str = "release") -> Target:
+    """``allocator`` as a :class:`Target` (a name or path is resolved and proven)."""
+    if isinstance(allocator, Target):
+        return allocator
     if allocator == "hakmem":
-        env["LD_PRELOAD"] = library(variant)
-    elif allocator != "glibc":
-        raise ValueError(f"preload runs under hakmem or glibc, not {allocator!r}")
+        library(variant)  # the variant's own words when it cannot be preloaded
+    return resolve_target(allocator, variant)
+
+
+def preload_env(allocator: str | Target, variant: str = "release",
+                base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run under ``allocator``: ``base`` (default: ours), its preload only."""
+    env = child_env(target_of(allocator, variant), base)
+    env["HAKMEM_STATS"] = "1"
     return env
 
 
@@ -107,14 +127,23 @@ def preload_env(allocator: str, variant: str = "release",
 class PreloadRun:
     """One run of a real program."""
 
-    allocator: str
+    target: Target
     measured: Measured
     stats: tuple[HakmemStats, ...]  # one block per process of the command that exited
+    check: ServedBy  # does the run's environment serve malloc from the target?
+
+    @property
+    def allocator(self) -> str:
+        """The target's name."""
+        return self.target.name
 
     @property
     def served(self) -> bool:
-        """Hakmem created SuperSlabs in at least one process of the command."""
-        return any(s.ss_created > 0 for s in self.stats)
+        """The environment served malloc from the target and, for hakmem, it created SuperSlabs."""
+        if not self.check.ok:
+            return False
+        return self.target.kind is not TargetKind.HAKMEM or any(s.ss_created > 0
+                                                                for s in self.stats)
 
     @property
     def ss_created(self) -> int:
@@ -133,35 +162,40 @@ class PreloadRun:
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (output abbreviated)."""
-        return {"allocator": self.allocator, "status": self.measured.describe_status(),
+        return {"allocator": self.allocator, "target": self.target.as_json(),
+                "status": self.measured.describe_status(),
                 "returncode": self.measured.returncode,
                 "seconds": round(self.measured.wall_seconds, 3),
                 # ru_maxrss: never below the launching Python's (see run_measured)
                 "maxrss_kb": self.measured.maxrss_kb, "processes_with_stats": len(self.stats),
-                "ss_created": self.ss_created, "served": self.served,
+                "ss_created": self.ss_created, "served_by": self.check.real_path,
+                "served": self.served, "problem": self.check.problem,
                 "stdout_bytes": len(self.stdout), "stderr_tail": self.stderr[-400:]}
 
 
-def run_program(argv: Sequence[str], *, allocator: str = "hakmem", variant: str = "release",
-                env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                cwd: str | os.PathLike[str] | None = None, timeout: float = 120.0) -> PreloadRun:
-    """Run ``argv`` under ``allocator``; ``env`` is the base environment (default: ours)."""
+def run_program(argv: Sequence[str], *, allocator: str | Target = "hakmem",
+                variant: str = "release", env: Mapping[str, str] | None = None,
+                stdin: bytes | None = None, cwd: str | os.PathLike[str] | None = None,
+                timeout: float = 120.0) -> PreloadRun:
+    """Run ``argv`` under ``allocator`` (a name, a path or a Target); ``env`` is the base."""
     if not argv:
         raise HakfuzzError("no command to run")
     check_command(argv[0], env=env, cwd=cwd)  # before building libhakmem.so
-    done = run_measured(argv, env=preload_env(allocator, variant, env), timeout=timeout,
-                        stdin=stdin, cwd=cwd)
+    target = target_of(allocator, variant)
+    run_env = preload_env(target, variant, env)
+    check = check_env(target, {k: v for k, v in run_env.items() if k != "HAKMEM_STATS"})
+    done = run_measured(argv, env=run_env, timeout=timeout, stdin=stdin, cwd=cwd)
     if done.returncode == 127 and not done.stdout and "not found" in done.stderr:
         raise HakfuzzError(f"cannot run {argv[0]}: {done.stderr.strip()}")
-    return PreloadRun(allocator, done, tuple(parse_all_hakmem_stats(done.stderr)))
+    return PreloadRun(target, done, tuple(parse_all_hakmem_stats(done.stderr)), check)
 
 
 @dataclass(frozen=True, slots=True)
 class PreloadComparison:
-    """The same command under hakmem and under glibc."""
+    """The same command under a target and under glibc."""
 
     argv: tuple[str, ...]
-    hakmem: PreloadRun
+    target: PreloadRun
     glibc: PreloadRun
     differences: tuple[str, ...]
 
@@ -173,31 +207,32 @@ class PreloadComparison:
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"argv": list(self.argv), "same": self.same, "differences": list(self.differences),
-                "hakmem": self.hakmem.as_json(), "glibc": self.glibc.as_json()}
+                "target": self.target.as_json(), "glibc": self.glibc.as_json()}
 
 
-def _first_difference(a: str, b: str) -> str:
+def _first_difference(name: str, a: str, b: str) -> str:
     for i, (x, y) in enumerate(zip(a.splitlines(), b.splitlines(), strict=False)):
         if x != y:
-            return f"line {i + 1}: hakmem {x[:60]!r} vs glibc {y[:60]!r}"
-    return f"hakmem {len(a.splitlines())} lines vs glibc {len(b.splitlines())} lines"
+            return f"line {i + 1}: {name} {x[:60]!r} vs glibc {y[:60]!r}"
+    return f"{name} {len(a.splitlines())} lines vs glibc {len(b.splitlines())} lines"
 
 
-def compare_program(argv: Sequence[str], *, variant: str = "release",
-                    env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                    cwd: str | os.PathLike[str] | None = None, timeout: float = 120.0,
-                    compare_stderr: bool = False) -> PreloadComparison:
-    """Run ``argv`` under glibc, then under hakmem, and list the differences."""
+def compare_program(argv: Sequence[str], *, allocator: str | Target = "hakmem",
+                    variant: str = "release", env: Mapping[str, str] | None = None,
+                    stdin: bytes | None = None, cwd: str | os.PathLike[str] | None = None,
+                    timeout: float = 120.0, compare_stderr: bool = False) -> PreloadComparison:
+    """Run ``argv`` under glibc, then under ``allocator``, and list the differences."""
     glibc = run_program(argv, allocator="glibc", variant=variant, env=env, stdin=stdin, cwd=cwd,
                         timeout=timeout)
-    hakmem = run_program(argv, allocator="hakmem", variant=variant, env=env, stdin=stdin, cwd=cwd,
-                         timeout=timeout)
+    target = run_program(argv, allocator=target_of(allocator, variant), variant=variant, env=env,
+                         stdin=stdin, cwd=cwd, timeout=timeout)
+    name = target.allocator
     diffs: list[str] = []
-    if hakmem.measured.returncode != glibc.measured.returncode or hakmem.measured.timed_out:
-        diffs.append(f"status: hakmem {hakmem.measured.describe_status()}, "
+    if target.measured.returncode != glibc.measured.returncode or target.measured.timed_out:
+        diffs.append(f"status: {name} {target.measured.describe_status()}, "
                      f"glibc {glibc.measured.describe_status()}")
-    if hakmem.stdout != glibc.stdout:
-        diffs.append("stdout differs: " + _first_difference(hakmem.stdout, glibc.stdout))
-    if compare_stderr and hakmem.stderr != glibc.stderr:
-        diffs.append("stderr differs: " + _first_difference(hakmem.stderr, glibc.stderr))
-    return PreloadComparison(tuple(argv), hakmem, glibc, tuple(diffs))
+    if target.stdout != glibc.stdout:
+        diffs.append("stdout differs: " + _first_difference(name, target.stdout, glibc.stdout))
+    if compare_stderr and target.stderr != glibc.stderr:
+        diffs.append("stderr differs: " + _first_difference(name, target.stderr, glibc.stderr))
+    return PreloadComparison(tuple(argv), target, glibc, tuple(diffs))

@@ -5,15 +5,17 @@ prints the object its ``malloc`` resolved to, found with ``dladdr``) and
 ``HAKMEM_STATS=1`` (hakmem prints its counters at exit).  A run counts only
 when the intended allocator served it:
 
-- glibc: ``malloc`` resolved to ``libc.so.6``;
-- a peer: ``malloc`` resolved to the peer's library (the very file preloaded);
-- hakmem through ``LD_PRELOAD``: ``malloc`` resolved to ``libhakmem.so`` *and*
-  its counters show SuperSlabs created (``ss_created > 0``);
+- a target preloaded or glibc (:mod:`hakfuzz.targets`): ``malloc`` resolved to
+  the target's library, by real path (:func:`hakfuzz.targets.served_by`);
+- hakmem through ``LD_PRELOAD``: that, *and* its counters show SuperSlabs
+  created (``ss_created > 0``);
 - hakmem linked: its counters show ``ss_created > 0``.
 
 ``dladdr`` on the address the dynamic linker bound for ``malloc`` is the same
 lookup that binds larson's calls, so it names the allocator that served them;
-no second process or ``/proc`` scan is needed.
+no second process or ``/proc`` scan is needed.  The environment of a run is
+built from scratch for it: an ``LD_PRELOAD`` inherited from the user never
+reaches a run (the glibc baseline above all), only the target's own.
 
 :func:`compare` runs the allocators interleaved, ``A B C A B C ...``, so slow
 phases of this shared machine hit every allocator alike, and reports median,
@@ -22,15 +24,15 @@ min and max throughput and the ratio of medians to glibc's from the same run.
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hakfuzz.larson.peers import PEERS, Kind, find_library
+from hakfuzz.larson.peers import Kind
 from hakfuzz.larson.process import Measured, parse_hakmem_stats, parse_served_by, run_measured
+from hakfuzz.targets import Target, TargetKind, child_env, preload_vars, resolve_target, served_by
 
 _FIELDS = ("seconds", "min_size", "max_size", "chunks", "rounds", "seed", "threads")
 
@@ -97,15 +99,31 @@ class LarsonConfig:
 class Launch:
     """How to start larson under one allocator."""
 
-    allocator: str
+    allocator: str  # the name tables show
     kind: Kind
     binary: Path
-    env: dict[str, str]
-    library: str | None  # the preloaded object, if any
+    env: dict[str, str]  # all a run adds to the environment, LD_PRELOAD included
+    target: Target | None  # what must serve the run; None for hakmem linked into larson
+
+    @property
+    def library(self) -> str | None:
+        """The preloaded library's real path, if any."""
+        return self.target.real_path if self.target is not None and self.target.preloaded \
+            else None
+
+    @property
+    def is_hakmem(self) -> bool:
+        """True when hakmem serves the run (preloaded or linked): its counters must show it."""
+        return self.target is None or self.target.kind is TargetKind.HAKMEM
 
 
 def prepare(allocator: str, variant: str = "release") -> Launch:
-    """Build (or find in the cache) what ``allocator`` needs; peers must be installed."""
+    """Build (or find in the cache) what ``allocator`` needs and prove its library serves malloc.
+
+    ``allocator`` is a name of :data:`~hakfuzz.larson.peers.ALLOCATORS` or the
+    path of a shared library (:func:`hakfuzz.targets.resolve_target`; a bad
+    one is a :class:`~hakfuzz.targets.TargetError`).
+    """
     from hakfuzz.native._toolchain import get_variant, sanitizer_env
     from hakfuzz.native._tools import build_tool
 
@@ -113,16 +131,18 @@ def prepare(allocator: str, variant: str = "release") -> Launch:
     if allocator == "hakmem-direct" or (allocator == "hakmem" and sanitized):
         binary = build_tool("larson-hakmem", variant)
         return Launch(allocator, Kind.LINKED, binary, sanitizer_env(variant, {}), None)
+    target = resolve_target(allocator, variant)
     plain = build_tool("larson", "release")
-    if allocator == "glibc":
-        return Launch(allocator, Kind.SYSTEM, plain, {}, None)
-    if allocator == "hakmem":
-        library = str(build_tool("libhakmem.so", variant).resolve())
-    elif allocator in PEERS:
-        library = find_library(allocator)
-    else:
-        raise ValueError(f"unknown allocator {allocator!r}")
-    return Launch(allocator, Kind.PRELOAD, plain, {"LD_PRELOAD": library}, library)
+    kind = Kind.PRELOAD if target.preloaded else Kind.SYSTEM
+    return Launch(target.name, kind, plain, preload_vars(target), target)
+
+
+def prepare_all(allocators: Sequence[str], variant: str = "release") -> dict[str, Launch]:
+    """:func:`prepare` each; two libraries with the same file name are shown by their path."""
+    launches = {a: prepare(a, variant) for a in allocators}
+    names = [launch.allocator for launch in launches.values()]
+    return {a: launch if names.count(launch.allocator) == 1 else replace(launch, allocator=a)
+            for a, launch in launches.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +155,7 @@ class RunResult:
     throughput: float | None  # operations per second, as larson printed it
     threads_started: int | None
     maxrss_kb: int  # peak RSS: larson's VmHWM (wait4's ru_maxrss if it printed none)
-    served_by: str | None  # where larson's malloc came from
+    served_by: str | None  # real path of the object larson's malloc came from
     evidence: str  # why we believe the intended allocator served it
     problem: str | None  # None when the run counts
     stderr_tail: str = ""
@@ -163,35 +183,27 @@ def _number_after(text: str, prefix: str) -> float | None:
     return None
 
 
-def _verify(launch: Launch, done: Measured) -> tuple[str, str | None]:
-    """Did the intended allocator serve this run?  Returns (evidence, problem)."""
-    served = parse_served_by(done.stderr)
+def _verify(launch: Launch, done: Measured) -> tuple[str | None, str, str | None]:
+    """Did the intended allocator serve this run?  Returns (served by, evidence, problem)."""
+    served: str | None = parse_served_by(done.stderr)
+    if launch.target is not None:
+        verdict = served_by(launch.target, served)
+        if not verdict.ok:
+            return verdict.real_path or served, f"malloc from {served}", verdict.problem
+        served = verdict.real_path
+    if not launch.is_hakmem:
+        return served, str(served), None
     stats = parse_hakmem_stats(done.stderr)
-    if launch.allocator.startswith("hakmem"):
-        if launch.kind is Kind.PRELOAD and (served is None or
-                                            os.path.realpath(served) != launch.library):
-            return f"malloc from {served}", f"malloc resolved to {served}, not libhakmem.so"
-        if stats is None:
-            return "no stats", "hakmem printed no stats (HAKMEM_STATS=1)"
-        if stats.ss_created == 0:
-            return stats.summary(), "hakmem created no SuperSlab: it served nothing"
-        return stats.summary(), None
-    if served is None:
-        return "?", "larson did not say where malloc came from (LARSON_SHOW_MALLOC=1)"
-    if launch.kind is Kind.SYSTEM:
-        ok = os.path.basename(served).startswith("libc.so")
-        return os.path.basename(served), None if ok else \
-            f"malloc resolved to {served}, not glibc"
-    ok = os.path.realpath(served) == launch.library
-    return os.path.basename(served), None if ok else \
-        f"malloc resolved to {served}, not {launch.library}"
+    if stats is None:
+        return served, "no stats", "hakmem printed no stats (HAKMEM_STATS=1)"
+    if stats.ss_created == 0:
+        return served, stats.summary(), "hakmem created no SuperSlab: it served nothing"
+    return served, stats.summary(), None
 
 
 def run_once(launch: Launch, config: LarsonConfig, *, timeout: float | None = None) -> RunResult:
     """Run larson once and judge the run."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.update(launch.env)
+    env = child_env(None) | launch.env
     env["LARSON_SHOW_MALLOC"] = "1"
     env["HAKMEM_STATS"] = "1"
     limit = timeout if timeout is not None else 60.0 + 4.0 * config.seconds
@@ -199,7 +211,7 @@ def run_once(launch: Launch, config: LarsonConfig, *, timeout: float | None = No
     throughput = _number_after(done.stdout, "Throughput = ")
     started = _number_after(done.stdout, "Threads started = ")
     peak = _number_after(done.stdout, "Peak RSS = ")  # larson's own VmHWM: exact
-    evidence, problem = _verify(launch, done)
+    served, evidence, problem = _verify(launch, done)
     if done.timed_out or done.returncode != 0:
         problem = done.describe_status() + _first_error(done.stderr)
     elif throughput is None:
@@ -208,7 +220,7 @@ def run_once(launch: Launch, config: LarsonConfig, *, timeout: float | None = No
     return RunResult(launch.allocator, config, done.describe_status(), throughput,
                      None if started is None else int(started),
                      int(peak) if peak is not None and peak > 0 else done.maxrss_kb,
-                     parse_served_by(done.stderr), evidence, problem, tail)
+                     served, evidence, problem, tail)
 
 
 def _first_error(stderr: str) -> str:
@@ -258,8 +270,10 @@ class Summary:
         return {"allocator": self.allocator, "runs": len(self.runs), "failures": self.failures,
                 "median": self.median, "min": min(values, default=None),
                 "max": max(values, default=None), "ratio_to_glibc": self.ratio_to_glibc,
-                "peak_rss_kb": self.peak_rss_kb, "evidence": self.runs[-1].evidence
-                if self.runs else None, "results": [r.as_json() for r in self.runs]}
+                "peak_rss_kb": self.peak_rss_kb,
+                "served_by": self.runs[-1].served_by if self.runs else None,
+                "evidence": self.runs[-1].evidence if self.runs else None,
+                "results": [r.as_json() for r in self.runs]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +284,7 @@ class Comparison:
     variant: str
     repeat: int
     summaries: tuple[Summary, ...] = field(default=())
+    targets: tuple[Target, ...] = field(default=())  # the libraries that had to serve the runs
 
     @property
     def ok(self) -> bool:
@@ -279,7 +294,8 @@ class Comparison:
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"config": self.config.label(), "variant": self.variant, "repeat": self.repeat,
-                "ok": self.ok, "allocators": [s.as_json() for s in self.summaries]}
+                "ok": self.ok, "targets": [t.as_json() for t in self.targets],
+                "allocators": [s.as_json() for s in self.summaries]}
 
 
 Progress = Callable[[int, int, RunResult], None]
@@ -290,17 +306,19 @@ def compare(allocators: Sequence[str], config: LarsonConfig, *, repeat: int = 3,
             variant: str = "release", progress: Progress | None = None,
             launches: dict[str, Launch] | None = None) -> Comparison:
     """Run every allocator ``repeat`` times, interleaved, and summarise."""
-    launches = launches or {a: prepare(a, variant) for a in allocators}
-    runs: dict[str, list[RunResult]] = {a: [] for a in allocators}
+    launches = launches or prepare_all(allocators, variant)
+    runs: dict[str, list[RunResult]] = {launches[a].allocator: [] for a in allocators}
     total, done = repeat * len(allocators), 0
     for _ in range(repeat):
         for name in allocators:
             result = run_once(launches[name], config)
-            runs[name].append(result)
+            runs[result.allocator].append(result)
             done += 1
             if progress is not None:
                 progress(done, total, result)
-    return Comparison(config, variant, repeat, summarise(runs))
+    targets = tuple(launches[a].target for a in allocators)
+    return Comparison(config, variant, repeat, summarise(runs),
+                      tuple(t for t in targets if t is not None))
 
 
 def summarise(runs: dict[str, list[RunResult]]) -> tuple[Summary, ...]:

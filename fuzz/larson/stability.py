@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hakfuzz.larson.runner import LarsonConfig, Launch, RunResult, Summary, prepare, run_once
+from hakfuzz.targets import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class StabilityReport:
     allocator: str
     variant: str
     outcomes: tuple[TestOutcome, ...]
+    target: Target | None = None  # None: hakmem linked into larson
 
     @property
     def passed(self) -> bool:
@@ -83,6 +85,7 @@ class StabilityReport:
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"allocator": self.allocator, "variant": self.variant, "passed": self.passed,
+                "target": None if self.target is None else self.target.as_json(),
                 "tests": [o.as_json() for o in self.outcomes]}
 
 
@@ -93,8 +96,12 @@ Progress = Callable[[StabilityTest, int, RunResult], None]
 def run_stability(tests: tuple[StabilityTest, ...], *, allocator: str = "hakmem",
                   variant: str = "release", progress: Progress | None = None,
                   launch: Launch | None = None) -> StabilityReport:
-    """Run every test and collect the outcomes (a failed run does not stop the rest)."""
+    """Run every test and collect the outcomes (a failed run does not stop the rest).
+
+    ``allocator`` is a name or a library path (:func:`~hakfuzz.larson.runner.prepare`).
+    """
     launch = launch or prepare(allocator, variant)
+    allocator = launch.allocator
     outcomes = []
     for test in tests:
         results: list[RunResult] = []
@@ -103,4 +110,4 @@ def run_stability(tests: tuple[StabilityTest, ...], *, allocator: str = "hakmem"
             if progress is not None:
                 progress(test, i + 1, results[-1])
         outcomes.append(TestOutcome(test, Summary(allocator, tuple(results))))
-    return StabilityReport(allocator, variant, tuple(outcomes))
+    return StabilityReport(allocator, variant, tuple(outcomes), launch.target)
