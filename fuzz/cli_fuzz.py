@@ -346,6 +346,25 @@ def _run_live(opts: Any, err: Any, stop: Any, shared: Any) -> Any:
         ).run()
 
 
+def _reached(out: Any, rows: list[dict[str, Any]]) -> None:
+    """Programs that reached each milestone and config boundary, per engine."""
+    from rich.table import Table
+
+    if not rows:
+        return
+    engines = list(rows[0]["programs"])
+    table = Table(title="reached (programs per engine)", title_justify="left")
+    table.add_column("milestone / boundary")
+    for engine in engines:
+        table.add_column(engine, justify="right")
+    for row in rows:
+        table.add_row(row["name"], *(f"{row['programs'][e]:,}" for e in engines))
+    out.print(table)
+    missed = [r["name"] for r in rows if not any(r["programs"].values())]
+    if missed:
+        out.print(f"[yellow]no engine reached: {', '.join(missed)}[/yellow]")
+
+
 def _summary(doc: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -390,6 +409,7 @@ def _summary(doc: dict[str, Any]) -> None:
         "counters, verdict) outcomes; preload = distinct (job, verdict) outcomes",
         style="dim",
     )
+    _reached(out, doc["reached"])
     for name, t in doc["engines"].items():
         for note in t["notices"]:
             out.print(f"[yellow]{name}[/yellow]: {escape(note)}")

@@ -240,6 +240,7 @@ def test_the_summary_does_not_wrap_in_a_log(capsys: pytest.CaptureFixture[str]) 
         "engines": {"atheris": tally},
         "findings": [],
         "report_dir": "r",
+        "reached": [],
     }
     cli_fuzz._summary(json.loads(json.dumps(doc)))
     out = capsys.readouterr().out

@@ -156,8 +156,8 @@ def test_patches_from_another_directory(tmp_path: Path) -> None:
     save_program(Program(ops=(Op.alloc(0, 1021),)), tmp_path / "seeds" / "magic.json")
     done = subprocess.run(
         [sys.executable, "-m", "hakfuzz.cli", "mutants", "--patches", str(TESTFAULTS),
-         "--only", "abort-on-magic", "--engine", "parallel", "--builds", "release", "--jobs", "1", "--time", "120",
-         "--corpus", str(tmp_path / "seeds"), "--json"],
+         "--only", "abort-on-magic", "--engine", "parallel", "--builds", "release",
+         "--jobs", "1", "--time", "120", "--corpus", str(tmp_path / "seeds"), "--json"],
         capture_output=True, text=True, check=False, cwd=tmp_path, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
+from hakfuzz.campaign.reached import Counter, driver_stats
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
@@ -37,6 +38,7 @@ def run(  # noqa: D103 - see the module docstring
     driver = tool("hakdriver", variant)
     names = list(WORKLOADS)
     features: set[tuple[str, ...]] = set()
+    reached = Counter()
     execs = ops = 0
     n = 0
     while time.time() < deadline:
@@ -55,6 +57,7 @@ def run(  # noqa: D103 - see the module docstring
         execs += 1
         ops += len(program.ops)
         finding = judge_run(result, program, variant=variant, seed=program_seed)
+        reached.program(program.config, driver_stats(result.result))
         stats = (result.result or {}).get("stats") or {}
         nonzero = tuple(
             sorted(
@@ -69,8 +72,8 @@ def run(  # noqa: D103 - see the module docstring
         features.add((name, *nonzero, finding.signature if finding else "pass"))
         if finding is not None:
             emit.finding(finding)
-        emit.stats(execs, ops, len(features))
-    emit.stats(execs, ops, len(features), force=True)
+        emit.stats(execs, ops, len(features), reached=reached.counts)
+    emit.stats(execs, ops, len(features), force=True, reached=reached.counts)
 
 
 __all__ = ["Path", "run"]

@@ -1,7 +1,8 @@
 """The worker -> supervisor protocol: one JSON object per stdout line.
 
 ``stats``: cumulative ``execs`` (programs or inputs run), ``ops`` and
-``coverage`` (the engine's own measure) and ``elapsed`` seconds;
+``coverage`` (the engine's own measure), ``elapsed`` seconds, and
+``reached``: programs per milestone and config boundary (see :mod:`reached`);
 ``finding``: a failure the worker caught itself (the program as JSON text);
 ``notice``: a one-line message for the user; ``done``: a clean exit.
 """
@@ -29,7 +30,15 @@ class Emitter:
         sys.stdout.write(json.dumps(event) + "\n")
         sys.stdout.flush()
 
-    def stats(self, execs: int, ops: int, coverage: int, *, force: bool = False) -> None:
+    def stats(
+        self,
+        execs: int,
+        ops: int,
+        coverage: int,
+        *,
+        force: bool = False,
+        reached: dict[str, int] | None = None,
+    ) -> None:
         now = time.monotonic()
         if force or now - self._last >= self.interval:
             self._last = now
@@ -40,6 +49,7 @@ class Emitter:
                     "ops": ops,
                     "coverage": coverage,
                     "elapsed": round(now - self.started, 3),
+                    "reached": reached or {},
                 }
             )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz.campaign.plot import write_coverage_png
+from hakfuzz.campaign.reached import table as reached_table
 from hakfuzz.campaign.supervisor import CampaignResult
 from hakfuzz.campaign.triage import Triaged
 
@@ -31,6 +32,7 @@ def campaign_json(  # noqa: D103
         "programs": sum(t.execs for t in result.tallies.values()),
         "ops": sum(t.ops for t in result.tallies.values()),
         "engines": {name: t.as_json() for name, t in result.tallies.items()},
+        "reached": reached_table({name: t.reached for name, t in result.tallies.items()}),
         "findings": [
             {
                 "signature": t.finding.signature,

@@ -100,6 +100,7 @@ class EngineTally:
     deaths_outside_input: int = 0
     failure: str | None = None  # why this engine did not really run, if it did not
     by_variant: dict[str, int] = field(default_factory=dict)  # execs on each build
+    reached: dict[str, int] = field(default_factory=dict)  # programs per milestone/boundary
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +116,7 @@ class EngineTally:
             "notices": self.notices[:5],
             "failure": self.failure,
             "by_variant": dict(self.by_variant),
+            "reached": dict(self.reached),
         }
 
 
@@ -135,6 +137,7 @@ class _Worker:
     native_edges: int = 0
     done: bool = False
     stopping: bool = False  # ended by the supervisor: its death is not a finding
+    reached: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -188,6 +191,7 @@ class Supervisor:
         self.workers: list[_Worker] = []
         self.finished: dict[str, tuple[int, int, int]] = dict.fromkeys(opts.engines, (0, 0, 0))
         self.finished_by_variant: dict[tuple[str, str], int] = {}
+        self.finished_reached: dict[str, dict[str, int]] = {}
         self.deadline = 0.0
         self.started = 0.0
         self.quick_deaths: dict[tuple[str, str], int] = {}
@@ -374,6 +378,7 @@ class Supervisor:
                 worker.execs = max(worker.execs, int(event["execs"]))
                 worker.native_edges = max(worker.native_edges, int(event["coverage"]))
             worker.ops = int(event["ops"])
+            worker.reached = {str(k): int(v) for k, v in event.get("reached", {}).items()}
         elif kind == "finding":
             program = loads_program(event["program"], source=f"<{worker.engine} job {worker.job}>")
             self._add(
@@ -431,6 +436,9 @@ class Supervisor:
         self.finished[worker.engine] = (e + worker.execs, o + worker.ops, max(c, worker.coverage))
         key = (worker.engine, worker.variant)
         self.finished_by_variant[key] = self.finished_by_variant.get(key, 0) + worker.execs
+        done = self.finished_reached.setdefault(worker.engine, {})
+        for name, count in worker.reached.items():
+            done[name] = done.get(name, 0) + count
         code = worker.proc.returncode
         if worker.stopping:
             return  # ended by us: whatever was in flight did not fail
@@ -486,6 +494,11 @@ class Supervisor:
             tally.ops = o + sum(w.ops for w in live)
             tally.coverage = max([c, *(w.coverage for w in live)])
             tally.native_edges = max([tally.native_edges, *(w.native_edges for w in live)])
+            reached = dict(self.finished_reached.get(engine, {}))
+            for w in live:
+                for name, count in w.reached.items():
+                    reached[name] = reached.get(name, 0) + count
+            tally.reached = reached
             tally.by_variant = {
                 v: self.finished_by_variant.get((engine, v), 0)
                 + sum(w.execs for w in live if w.variant == v)
