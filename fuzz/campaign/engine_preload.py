@@ -167,7 +167,8 @@ def _compare(job: Job, library: str, variant: str) -> Finding | None:
                        program, None, variant, job.seed, extra)
     kind, detail = diagnose(ours.returncode, stderr)
     if kind != "exit" or (ours.returncode != glibc.returncode):
-        return Finding("preload", kind, f"{job.name} {detail}",
+        # the detail names the crash only, so the same bug met by another engine dedupes
+        return Finding("preload", kind, detail if kind != "exit" else f"{job.name} {detail}",
                        f"{' '.join(job.argv[:3])} under the preload: {detail} "
                        f"(glibc: {glibc.describe_status()})", program, None, variant, job.seed,
                        extra)
