@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the engines, write the files, print the table."""
     from pathlib import Path
 
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    from hakfuzz._console import console
     from hakfuzz._paths import writable_dir
     from hakfuzz.bench import ENGINES, BenchOptions, select
     from hakfuzz.bench.report import markdown, write_chart, write_json
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.variant not in _VARIANTS:
         raise UsageError(f"hakfuzz bench: variant {args.variant!r} is not for benchmarks "
                          f"(choose from {', '.join(_VARIANTS)})")
-    err = Console(stderr=True)
+    err = console(stderr=True)
     allocators, missing = available(wanted)
     targets = _targets(allocators, args.variant) if "larson" in engines else []
     out = writable_dir(Path(args.out), "hakfuzz bench: --out")  # before the runs, not after
@@ -131,10 +131,11 @@ def _targets(allocators: tuple[str, ...], variant: str) -> list[Target]:
 
 def _print_tables(results: list[Any]) -> None:
     """One compact table per engine on stdout (the full labels are in bench.md)."""
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console()
+    from hakfuzz._console import console
+
+    out = console()
     for result in results:
         table = Table(title=f"bench: {result.engine}", title_justify="left")
         for col in ("config", "allocator", "median", "min", "max", "vs glibc", "peak RSS", "ok"):

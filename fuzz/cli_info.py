@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(described: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from hakfuzz._console import console
 
     table = Table(title=f"hakmem ({described['variant']})", show_header=False, title_justify="left")
     table.add_column("key", style="bold")
@@ -62,4 +63,4 @@ def _print_table(described: dict[str, Any]) -> None:
     if config is not None:
         table.add_row("default config", " ".join(f"{k}={v}" for k, v in config.items()))
     table.add_row("python / cffi", f"{described['python']} / {described['cffi']}")
-    Console().print(table)
+    console().print(table)

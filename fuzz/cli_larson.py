@@ -74,12 +74,11 @@ def _allocators(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _prepare(args: argparse.Namespace, allocators: tuple[str, ...]) -> dict[str, Launch]:
     """Every allocator ready to run, its library proven to serve malloc, before any run."""
-    from rich.console import Console
-
+    from hakfuzz._console import console
     from hakfuzz.larson.runner import prepare_all
     from hakfuzz.targets import TargetError, inherited_preload_notice
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     if err.is_terminal:  # a first build takes a while; a log needs only the outcome
         err.print(f"preparing {', '.join(allocators)} ({args.variant})...", style="dim",
                   markup=False, highlight=False, soft_wrap=True)
@@ -123,12 +122,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_compare(args: argparse.Namespace, allocators: tuple[str, ...],
                  config: LarsonConfig) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    from hakfuzz._console import console
     from hakfuzz.larson.runner import compare
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     launches = _prepare(args, allocators)
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), console=err, disable=not err.is_terminal) as bar:
@@ -155,8 +154,9 @@ def _fmt(value: float | None) -> str:
 
 def print_comparison(comparison: Comparison) -> None:
     """The comparison as a rich table on stdout."""
-    from rich.console import Console
     from rich.table import Table
+
+    from hakfuzz._console import console
 
     table = Table(title=f"{comparison.config.label()} ({comparison.variant}, "
                         f"{comparison.repeat} runs each, interleaved)", title_justify="left")
@@ -173,7 +173,7 @@ def print_comparison(comparison: Comparison) -> None:
                       _fmt(max(values, default=None)), ratio, rss,
                       ok if not s.failures else f"[red]{ok}[/red]",
                       _served(s.runs[-1]) if s.runs else "-")
-    Console().print(table)
+    console().print(table)
 
 
 def _served(result: RunResult) -> str:
@@ -184,13 +184,13 @@ def _served(result: RunResult) -> str:
 
 
 def _run_stability(args: argparse.Namespace, allocator: str) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    from hakfuzz._console import console
     from hakfuzz.larson.stability import protocol, run_stability
 
     tests = tuple(t for t in protocol(args.seconds, args.runs, args.other_runs) if t.runs > 0)
-    err = Console(stderr=True)
+    err = console(stderr=True)
     (launch,) = _prepare(args, (allocator,)).values()
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   TimeElapsedColumn(), console=err, disable=not err.is_terminal) as bar:
@@ -213,8 +213,9 @@ def _run_stability(args: argparse.Namespace, allocator: str) -> int:
 
 def print_stability(report: StabilityReport) -> None:
     """The protocol's pass/fail table on stdout."""
-    from rich.console import Console
     from rich.table import Table
+
+    from hakfuzz._console import console
 
     table = Table(title=f"larson stability ({report.allocator}, {report.variant})",
                   title_justify="left")
@@ -228,7 +229,7 @@ def print_stability(report: StabilityReport) -> None:
                       f"{len(s.runs) - s.failures}/{o.test.runs}", _fmt(s.median),
                       _fmt(min(values, default=None)), _fmt(max(values, default=None)), rss,
                       "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]")
-    out = Console()
+    out = console()
     out.print(table)
     served = sorted({r.served_by or "?" for o in report.outcomes for r in o.summary.runs
                      if r.ok})

@@ -128,11 +128,10 @@ def _captured(args: argparse.Namespace, command: list[str], target: Target) -> i
 
 
 def _compare(args: argparse.Namespace, command: list[str], target: Target) -> int:
-    from rich.console import Console
-
+    from hakfuzz._console import console
     from hakfuzz.larson.preload import compare_program
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     err.print(f"running {' '.join(command)} under glibc, then {target.name}...", style="dim",
               markup=False, highlight=False)
     result = compare_program(command, allocator=target, variant=args.variant, stdin=_stdin(),
@@ -163,9 +162,10 @@ def _served(run: PreloadRun) -> str:
 
 
 def _print_comparison(result: PreloadComparison, with_stderr: bool) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from hakfuzz._console import console
 
     table = Table(title="hakfuzz preload --compare: " + " ".join(result.argv)[:100],
                   title_justify="left")
@@ -178,7 +178,7 @@ def _print_comparison(result: PreloadComparison, with_stderr: bool) -> None:
         m = run.measured
         table.add_row(escape(run.allocator), m.describe_status(), f"{len(m.stdout):,}",
                       f"{m.wall_seconds:.2f}", _served(run))
-    out = Console()
+    out = console()
     out.print(table)
     if result.same:
         out.print("[green]same[/green] exit status and output" +

@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     """Replay and report."""
     import sys
 
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from hakfuzz._console import console
     from hakfuzz.replay import replay
     from hakfuzz.variants import split
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         except UsageError as exc:
             raise UsageError(f"hakfuzz replay: --shard: {exc}") from None
     results = []
-    err = Console(stderr=True)
+    err = console(stderr=True)
     for result in replay(
         files,
         variant=args.variant,
@@ -152,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
                 ),
                 f"{r.seconds:.2f}",
             )
-        console = Console()
-        console.print(table)
+        out = console()
+        out.print(table)
         summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
-        console.print(summary + (f" ({len(malformed)} malformed)" if malformed else ""))
+        out.print(summary + (f" ({len(malformed)} malformed)" if malformed else ""))
     if malformed:
         return 2
     return 1 if failed else 0

@@ -12,6 +12,7 @@ from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
+
     from rich.console import Console
 
     from hakfuzz.cli import Subparsers
@@ -115,9 +116,9 @@ def _options(args: argparse.Namespace) -> object:
 
 def run(args: argparse.Namespace) -> int:
     """Build the driver, run the campaign, print the table or JSON."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    from hakfuzz._console import console
     from hakfuzz._paths import writable_dir
     from hakfuzz.parallel.stress import StressOptions, run_stress
     from hakfuzz.variants import tool
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(opts, StressOptions)
     # A finding that cannot be written is lost: prove --save works before any run.
     saver = _Saver(writable_dir(Path(args.save), "hakfuzz stress: --save")) if args.save else None
-    err = Console(stderr=True)
+    err = console(stderr=True)
     err.print(f"building the driver ({opts.variant})...", style="dim")
     driver = tool("hakdriver", opts.variant)
 
@@ -196,8 +197,9 @@ class _Saver:
 
 
 def _print_table(doc: dict[str, object]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from hakfuzz._console import console
 
     table = Table(
         title=f"hakfuzz stress ({doc['allocator']}, {doc['variant']}, "
@@ -215,7 +217,7 @@ def _print_table(doc: dict[str, object]) -> None:
     table.add_row(
         "total", "", str(doc["runs"]), f"{doc['ops']:,}", f"{doc['ops_per_sec']:,.0f}", style="bold"
     )
-    out = Console()
+    out = console()
     out.print(table)
     findings = doc["findings"]
     assert isinstance(findings, list)
