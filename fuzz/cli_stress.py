@@ -12,7 +12,6 @@ from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
-
     from rich.console import Console
 
     from hakfuzz.cli import Subparsers
