@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             None,
             str(meta.get("variant", "release")),
             meta.get("seed"),
+            {"job": meta["job"]} if meta.get("job") else {},
         )
         saved = store.save(finding, program, minimised=False, count=shared["count"])
         pulled.append(

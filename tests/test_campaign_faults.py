@@ -316,3 +316,16 @@ def test_an_engine_with_no_build_it_can_load_is_a_usage_error(tmp_path: Path) ->
     done = _hakfuzz("fuzz", "--variant", "release,nonsense", cwd=tmp_path)
     assert done.returncode == 2
     assert "nonsense" in done.stderr
+
+
+def test_a_job_only_finding_never_replaces_a_program(tmp_path: Path) -> None:
+    """A preload job (no ops, replayed from its name and seed) ranks after any program."""
+    ledger = Ledger(FindingStore(tmp_path), tmp_path)
+    program = Program(ops=tuple(Op.alloc(h, 16) for h in range(40)))
+    ledger.add(Finding("parallel", "signal", "SIGABRT x", "m", program), "parallel")
+    job = Finding("preload", "signal", "SIGABRT x", "m", Program(), None, "release", 3,
+                  {"job": {"name": "calls", "seed": 3}})
+    ledger.add(job, "preload")
+    seen = ledger.seen["signal-sigabrt-x"]
+    assert seen.finding.program.ops == program.ops
+    assert seen.engines == ["parallel", "preload"]

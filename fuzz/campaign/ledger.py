@@ -30,6 +30,15 @@ EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, sig
 """Signals a worker dies of when someone else ends it; never a finding by themselves."""
 
 
+def program_size(finding: Finding) -> float:
+    """How small a finding's program is, for keeping the smallest.
+
+    One with no ops (a preload job, replayed from its name and seed) ranks
+    after every real program, which any engine can replay.
+    """
+    return len(finding.program.ops) or float("inf")
+
+
 @dataclass(slots=True)
 class Seen:
     """One signature met in this campaign."""
@@ -75,7 +84,7 @@ class Ledger:
         known.count += 1
         if credited not in known.engines:
             known.engines.append(credited)
-        if len(finding.program.ops) < len(known.finding.program.ops):
+        if program_size(finding) < program_size(known.finding):
             known.finding = finding
             replace = known.saved.path if known.saved and known.saved.new else None
             saved = self._save(finding, replace)

@@ -44,6 +44,9 @@ def campaign_json(  # noqa: D103
                 "minimised": t.minimised,
                 "count": t.count,
                 "found_by": list(t.engines),
+                "found_after_seconds": round(max(0.0, t.first_met - result.started), 2)
+                if result.started
+                else None,
                 "ops_before": t.ops_before,
                 "ops": t.ops_after,
                 "reproduction_rate": t.reproduction_rate,

@@ -52,6 +52,7 @@ _PROGRESS_TTL = 30  # seconds a machine stays listed after its last report
 _SYNC_EVERY = 2.0  # seconds between two syncs
 _RETRY_EVERY = 5.0  # seconds between two attempts while the server is away
 _CORPUS_BATCH = 200  # inputs moved each way per sync (a bounded rate)
+_JOB_ONLY = 1 << 30  # the size of a finding with no ops: any real program is smaller
 
 
 def require_redis(url: str, flag: str) -> None:
@@ -138,7 +139,7 @@ class SharedCampaign:
         from hakfuzz.program.jsonio import dump_program
 
         key = f"{PREFIX}finding:{finding.signature}"
-        ops = len(finding.program.ops)
+        ops = len(finding.program.ops) or _JOB_ONLY  # a preload job ranks after any program
         meta = {
             "signature": finding.signature,
             "engine": engine,
@@ -146,6 +147,7 @@ class SharedCampaign:
             "message": finding.message,
             "variant": finding.variant,
             "seed": finding.seed,
+            "job": finding.extra.get("job"),
         }
         program = dump_program(finding.program)
         if count:
@@ -275,7 +277,7 @@ def pull_findings(client: Any) -> list[dict[str, Any]]:
                 "count": int(fields.get("count", 0)),
                 "machines": machines,
                 "first_machine": fields.get("first_machine"),
-                "ops": int(fields.get("ops", 0)),
+                "ops": int(fields.get("ops", 0)) % _JOB_ONLY,  # a job-only finding has none
                 "program": fields.get("program"),
                 "meta": json.loads(fields.get("meta", "{}")),
             }

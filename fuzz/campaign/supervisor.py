@@ -149,6 +149,7 @@ class CampaignResult:
     ledger: Ledger
     seconds: float
     interrupted: str | None = None  # the signal that stopped it early
+    started: float = 0.0  # unix time the workers started
 
     @property
     def findings(self) -> list[Finding]:
@@ -327,7 +328,7 @@ class Supervisor:
         if self.stopped is None:
             self._judge_engines()
         return CampaignResult(
-            o, self.tallies, self.ledger, time.time() - self.started, self.stopped
+            o, self.tallies, self.ledger, time.time() - self.started, self.stopped, self.started
         )
 
     def _judge_engines(self) -> None:

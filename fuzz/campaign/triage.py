@@ -43,6 +43,7 @@ class Triaged:
     count: int = 1
     engines: tuple[str, ...] = ()
     note: str = ""  # what minimisation kept, when a flaky race constrained it
+    first_met: float = 0.0  # unix time the campaign first met it
 
 
 def _reproduce(suspect: Suspect, runs: int) -> Finding | None:
@@ -152,6 +153,7 @@ def triage(  # noqa: D103 - see the module docstring
                 seen.count,
                 tuple(seen.engines),
                 note,
+                seen.at,
             )
         )
     return out
