@@ -27,13 +27,15 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     """``hakfuzz fuzz [--engine E] [--time S] [--jobs N] [--variant V] [--json] [-- ...]``."""
     parser = subparsers.add_parser(
         name,
-        help="run a fuzz campaign (hypothesis, atheris, parallel engines)",
-        description="Run a time-boxed campaign: worker processes split over the engines, live "
-        "progress, crash isolation (every input is journalled before it runs natively; a dead "
-        "worker's input becomes a finding and the worker is restarted), deduplication by "
-        "signature, minimisation, findings written to corpus/findings/, and a report directory "
-        "(report.json, coverage.png). Options after -- go to libFuzzer (atheris). "
-        "Exit 1 if anything was found.",
+        help="run a fuzz campaign (hypothesis, atheris, parallel, preload engines)",
+        description="Run a time-boxed campaign: worker processes split over the engines and "
+        "builds, live progress, crash isolation (every input is journalled before it runs "
+        "natively; a dead worker's input becomes a finding and the worker is restarted), "
+        "deduplication by signature, every finding saved the moment it is met, minimisation, "
+        "and a report directory (report.json: engines, findings, what was reached, the native "
+        "lines no program ran; coverage.png). Ctrl-C or SIGTERM stops the workers, saves what "
+        "was found and exits 130/143. Options after -- go to libFuzzer (atheris). Exit 1 if "
+        "anything was found or an engine never ran, 2 for bad usage.",
     )
     parser.add_argument(
         "--engine", default="all", help="all, or a comma list of: " + ", ".join(ENGINES)
