@@ -2,11 +2,14 @@
 
 Any divergence shrinks to a minimal Program.
 
-Bundles hold live handles; rules cover every op kind, including glibc
-pointers freed through ``hak_free`` and realloc across owners, on up to three
-program threads (real pthreads, serialised, so the model predicts every
-counter).  Configs come from :func:`hakfuzz.strategies.configs` with tiny
-caps, so growth, fallback, NULL and release happen within a few dozen ops.
+Bundles hold live handles; rules cover every op kind of
+``hakfuzz-program/2``, including glibc pointers freed through ``hak_free``,
+realloc across owners, the ops on NULL, usable sizes and glibc blocks past
+its mmap threshold (at most MAX_BIG_LIVE live: a size that would make one
+more is cut to 16 bits), on up to three program threads (real pthreads,
+serialised, so the model predicts every counter).  Configs come from
+:func:`hakfuzz.strategies.configs` with tiny caps, so growth, fallback, NULL
+and release happen within a few dozen ops.
 Every step compares every ``hak_stats`` counter; ``check`` runs ``hak_check``
 and the model's self-check; teardown verifies all live blocks.
 
@@ -29,9 +32,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initial
 
 from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
 from hakfuzz.findings import Finding
-from hakfuzz.program import Op, ProgramConfig, dump_program, save_program
-from hakfuzz.program.model import OVERFLOW_COUNT
-from hakfuzz.strategies import ALIGNS, configs, sizes
+from hakfuzz.program import MAX_BIG_LIVE, Op, ProgramConfig, dump_program, save_program
+from hakfuzz.program.model import MAX_SIZE, OVERFLOW_COUNT
+from hakfuzz.strategies import ALIGNED_ALLOC_ALIGNS, ALIGNS, configs, sizes
 
 MAX_THREADS = 3
 
@@ -55,6 +58,7 @@ def executor() -> DifferentialExecutor:
 
 
 threads_st = st.integers(0, MAX_THREADS - 1)
+big_ok_sizes = sizes(big=True)
 
 
 class AllocatorMachine(RuleBasedStateMachine):
@@ -73,6 +77,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.session: DifferentialSession | None = None
         self.next_handle = 0
         self.failed = False
+        self.big: set[int] = set()  # live handles holding a size above MAX_SIZE
 
     # ---- set-up and helpers ---------------------------------------------------
     @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS))
@@ -90,6 +95,16 @@ class AllocatorMachine(RuleBasedStateMachine):
         handle = self.next_handle
         self.next_handle += 1
         return handle
+
+    def _fit(self, handle: int, size: int) -> int:
+        """``size`` for ``handle``, cut to 16 bits if it would be one big block too many."""
+        if size > MAX_SIZE:
+            if handle in self.big or len(self.big) < MAX_BIG_LIVE:
+                self.big.add(handle)
+                return size
+            size &= 0xFFFF
+        self.big.discard(handle)
+        return size
 
     def _do(self, op: Op) -> None:
         assert self.session is not None
@@ -120,16 +135,22 @@ class AllocatorMachine(RuleBasedStateMachine):
         raise AssertionError(divergence.describe())
 
     # ---- allocation rules -----------------------------------------------------------
-    @rule(target=live, thread=threads_st, size=sizes())
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
     def alloc(self, thread: int, size: int) -> int:
         handle = self._new()
-        self._do(Op.alloc(handle, size, self._thread(thread)))
+        self._do(Op.alloc(handle, self._fit(handle, size), self._thread(thread)))
         return handle
 
-    @rule(target=live, thread=threads_st, size=sizes())
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
     def libc_alloc(self, thread: int, size: int) -> int:
         handle = self._new()
-        self._do(Op.libc_alloc(handle, size, self._thread(thread)))
+        self._do(Op.libc_alloc(handle, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
+    def realloc_null(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.realloc_null(handle, self._fit(handle, size), self._thread(thread)))
         return handle
 
     @rule(
@@ -145,20 +166,41 @@ class AllocatorMachine(RuleBasedStateMachine):
         self._do(Op.calloc(handle, count, size, self._thread(thread)))
         return handle
 
-    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNS), size=sizes())
+    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNS), size=big_ok_sizes)
     def memalign(self, thread: int, align: int, size: int) -> int:
         handle = self._new()
-        self._do(Op.memalign(handle, align, size, self._thread(thread)))
+        self._do(Op.memalign(handle, align, self._fit(handle, size), self._thread(thread)))
         return handle
 
-    @rule(target=live, handle=consumes(live), thread=threads_st, size=sizes())
+    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNED_ALLOC_ALIGNS),
+          size=big_ok_sizes)
+    def aligned_alloc(self, thread: int, align: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.aligned_alloc(handle, align, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, handle=consumes(live), thread=threads_st, size=big_ok_sizes)
     def realloc(self, handle: int, thread: int, size: int) -> Any:
+        size = self._fit(handle, size)
         self._do(Op.realloc(handle, size, self._thread(thread)))
         return multiple() if size == 0 else handle
 
     @rule(handle=consumes(live), thread=threads_st)
     def free(self, handle: int, thread: int) -> None:
+        self.big.discard(handle)
         self._do(Op.free(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def free_null(self, thread: int) -> None:
+        self._do(Op.free_null(self._thread(thread)))
+
+    @rule(handle=live, thread=threads_st)
+    def usable_size(self, handle: int, thread: int) -> None:
+        self._do(Op.usable_size(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def usable_size_null(self, thread: int) -> None:
+        self._do(Op.usable_size_null(self._thread(thread)))
 
     # ---- contents and threads ---------------------------------------------------------
     @rule(handle=live, thread=threads_st, seed=st.integers(0, 255))

@@ -9,6 +9,12 @@ fallback, fault injection and release happen within a few dozen ops
 early mapping; ``cache_cap`` 0 releases a SuperSlab as soon as its blocks
 are freed), so the short programs Hypothesis favours (lists average about
 seven choices) already reach them.
+
+Every op kind of ``hakfuzz-program/2`` is drawn, the ops on NULL included;
+one size in sixteen of the kinds that allow it is big (past glibc's mmap
+threshold, up to 8 MiB), and a big size that would make more than
+MAX_BIG_LIVE big blocks live is cut to its low 16 bits, as the binary form
+does.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from hypothesis import strategies as st
 
 from hakfuzz.program.binary import decode
 from hakfuzz.program.model import (
+    BIG_KINDS,
     CACHE_CAP_MAX,
     CREATING_KINDS,
     DEFAULT_CONFIG,
     HANDLE_KINDS,
     MAX_ALIGN,
+    MAX_BIG_LIVE,
+    MAX_BIG_SIZE,
     MAX_CALLOC_BYTES,
     MAX_COUNT,
     MAX_SEED,
@@ -51,15 +60,41 @@ BOUNDARY_SIZES: tuple[int, ...] = (
 
 ALIGNS: tuple[int, ...] = tuple(MIN_ALIGN << shift for shift in range(10))
 assert ALIGNS[-1] == MAX_ALIGN
+ALIGNED_ALLOC_ALIGNS: tuple[int, ...] = tuple(1 << shift for shift in range(13))
+"""aligned_alloc takes any power of two: below 8 the allocator raises it to 8."""
+
+MMAP_THRESHOLD = 128 << 10  # glibc's initial M_MMAP_THRESHOLD
+BIG_SIZES: tuple[int, ...] = (
+    MMAP_THRESHOLD - 1, MMAP_THRESHOLD, MMAP_THRESHOLD + 1, 1 << 20, MAX_BIG_SIZE,
+)
+"""Sizes around glibc's mmap threshold, and the largest a program may ask."""
 
 
-def sizes() -> st.SearchStrategy[int]:
-    """Request sizes: class boundaries, any tiny size, any large size."""
-    return st.one_of(
+def sizes(*, big: bool = False) -> st.SearchStrategy[int]:
+    """Request sizes: class boundaries, any tiny size, any large size.
+
+    ``big=True`` makes one size in sixteen big (above 65535, up to 8 MiB),
+    and shrinking moves away from those.
+    """
+    small = st.one_of(
         st.sampled_from(BOUNDARY_SIZES),
         st.integers(0, 1024),
         st.integers(1025, MAX_SIZE),
     )
+    if not big:
+        return small
+    return _with_big(small)
+
+
+_BIG = st.one_of(st.sampled_from(BIG_SIZES), st.integers(MAX_SIZE + 1, MAX_BIG_SIZE))
+
+
+@st.composite
+def _with_big(draw: st.DrawFn, small: st.SearchStrategy[int]) -> int:
+    # The roll shrinks to 0: small.  A flat one_of would make big sizes a quarter.
+    if draw(st.integers(0, 15)) == 15:
+        return draw(_BIG)
+    return draw(small)
 
 
 def _int_field(default: int, low: int, high: int,
@@ -113,14 +148,19 @@ class _Choice:
     seed: int = 0
 
 
-# Weighted: alloc and free make most of a real workload.  The first entry is
-# what a shrunk choice becomes.
+# Weighted: alloc and free make most of a real workload, and glibc pointers
+# reaching free are the bug this project hunts.  The first entry is what a
+# shrunk choice becomes.
 _KINDS = st.sampled_from((
     OpKind.ALLOC, OpKind.FREE, OpKind.ALLOC, OpKind.FREE, OpKind.LIBC_ALLOC,
     OpKind.REALLOC, OpKind.WRITE, OpKind.VERIFY, OpKind.CALLOC,
     OpKind.MEMALIGN, OpKind.FLUSH, OpKind.THREAD_EXIT, OpKind.CHECK,
+    OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL, OpKind.USABLE_SIZE,
+    OpKind.FREE_NULL, OpKind.USABLE_SIZE_NULL, OpKind.LIBC_ALLOC, OpKind.FREE,
 ))
 _SIZES = sizes()
+_BIG_OK_SIZES = sizes(big=True)
+_ALIGNED_ALLOC_ALIGNS = st.sampled_from(ALIGNED_ALLOC_ALIGNS)
 _COUNTS = st.one_of(st.integers(0, 64), st.integers(0, MAX_COUNT), st.just(OVERFLOW_COUNT))
 _ALIGNS = st.sampled_from(ALIGNS)
 _REFS = st.integers(0, 15)
@@ -139,11 +179,13 @@ def _choice(draw: st.DrawFn, threads: int) -> _Choice:
     thread = draw(_threads(threads)) if threads > 1 else 0
     if kind in CREATING_KINDS:
         count = draw(_COUNTS) if kind is OpKind.CALLOC else 0
-        align = draw(_ALIGNS) if kind is OpKind.MEMALIGN else 0
-        return _Choice(kind, thread, 0, draw(_SIZES), count, align)
+        align = (draw(_ALIGNS) if kind is OpKind.MEMALIGN
+                 else draw(_ALIGNED_ALLOC_ALIGNS) if kind is OpKind.ALIGNED_ALLOC else 0)
+        size = draw(_BIG_OK_SIZES if kind in BIG_KINDS else _SIZES)
+        return _Choice(kind, thread, 0, size, count, align)
     if kind in HANDLE_KINDS:
         ref = draw(_REFS)
-        size = draw(_SIZES) if kind is OpKind.REALLOC else 0
+        size = draw(_BIG_OK_SIZES) if kind is OpKind.REALLOC else 0
         seed = draw(_SEEDS) if kind is OpKind.WRITE else 0
         return _Choice(kind, thread, ref, size, 0, 0, seed)
     return _Choice(kind, thread)
@@ -160,6 +202,7 @@ def _interpret(choices: list[_Choice]) -> tuple[Op, ...]:
     """Bind choices to live handles: a valid, canonical op sequence."""
     ops: list[Op] = []
     live: list[int] = []  # oldest first
+    big: set[int] = set()  # live handles holding a size above MAX_SIZE
     next_handle = 0
     for choice in choices:
         kind = choice.kind
@@ -170,22 +213,37 @@ def _interpret(choices: list[_Choice]) -> tuple[Op, ...]:
                 live.append(next_handle)
                 next_handle += 1
                 continue
-            if choice.size and count * choice.size > MAX_CALLOC_BYTES:
-                count = MAX_CALLOC_BYTES // choice.size
-            ops.append(Op(kind, choice.thread, next_handle, choice.size, count,
-                          choice.align))
+            size = _fit_big(choice.size, next_handle, big)
+            if size and count * size > MAX_CALLOC_BYTES:
+                count = MAX_CALLOC_BYTES // size
+            ops.append(Op(kind, choice.thread, next_handle, size, count, choice.align))
             live.append(next_handle)
             next_handle += 1
         elif kind not in HANDLE_KINDS:
             ops.append(Op(kind, choice.thread))
         elif live:
             index = len(live) - 1 - choice.ref % len(live)
-            op = Op(kind, choice.thread, live[index], choice.size, 0, 0,
-                    choice.seed)
+            handle = live[index]
+            size = choice.size
+            if kind is OpKind.REALLOC:
+                size = _fit_big(size, handle, big)
+            op = Op(kind, choice.thread, handle, size, 0, 0, choice.seed)
             if op.kills_handle():
                 del live[index]
+                big.discard(handle)
             ops.append(op)
     return tuple(ops)
+
+
+def _fit_big(size: int, handle: int, big: set[int]) -> int:
+    """``size`` for ``handle``, cut to 16 bits if it would be one big block too many."""
+    if size > MAX_SIZE:
+        if handle in big or len(big) < MAX_BIG_LIVE:
+            big.add(handle)
+            return size
+        size &= 0xFFFF
+    big.discard(handle)
+    return size
 
 
 def programs(

@@ -13,6 +13,7 @@ from hakfuzz._errors import HakfuzzError
 from hakfuzz.program import (
     FORMAT,
     Op,
+    OpKind,
     Program,
     ProgramConfig,
     ProgramError,
@@ -39,7 +40,7 @@ _DOC_EXAMPLE = """{
 }"""
 
 _DOC_EXAMPLE_DUMPED = """{
-  "format": "hakfuzz-program/1",
+  "format": "hakfuzz-program/2",
   "description": "free a glibc pointer from another thread",
   "config": {
     "ss_cap": 1,
@@ -71,7 +72,9 @@ def test_doc_example_loads() -> None:
 
 
 def test_dump_is_stable_and_explicit() -> None:
+    # A /1 document loads, and is written back as /2 with the same ops.
     assert dump_program(loads_program(_DOC_EXAMPLE)) == _DOC_EXAMPLE_DUMPED
+    assert loads_program(_DOC_EXAMPLE_DUMPED) == loads_program(_DOC_EXAMPLE)
 
 
 def test_every_kind_round_trips() -> None:
@@ -87,6 +90,63 @@ def test_every_kind_round_trips() -> None:
         "op": "calloc", "thread": 1, "handle": 2, "count": 3, "size": 100,
     }
     assert "\n    {\"op\": \"check\", \"thread\": 0},\n" in text
+
+
+_V2_OPS: list[tuple[Op, dict[str, object]]] = [
+    (Op.aligned_alloc(1, 1, 0, thread=1),
+     {"op": "aligned_alloc", "thread": 1, "handle": 1, "align": 1, "size": 0}),
+    (Op.aligned_alloc(2, 4096, 5000),
+     {"op": "aligned_alloc", "thread": 0, "handle": 2, "align": 4096, "size": 5000}),
+    (Op.realloc_null(3, 0), {"op": "realloc_null", "thread": 0, "handle": 3, "size": 0}),
+    (Op.free_null(thread=1), {"op": "free_null", "thread": 1}),
+    (Op.usable_size(0), {"op": "usable_size", "thread": 0, "handle": 0}),
+    (Op.usable_size_null(), {"op": "usable_size_null", "thread": 0}),
+    (Op.libc_alloc(4, 8 << 20), {"op": "libc_alloc", "thread": 0, "handle": 4, "size": 8388608}),
+    (Op.realloc(4, 131073), {"op": "realloc", "thread": 0, "handle": 4, "size": 131073}),
+    (Op.realloc(2, 200000), {"op": "realloc", "thread": 0, "handle": 2, "size": 200000}),
+]
+"""Each op /2 adds (and the big sizes), with the JSON object it is written as."""
+
+
+@pytest.mark.parametrize(("op", "expected"), _V2_OPS, ids=[o.kind.json_name for o, _ in _V2_OPS])
+def test_each_v2_op_round_trips(op: Op, expected: dict[str, object]) -> None:
+    before = (Op.alloc(0, 8), Op.alloc(1, 8), Op.alloc(2, 8), Op.alloc(3, 8), Op.alloc(4, 8))
+    ops = tuple(o for o in before if o.handle != op.handle or op.kind in (
+        OpKind.USABLE_SIZE, OpKind.REALLOC))
+    program = Program(threads=2, ops=(*ops, op))
+    text = dump_program(program)
+    assert json.loads(text)["format"] == "hakfuzz-program/2"
+    assert json.loads(text)["ops"][-1] == expected
+    assert loads_program(text) == program
+
+
+def test_v1_documents_keep_v1_rules() -> None:
+    for op in ('{"op": "free_null"}', '{"op": "usable_size_null"}',
+               '{"op": "realloc_null", "handle": 0, "size": 1}',
+               '{"op": "aligned_alloc", "handle": 0, "align": 8, "size": 1}'):
+        with pytest.raises(ProgramError, match=r"is an op of hakfuzz-program/2, not of "
+                           r"hakfuzz-program/1") as info:
+            loads_program(_program(op), "x.json")
+        assert (info.value.op_index, info.value.field) == (0, "op")
+        loads_program(_program(op).replace("program/1", "program/2"))  # fine in /2
+    big = '{"op": "libc_alloc", "handle": 0, "size": 65536}'
+    with pytest.raises(ProgramError, match=r"65536 is out of range 0..65535 "
+                       r"\(hakfuzz-program/1; hakfuzz-program/2 allows up to 8388608\)"):
+        loads_program(_program(big))
+    assert loads_program(_program(big).replace("program/1", "program/2")).ops[0].size == 65536
+
+
+def test_every_v1_corpus_file_loads_unchanged() -> None:
+    corpus = Path(__file__).resolve().parents[1] / "corpus" / "regressions"
+    files = sorted(corpus.glob("*.json"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        program = load_program(path)
+        assert program.format == FORMAT
+        # A /1 file is written back as /2: the same document but for the format line.
+        assert dump_program(program) == text.replace(
+            '"hakfuzz-program/1"', '"hakfuzz-program/2"', 1)
 
 
 def test_empty_program_dumps_an_empty_list() -> None:
@@ -149,6 +209,11 @@ def _program(ops: str, **top: str) -> str:
 
 _ALLOC0 = '{"op": "alloc", "handle": 0, "size": 8}'
 
+
+def _v2(ops: str) -> str:
+    return f'{{"format": "hakfuzz-program/2", "ops": [{ops}]}}'
+
+
 # (document, op index, field, words the message must contain)
 _ERRORS: list[tuple[str, int | None, str | None, str]] = [
     ('{"format": "hakfuzz-program/1",\n "ops": [}', None, None,
@@ -156,7 +221,8 @@ _ERRORS: list[tuple[str, int | None, str | None, str]] = [
     ("[]", None, None, "expected an object"),
     ('{"ops": []}', None, "format", "missing"),
     ('{"format": "hakfuzz-program/9", "ops": []}', None, "format",
-     'got "hakfuzz-program/9"'),
+     'expected "hakfuzz-program/1" or "hakfuzz-program/2", got "hakfuzz-program/9"'),
+    ('{"format": ["hakfuzz-program/2"], "ops": []}', None, "format", "got ['hakfuzz-program/2']"),
     ('{"format": "hakfuzz-program/1"}', None, "ops", "missing"),
     ('{"format": "hakfuzz-program/1", "ops": {}}', None, "ops", "expected a list"),
     ('{"format": "hakfuzz-program/1", "ops": [], "opz": 1}', None, "opz",
@@ -205,6 +271,22 @@ _ERRORS: list[tuple[str, int | None, str | None, str]] = [
      "align", "12 is not a power of two in 8..4096"),
     (_program('{"op": "memalign", "handle": 0, "align": 4, "size": 8}'), 0,
      "align", "not a power of two in 8..4096"),
+    (_v2('{"op": "aligned_alloc", "handle": 0, "align": 3, "size": 8}'), 0,
+     "align", "3 is not a power of two in 1..4096"),
+    (_v2('{"op": "aligned_alloc", "handle": 0, "align": 8192, "size": 8}'), 0,
+     "align", "not a power of two in 1..4096"),
+    (_v2('{"op": "alloc", "handle": 0, "size": 8388609}'), 0, "size",
+     "8388609 is out of range 0..8388608"),
+    (_v2('{"op": "calloc", "handle": 0, "count": 1, "size": 65536}'), 0, "size",
+     "65536 is out of range 0..65535"),
+    (_v2('{"op": "free_null", "handle": 0}'), 0, "handle", "not a field of op free_null"),
+    (_v2('{"op": "usable_size", "handle": 0}'), 0, "handle", "0 is not live (never created)"),
+    (_v2('{"op": "realloc_null", "handle": 0, "size": 1}, '
+         '{"op": "realloc_null", "handle": 0, "size": 1}'), 1, "handle", "0 is already used"),
+    (_v2(", ".join(f'{{"op": "libc_alloc", "handle": {h}, "size": 70000}}' for h in range(4))
+         + ', {"op": "alloc", "handle": 9, "size": 8}, {"op": "realloc", "handle": 9, '
+         '"size": 65536}'), 5, "size",
+     "a 5th block above 65535 bytes would be live (handles 0, 1, 2, 3 hold big blocks"),
     (_program(f'{_ALLOC0}, {{"op": "write", "handle": 0, "seed": 256}}'), 1,
      "seed", "out of range 0..255"),
     (_program('{"op": "flush", "thread": 1}'), 0, "thread",

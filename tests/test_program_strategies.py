@@ -69,6 +69,13 @@ def _realloc_across_owners(program: Program) -> bool:
     return False
 
 
+def _realloc_of_aligned(program: Program) -> bool:
+    aligned = {op.handle for op in program.ops
+               if op.kind in (OpKind.MEMALIGN, OpKind.ALIGNED_ALLOC)}
+    return any(op.kind is OpKind.REALLOC and op.handle in aligned and op.size
+               for op in program.ops)
+
+
 def _write_then_verify(program: Program) -> bool:
     written: set[int] = set()
     for op in program.ops:
@@ -96,6 +103,8 @@ def test_programs_reach_interesting_states() -> None:
             ("caches off", program.config.cache_cap == 0),
             ("early mapping failure", program.config.fail_map_at == 1),
             ("size 0", 0 in sizes),
+            ("big block", any(op.size > 65535 for op in program.ops)),
+            ("realloc of an aligned block", _realloc_of_aligned(program)),
         ):
             if reached:
                 seen.add(name)
@@ -105,7 +114,8 @@ def test_programs_reach_interesting_states() -> None:
     assert not missing
     for name in ("libc freed by another thread", "realloc across owners",
                  "write then verify", "10 ops or more", "one-SuperSlab budget",
-                 "caches off", "early mapping failure", "size 0"):
+                 "caches off", "early mapping failure", "size 0", "big block",
+                 "realloc of an aligned block"):
         assert name in seen
 
 

@@ -5,20 +5,20 @@ n bytes holds the n bytes of the stream from ``pattern_start(handle, seed)``.
 Slicing one precomputed buffer (:data:`BASE`) keeps write and verify at
 memcpy speed.  The same pattern formula is used whatever executor runs the op.
 
-:data:`BASE` covers the largest block a program can make (a 1 MiB calloc,
-``MAX_CALLOC_BYTES``) from any start, so every slice is a full pattern.
+:data:`BASE` covers the largest block a program can make (an 8 MiB block,
+``MAX_BIG_SIZE``) from any start, so every slice is a full pattern.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from hakfuzz.program.model import MAX_CALLOC_BYTES, MAX_SIZE
+from hakfuzz.program.model import MAX_BIG_SIZE, MAX_CALLOC_BYTES, MAX_SIZE
 
 PERIOD: Final[int] = 251
 """Prime: neighbouring handles differ at every offset."""
 
-MAX_PATTERN: Final[int] = max(MAX_CALLOC_BYTES, MAX_SIZE)
+MAX_PATTERN: Final[int] = max(MAX_CALLOC_BYTES, MAX_SIZE, MAX_BIG_SIZE)
 """The longest block a pattern is ever needed for."""
 
 

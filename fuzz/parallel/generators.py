@@ -13,7 +13,9 @@ share of allocations made by glibc (``libc_alloc``) that later reach
 - ``churn``: threads fill their caches and exit holding live blocks
   (orphaned slabs); survivors free those blocks (adoption).
 - ``mixed``: every op kind, sizes over every class and above 1024, realloc
-  across owners in both directions, frees from any thread.
+  across owners in both directions, frees from any thread; now and then an
+  op of ``hakfuzz-program/2`` (realloc from NULL, glibc blocks past its mmap
+  threshold, aligned_alloc, usable_size, the ops on NULL).
 - ``pressure``: ``mixed`` under tiny SuperSlab caps and both OOM policies, so
   growth, glibc fallback and NULL happen under contention (the seed's exact
   failure shape).
@@ -24,7 +26,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from hakfuzz.program import MAX_OPS, Op, OpKind, Program, ProgramConfig
+from hakfuzz.program import (
+    CREATING_KINDS,
+    MAX_BIG_LIVE,
+    MAX_BIG_SIZE,
+    MAX_OPS,
+    Op,
+    Program,
+    ProgramConfig,
+)
 
 Generator = Callable[[int, int, int, float], Program]
 
@@ -42,19 +52,37 @@ def _size(rnd: random.Random) -> int:
     return rnd.randint(top // 2 + 1, top) if top > 8 else rnd.randint(1, 8)
 
 
-class _Builder:
-    """Ops over handles, with the live set per thread (program order)."""
+V2_RATE = 0.02
+"""Share of ``any_op`` calls that also emit one op of hakfuzz-program/2."""
 
-    def __init__(self, rnd: random.Random, threads: int, libc_ratio: float) -> None:
+_BIG_SIZES = (128 * 1024 + 1, 1 << 20, MAX_BIG_SIZE)  # past glibc's mmap threshold
+
+
+class _Builder:
+    """Ops over handles, with the live set per thread (program order).
+
+    The ops of hakfuzz-program/2 are drawn from a random stream of their own
+    (``v2``), the handles they make live in a list of their own, and they do
+    not count against the op budget, so adding them left every other op and
+    the config of a seed's workload as they were (the program is about
+    ``V2_RATE`` longer).
+    """
+
+    def __init__(self, rnd: random.Random, threads: int, libc_ratio: float,
+                 v2_seed: str = "") -> None:
         self.rnd = rnd
         self.threads = threads
         self.libc_ratio = libc_ratio
         self.ops: list[Op] = []
         self.next_handle = 0
         self.live: list[list[int]] = [[] for _ in range(threads)]
+        self.v2 = random.Random(f"hakfuzz-program/2 ops {v2_seed}")
+        self.v2_live: list[int] = []  # handles the /2 ops made, still live
+        self.big: set[int] = set()  # of those, the ones holding a size above 65535
+        self.v2_ops = 0  # ops the /2 stream added
 
     def full(self, budget: int) -> bool:
-        return len(self.ops) >= budget
+        return len(self.ops) - self.v2_ops >= budget
 
     def alloc(self, thread: int, size: int | None = None) -> int:
         handle = self.next_handle
@@ -69,8 +97,68 @@ class _Builder:
     def free(self, thread: int, handle: int) -> None:
         self.ops.append(Op.free(handle, thread))
 
+    def v2_op(self, thread: int) -> None:
+        """One op of hakfuzz-program/2 (from the ``v2`` stream)."""
+        v2, ops = self.v2, self.ops
+        roll = v2.random()
+        handle = self.next_handle
+        if roll < 0.25:
+            self.next_handle += 1
+            size = v2.choice(_BIG_SIZES) if v2.random() < 0.2 else _size(v2)
+            if size > 65535 and len(self.big) >= MAX_BIG_LIVE:
+                size = 100
+            ops.append(Op.realloc_null(handle, size, thread))
+            self._made(handle, size)
+        elif roll < 0.35:
+            if len(self.big) < MAX_BIG_LIVE:
+                self.next_handle += 1
+                size = v2.choice(_BIG_SIZES)
+                ops.append(Op.libc_alloc(handle, size, thread))
+                self._made(handle, size)
+        elif roll < 0.45:
+            self.next_handle += 1
+            size = _size(v2)
+            ops.append(Op.aligned_alloc(handle, 1 << v2.randrange(13), size, thread))
+            self._made(handle, size)
+        elif roll < 0.65:
+            pool = [h for live in self.live for h in live] + self.v2_live
+            if pool:
+                ops.append(Op.usable_size(v2.choice(pool), thread))
+        elif roll < 0.72:
+            ops.append(Op.free_null(thread))
+        elif roll < 0.79:
+            ops.append(Op.usable_size_null(thread))
+        elif self.v2_live:
+            pick = v2.randrange(len(self.v2_live))
+            handle = self.v2_live[pick]
+            if roll < 0.9:
+                size = v2.choice((0, 24, 1000, 5000, *_BIG_SIZES))
+                if size > 65535 and handle not in self.big and len(self.big) >= MAX_BIG_LIVE:
+                    size = 5000
+                ops.append(Op.realloc(handle, size, thread))
+                if size > 65535:
+                    self.big.add(handle)
+                    return
+                self.big.discard(handle)
+                if size:
+                    return
+            else:
+                ops.append(Op.free(handle, thread))
+                self.big.discard(handle)
+            self.v2_live[pick] = self.v2_live[-1]
+            self.v2_live.pop()
+
+    def _made(self, handle: int, size: int) -> None:
+        self.v2_live.append(handle)
+        if size > 65535:
+            self.big.add(handle)
+
     def any_op(self, thread: int) -> None:
         """One op of any kind on thread's view of the live sets."""
+        if self.v2.random() < V2_RATE:
+            before = len(self.ops)
+            self.v2_op(thread)
+            self.v2_ops += len(self.ops) - before
         rnd = self.rnd
         roll = rnd.random()
         owners = [t for t in range(self.threads) if self.live[t]]
@@ -210,7 +298,7 @@ def churn(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
 def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
     """Every op kind, every class, frees and reallocs from any thread."""
     rnd = random.Random(seed)
-    b = _Builder(rnd, threads, libc_ratio)
+    b = _Builder(rnd, threads, libc_ratio, f"mixed {seed}")
     budget = _budget(ops)
     while not b.full(budget):
         b.any_op(rnd.randrange(threads))
@@ -223,7 +311,7 @@ def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
 def pressure(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
     """``mixed`` at tiny caps: growth, fallback and NULL under contention."""
     rnd = random.Random(seed)
-    b = _Builder(rnd, threads, libc_ratio)
+    b = _Builder(rnd, threads, libc_ratio, f"pressure {seed}")
     budget = _budget(ops)
     while not b.full(budget):
         b.any_op(rnd.randrange(threads))
@@ -250,7 +338,7 @@ def _drop_dangling(b: _Builder) -> None:
     dead: set[int] = set()
     kept: list[Op] = []
     for op in b.ops:
-        if op.kind in (OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.CALLOC, OpKind.MEMALIGN):
+        if op.kind in CREATING_KINDS:
             created.add(op.handle)
         elif op.handle >= 0 and (op.handle not in created or op.handle in dead):
             continue

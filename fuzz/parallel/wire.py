@@ -2,9 +2,10 @@
 
 A 96-byte header (magic, threads, op count, handle count, flags, the nine
 ``hak_config_t`` fields as u64) and one 16-byte record per op
-(kind u8, thread u8, reserved u16, handle u32, size u32, arg u32), where arg
-is the calloc count, the memalign alignment or the write seed.  Handles must
-be canonical (0, 1, 2, ... in creation order); ``to_wire`` canonicalises.
+(kind u8, thread u8, reserved u16, handle u32, size u32, arg u32), where kind
+is the ``OpKind`` value and arg the calloc count, the memalign or
+aligned_alloc alignment, or the write seed.  Handles must be canonical (0, 1,
+2, ... in creation order); ``to_wire`` canonicalises.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _HEADER = struct.Struct("<8s4I9Q")
 _OP = struct.Struct("<BBHIII")
 _NO_HANDLE_WIRE = 0xFFFFFFFF
 _OVERFLOW_WIRE = 0xFFFFFFFF  # calloc count 2**63 (DRV_OVERFLOW_COUNT)
+_ALIGNED = frozenset({OpKind.MEMALIGN, OpKind.ALIGNED_ALLOC})
 
 
 def to_wire(program: Program) -> bytes:
@@ -31,16 +33,15 @@ def to_wire(program: Program) -> bytes:
         _HEADER.pack(MAGIC, program.threads, len(program.ops), nhandles, 0, *cfg.values())
     )
     pack = _OP.pack
-    calloc, memalign, write = OpKind.CALLOC, OpKind.MEMALIGN, OpKind.WRITE
+    calloc, write = OpKind.CALLOC, OpKind.WRITE
     for op in program.ops:
         kind = op.kind
-        arg = (
-            (_OVERFLOW_WIRE if op.count == OVERFLOW_COUNT else op.count)
-            if kind is calloc
-            else op.align
-            if kind is memalign
-            else (op.seed if kind is write else 0)
-        )
+        if kind is calloc:
+            arg = _OVERFLOW_WIRE if op.count == OVERFLOW_COUNT else op.count
+        elif kind in _ALIGNED:
+            arg = op.align
+        else:
+            arg = op.seed if kind is write else 0
         handle = _NO_HANDLE_WIRE if op.handle == NO_HANDLE else op.handle
         out += pack(int(kind), op.thread, 0, handle, op.size, arg)
     return bytes(out)

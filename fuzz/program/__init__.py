@@ -1,4 +1,4 @@
-"""The Program format (``hakfuzz-program/1``): records, JSON and binary forms.
+"""The Program format (``hakfuzz-program/2``; ``/1`` is read): records, JSON and binary forms.
 
 One format serves every engine, every finding and every regression file; see
 docs/program.md.  Public API:
@@ -22,7 +22,10 @@ from hakfuzz.program.model import (
     CREATING_KINDS,
     DEFAULT_CONFIG,
     FORMAT,
+    FORMAT_V1,
     HANDLE_KINDS,
+    MAX_BIG_LIVE,
+    MAX_BIG_SIZE,
     MAX_OPS,
     MAX_THREADS,
     NO_HANDLE,
@@ -40,7 +43,10 @@ __all__ = [
     "CREATING_KINDS",
     "DEFAULT_CONFIG",
     "FORMAT",
+    "FORMAT_V1",
     "HANDLE_KINDS",
+    "MAX_BIG_LIVE",
+    "MAX_BIG_SIZE",
     "MAX_OPS",
     "MAX_THREADS",
     "NO_HANDLE",

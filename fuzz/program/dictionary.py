@@ -2,17 +2,20 @@
 
 Each entry is a fragment that libFuzzer splices into inputs: headers that
 reach growth, fallback and fault injection quickly, and ops with typical
-arguments (class-boundary sizes, large sizes, realloc across owners,
-write/verify pairs).  Entries are built with ``encode`` helpers, so they stay
-in step with ``binary``'s layout.
+arguments (class-boundary sizes, large sizes, sizes past glibc's mmap
+threshold, realloc across owners, the ops on NULL, write/verify pairs).
+Entries are built with ``encode`` helpers in op layout 2 (every header sets
+its bit), so they stay in step with ``binary``'s layout.
 """
 
 from __future__ import annotations
 
 from hakfuzz.program.binary import (
+    BIG_NUM,
     BUDGET_TABLE,
     CACHE_CAP_TABLE,
     FAIL_MAP_TABLE,
+    LAYOUT_2,
     OPCODE_OF,
     REFILL_TABLE,
     SS_BYTES,
@@ -20,7 +23,10 @@ from hakfuzz.program.binary import (
     SS_KEEP_TABLE,
 )
 from hakfuzz.program.binary import _encode_num as _num
-from hakfuzz.program.model import OpKind
+from hakfuzz.program.model import MAX_BIG_SIZE, OpKind
+
+MMAP_THRESHOLD = 128 << 10
+"""glibc's initial M_MMAP_THRESHOLD: larger blocks are mmapped chunks."""
 
 _BOUNDARY_SIZES = (0, 1, 8, 9, 16, 17, 32, 33, 64, 65, 128, 129, 256, 257,
                    512, 513, 1024, 1025, 4096, 65535)
@@ -32,7 +38,7 @@ def _header(*, threads: int = 1, ss_cap: int = 0, budget_ss: int = 0,
             fail_map_at: int = 0) -> bytes:
     h0 = ((threads - 1) | SS_CAP_TABLE.index(ss_cap) << 2
           | BUDGET_TABLE.index(budget_ss * SS_BYTES) << 4
-          | (0x40 if null else 0))
+          | (0x40 if null else 0) | LAYOUT_2)
     h1 = (CACHE_CAP_TABLE.index(cache_cap) | REFILL_TABLE.index(refill) << 2
           | SS_KEEP_TABLE.index(keep) << 4 | (0 if release else 0x40)
           | (0x80 if checked else 0))
@@ -65,6 +71,25 @@ def dictionary_entries() -> list[tuple[str, bytes]]:
     for size in (0, 40, 1024, 1025, 4096):
         entries.append((f"libc_alloc_{size}",
                         _op(OpKind.LIBC_ALLOC, nums=(size,))))
+    # glibc's mmap threshold starts at 128 KiB; 8 MiB is the largest size.
+    for size in (MMAP_THRESHOLD - 1, MMAP_THRESHOLD, 1 << 20, MAX_BIG_SIZE):
+        entries.append((f"libc_alloc_big_{size}",
+                        _op(OpKind.LIBC_ALLOC, nums=(size,))))
+    entries += [
+        ("big_num_prefix", bytes((BIG_NUM,))),
+        # REF 0 picks NULL while no handle is live, the oldest handle after
+        # (free_oldest below is free's).
+        ("realloc_ref0_40", _op(OpKind.REALLOC, 0, nums=(40,))),
+        ("usable_size_ref0", _op(OpKind.USABLE_SIZE, 0)),
+        # REF 1 picks NULL with one live handle.
+        ("free_ref1", _op(OpKind.FREE, 1)),
+        ("usable_size_ref1", _op(OpKind.USABLE_SIZE, 1)),
+        ("aligned_alloc_1_0", _op(OpKind.ALIGNED_ALLOC, 0, nums=(0,))),
+        ("aligned_alloc_64_40", _op(OpKind.ALIGNED_ALLOC, 6, nums=(40,))),
+        ("aligned_alloc_4096_5000", _op(OpKind.ALIGNED_ALLOC, 12, nums=(5000,))),
+        ("realloc_big", _op(OpKind.REALLOC, 0, nums=(MAX_BIG_SIZE,))),
+        ("realloc_past_mmap", _op(OpKind.REALLOC, 0, nums=(MMAP_THRESHOLD + 1,))),
+    ]
     entries += [
         ("calloc_4x10", _op(OpKind.CALLOC, nums=(4, 10))),
         ("calloc_2x1024", _op(OpKind.CALLOC, nums=(2, 1024))),
@@ -88,7 +113,7 @@ def dictionary_entries() -> list[tuple[str, bytes]]:
 
 def libfuzzer_dict() -> str:
     """The dictionary as libFuzzer's ``-dict=`` file text."""
-    lines = ["# hakfuzz-program/1 binary form (see hakfuzz.program.binary)"]
+    lines = ["# hakfuzz-program binary form, op layout 2 (see hakfuzz.program.binary)"]
     for name, data in dictionary_entries():
         escaped = "".join(f"\\x{byte:02X}" for byte in data)
         lines.append(f'{name}="{escaped}"')

@@ -2,7 +2,9 @@
 
 JSON is the stored form of every finding and regression program.  Loading
 checks everything docs/program.md states and fails with a ProgramError that
-names the file, the op index and the field.  Dumping is stable and diffable:
+names the file, the op index and the field.  Both ``hakfuzz-program/1`` and
+``/2`` documents load (a /1 document under /1's rules) into the same records;
+dumping always writes /2.  Dumping is stable and diffable:
 keys in a fixed order, the full config spelled out, one op per line.
 """
 
@@ -23,6 +25,7 @@ from hakfuzz.program.model import (
     MAX_OPS,
     NO_HANDLE,
     OP_FIELDS,
+    READ_FORMATS,
     Op,
     Program,
     ProgramConfig,
@@ -115,12 +118,14 @@ def _check_object(value: object, source: str, *, field: str | None = None,
 
 def _program_from_json(document: object, source: str) -> Program:
     top = _check_object(document, source)
+    expected = " or ".join(f'"{name}"' for name in READ_FORMATS)
     if "format" not in top:
-        raise ProgramError(f"missing (expected {FORMAT!r})", path=source,
+        raise ProgramError(f"missing (expected {expected})", path=source,
                            field="format")
-    if top["format"] != FORMAT:
+    version = top["format"]
+    if version not in READ_FORMATS or not isinstance(version, str):
         raise ProgramError(
-            f'expected "{FORMAT}", got {describe(top["format"])}',
+            f"expected {expected}, got {describe(version)}",
             path=source, field="format",
         )
     unknown = [key for key in top if key not in _TOP_KEYS]
@@ -150,7 +155,7 @@ def _program_from_json(document: object, source: str) -> Program:
             f"{len(raw_ops)} ops; at most {MAX_OPS} are allowed",
             path=source, field="ops",
         )
-    checker = OpChecker(source, threads)
+    checker = OpChecker(source, threads, version)
     ops = tuple(
         _op_from_json(index, raw, source, checker)
         for index, raw in enumerate(raw_ops)

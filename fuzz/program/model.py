@@ -1,9 +1,12 @@
 """The Program record: allocator config, thread count and ops over handles.
 
-This is the in-memory form of a `hakfuzz-program/1` document (see
-docs/program.md).  Every engine produces these records and every executor
-consumes them; ``jsonio`` and ``binary`` convert them to and from their stored
-forms, ``validate`` checks them.
+This is the in-memory form of a `hakfuzz-program/2` document (see
+docs/program.md).  A `hakfuzz-program/1` document reads as the same records:
+/2 only adds op kinds and widens sizes, so every /1 program is a /2 program
+with the same meaning, and what is written is always /2.  Every engine
+produces these records and every executor consumes them; ``jsonio`` and
+``binary`` convert them to and from their stored forms, ``validate`` checks
+them.
 
 An ``Op`` is one flat record for every kind, so an executor dispatches on
 ``op.kind`` and reads plain ints: fields a kind does not use keep their
@@ -19,19 +22,31 @@ from typing import Literal
 
 from hakfuzz.program.errors import ProgramError
 
-FORMAT = "hakfuzz-program/1"
+FORMAT = "hakfuzz-program/2"
+"""The version every Program is in, and the one written."""
+FORMAT_V1 = "hakfuzz-program/1"
+"""The first version: still read (its ops and ranges are a subset of /2's)."""
+READ_FORMATS = (FORMAT_V1, FORMAT)
 
 # Program-format limits (docs/program.md).  The allocator's own limits live
 # in hakmem.h; CACHE_CAP_MAX mirrors HAK_CACHE_CAP_MAX there.
 MAX_THREADS = 16
 MAX_OPS = 32768
 MAX_SIZE = 65535
+"""The largest size of /1, and of calloc's count and size in /2."""
+MAX_BIG_SIZE = 8 << 20
+"""The largest size of /2 (8 MiB, far past glibc's 128 KiB mmap threshold): one
+op never touches more."""
+MAX_BIG_LIVE = 4
+"""At most this many handles may hold a size above MAX_SIZE at once, so a
+program's big blocks stay under 32 MiB however long it is."""
 MAX_COUNT = 65534  # a literal calloc count; see OVERFLOW_COUNT
 OVERFLOW_COUNT = 1 << 63
 """The one calloc count above MAX_COUNT: with size >= 2, count * size overflows
 a 64-bit size_t, and calloc must return NULL with ENOMEM."""
 MAX_SEED = 255
-MIN_ALIGN = 8
+MIN_ALIGN = 8  # posix_memalign: a power-of-two multiple of sizeof(void *)
+MIN_ALIGNED_ALLOC_ALIGN = 1  # aligned_alloc: any power of two
 MAX_ALIGN = 4096
 MAX_CALLOC_BYTES = 1 << 20  # count * size of one calloc
 CACHE_CAP_MAX = 1024
@@ -40,7 +55,8 @@ U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
 NO_HANDLE = -1
-"""The ``handle`` of an op that names none (flush, thread_exit, check)."""
+"""The ``handle`` of an op that names none (flush, thread_exit, check, and the
+ops on NULL: free_null, usable_size_null)."""
 
 OomPolicy = Literal["libc", "null"]
 OOM_POLICIES: tuple[OomPolicy, ...] = ("libc", "null")
@@ -60,6 +76,12 @@ class OpKind(enum.IntEnum):
     FLUSH = 8
     THREAD_EXIT = 9
     CHECK = 10
+    # hakfuzz-program/2
+    ALIGNED_ALLOC = 11
+    REALLOC_NULL = 12
+    FREE_NULL = 13
+    USABLE_SIZE = 14
+    USABLE_SIZE_NULL = 15
 
     @property
     def json_name(self) -> str:
@@ -69,15 +91,25 @@ class OpKind(enum.IntEnum):
 
 KIND_BY_NAME: dict[str, OpKind] = {kind.json_name: kind for kind in OpKind}
 
-CREATING_KINDS = frozenset(
-    {OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.CALLOC, OpKind.MEMALIGN}
-)
+V1_KINDS = frozenset(kind for kind in OpKind if kind <= OpKind.CHECK)
+"""The kinds a ``hakfuzz-program/1`` document may use."""
+
+CREATING_KINDS = frozenset({
+    OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.CALLOC, OpKind.MEMALIGN,
+    OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL,
+})
 """Kinds that create a fresh handle."""
 
 HANDLE_KINDS = frozenset(
-    {OpKind.REALLOC, OpKind.FREE, OpKind.WRITE, OpKind.VERIFY}
+    {OpKind.REALLOC, OpKind.FREE, OpKind.WRITE, OpKind.VERIFY, OpKind.USABLE_SIZE}
 )
 """Kinds that name a live handle."""
+
+BIG_KINDS = frozenset({
+    OpKind.ALLOC, OpKind.LIBC_ALLOC, OpKind.MEMALIGN, OpKind.ALIGNED_ALLOC,
+    OpKind.REALLOC, OpKind.REALLOC_NULL,
+})
+"""Kinds whose ``size`` may exceed MAX_SIZE (up to MAX_BIG_SIZE) in /2."""
 
 OP_FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.ALLOC: ("handle", "size"),
@@ -91,6 +123,11 @@ OP_FIELDS: dict[OpKind, tuple[str, ...]] = {
     OpKind.FLUSH: (),
     OpKind.THREAD_EXIT: (),
     OpKind.CHECK: (),
+    OpKind.ALIGNED_ALLOC: ("handle", "align", "size"),
+    OpKind.REALLOC_NULL: ("handle", "size"),
+    OpKind.FREE_NULL: (),
+    OpKind.USABLE_SIZE: ("handle",),
+    OpKind.USABLE_SIZE_NULL: (),
 }
 """The fields each kind uses besides ``thread``, in JSON order."""
 
@@ -182,6 +219,31 @@ class Op:
     def check(cls, thread: int = 0) -> Op:
         """``hak_check()`` must be clean."""
         return cls(OpKind.CHECK, thread)
+
+    @classmethod
+    def aligned_alloc(cls, handle: int, align: int, size: int, thread: int = 0) -> Op:
+        """``hak_aligned_alloc(align, size)``."""
+        return cls(OpKind.ALIGNED_ALLOC, thread, handle, size, 0, align)
+
+    @classmethod
+    def realloc_null(cls, handle: int, size: int, thread: int = 0) -> Op:
+        """``hak_realloc(NULL, size)``: a new block (even for size 0), named ``handle``."""
+        return cls(OpKind.REALLOC_NULL, thread, handle, size)
+
+    @classmethod
+    def free_null(cls, thread: int = 0) -> Op:
+        """``hak_free(NULL)``: must change nothing."""
+        return cls(OpKind.FREE_NULL, thread)
+
+    @classmethod
+    def usable_size(cls, handle: int, thread: int = 0) -> Op:
+        """``hak_usable_size`` of the handle's block."""
+        return cls(OpKind.USABLE_SIZE, thread, handle)
+
+    @classmethod
+    def usable_size_null(cls, thread: int = 0) -> Op:
+        """``hak_usable_size(NULL)``: must be 0."""
+        return cls(OpKind.USABLE_SIZE_NULL, thread)
 
     def kills_handle(self) -> bool:
         """True if the handle is dead after this op (free, realloc to 0)."""

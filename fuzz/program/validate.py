@@ -1,8 +1,11 @@
 """Static validation of a Program, shared by every loader.
 
 The rules are those of docs/program.md: field ranges, ``thread < threads``,
-and the handle rules (a creating op names a handle never used before; every
-other op names a live handle; ``free`` and ``realloc`` to size 0 kill it).
+the handle rules (a creating op names a handle never used before; every
+other op names a live handle; ``free`` and ``realloc`` to size 0 kill it)
+and the bound on big blocks (at most MAX_BIG_LIVE handles hold a size above
+MAX_SIZE at once).  A ``hakfuzz-program/1`` document is checked against /1's
+narrower rules (its kinds, sizes up to MAX_SIZE) by the JSON loader.
 
 The validator treats every creating op as creating a live handle.  At run
 time an allocation may return NULL (OOM policy ``null``), leaving its handle
@@ -17,11 +20,15 @@ from __future__ import annotations
 
 from hakfuzz.program.errors import ProgramError
 from hakfuzz.program.model import (
+    BIG_KINDS,
     CACHE_CAP_MAX,
     CONFIG_FIELDS,
     CREATING_KINDS,
     FORMAT,
+    FORMAT_V1,
     MAX_ALIGN,
+    MAX_BIG_LIVE,
+    MAX_BIG_SIZE,
     MAX_CALLOC_BYTES,
     MAX_COUNT,
     MAX_OPS,
@@ -29,6 +36,7 @@ from hakfuzz.program.model import (
     MAX_SIZE,
     MAX_THREADS,
     MIN_ALIGN,
+    MIN_ALIGNED_ALLOC_ALIGN,
     NO_HANDLE,
     OOM_POLICIES,
     OP_FIELDS,
@@ -36,6 +44,7 @@ from hakfuzz.program.model import (
     REFILL_BATCH_MAX,
     U32_MAX,
     U64_MAX,
+    V1_KINDS,
     Op,
     OpKind,
     Program,
@@ -64,6 +73,9 @@ CONFIG_RANGES: dict[str, tuple[int, int]] = {
 }
 CONFIG_BOOLS = ("release_empty", "checked")
 
+_ALIGNED_ALLOC = OpKind.ALIGNED_ALLOC
+_REALLOC = OpKind.REALLOC
+
 _OP_DEFAULTS = Op(OpKind.FLUSH)
 
 
@@ -90,7 +102,7 @@ def validate(program: Program, source: str = "<program>") -> None:
             f"{len(program.ops)} ops; at most {MAX_OPS} are allowed",
             path=source, field="ops",
         )
-    checker = OpChecker(source, program.threads)
+    checker = OpChecker(source, program.threads, FORMAT)
     for index, op in enumerate(program.ops):
         checker.check(index, op)
 
@@ -163,15 +175,21 @@ def check_config_value(name: str, value: object, source: str) -> None:
 
 
 class OpChecker:
-    """Checks ops one by one, in program order, tracking live handles."""
+    """Checks ops one by one, in program order, tracking live handles.
 
-    __slots__ = ("_created", "_killed", "_source", "_threads")
+    ``version`` is the format the ops are written in: ``FORMAT_V1`` allows
+    only /1's kinds and sizes.
+    """
 
-    def __init__(self, source: str, threads: int) -> None:
+    __slots__ = ("_big", "_created", "_killed", "_source", "_threads", "_v1")
+
+    def __init__(self, source: str, threads: int, version: str = FORMAT) -> None:
         self._source = source
         self._threads = threads
+        self._v1 = version == FORMAT_V1
         self._created: dict[int, int] = {}  # handle -> index of creating op
         self._killed: dict[int, int] = {}  # handle -> index of killing op
+        self._big: set[int] = set()  # live handles whose size is above MAX_SIZE
 
     def error(self, index: int, op_kind: str | None, field: str | None,
               reason: str) -> ProgramError:
@@ -188,6 +206,12 @@ class OpChecker:
         if not isinstance(op.kind, OpKind):
             raise self.error(index, None, "op", f"unknown op {op.kind!r}")
         name = op.kind.json_name
+        if self._v1 and op.kind not in V1_KINDS:
+            raise self.error(
+                index, name, "op",
+                f"{name} is an op of {FORMAT}, not of {FORMAT_V1} (the format of "
+                "this program)",
+            )
         used = OP_FIELDS[op.kind]
         self.check_thread(index, name, op.thread)
         for field in ("handle", "size", "count", "align", "seed"):
@@ -195,7 +219,7 @@ class OpChecker:
             if field in used:
                 if field == "count" and value == OVERFLOW_COUNT and op.size >= 2:
                     continue  # the overflowing calloc: NULL/ENOMEM expected
-                self.check_range(index, name, field, value)
+                self.check_range(index, name, field, value, op.kind)
             elif value != getattr(_OP_DEFAULTS, field):
                 raise self.error(
                     index, name, field,
@@ -228,8 +252,8 @@ class OpChecker:
             )
 
     def check_range(self, index: int, name: str, field: str,
-                    value: object) -> None:
-        """One int field of an op: type and range."""
+                    value: object, kind: OpKind | None = None) -> None:
+        """One int field of an op: type and range (sizes and aligns by ``kind``)."""
         if not is_int(value):
             raise self.error(
                 index, name, field,
@@ -238,14 +262,23 @@ class OpChecker:
         assert isinstance(value, int)
         low, high = OP_RANGES[field]
         if field == "align":
+            if kind is _ALIGNED_ALLOC:
+                low = MIN_ALIGNED_ALLOC_ALIGN
             if not (low <= value <= high and value & (value - 1) == 0):
                 raise self.error(
                     index, name, field,
                     f"{value} is not a power of two in {low}..{high}",
                 )
-        elif not low <= value <= high:
+            return
+        if field == "size" and kind in BIG_KINDS and not self._v1:
+            high = MAX_BIG_SIZE
+        if not low <= value <= high:
+            note = ""
+            if field == "size" and self._v1 and kind in BIG_KINDS and value > high:
+                note = f" ({FORMAT_V1}; {FORMAT} allows up to {MAX_BIG_SIZE})"
             raise self.error(
-                index, name, field, f"{value} is out of range {low}..{high}"
+                index, name, field,
+                f"{value} is out of range {low}..{high}{note}",
             )
 
     def _check_handle(self, index: int, name: str, op: Op) -> None:
@@ -259,6 +292,8 @@ class OpChecker:
                     "handle",
                 )
             self._created[handle] = index
+            if op.size > MAX_SIZE:
+                self._grow_big(index, name, handle)
             return
         if handle not in self._created:
             raise self.error(
@@ -269,5 +304,22 @@ class OpChecker:
                 index, name, "handle",
                 f"{handle} is not live (freed by op {self._killed[handle]})",
             )
-        if op.kind is OpKind.FREE or (op.kind is OpKind.REALLOC and op.size == 0):
+        if op.kind is OpKind.FREE or (op.kind is _REALLOC and op.size == 0):
             self._killed[handle] = index
+            self._big.discard(handle)
+        elif op.kind is _REALLOC:
+            if op.size > MAX_SIZE:
+                self._grow_big(index, name, handle)
+            else:
+                self._big.discard(handle)
+
+    def _grow_big(self, index: int, name: str, handle: int) -> None:
+        big = self._big
+        if handle not in big and len(big) >= MAX_BIG_LIVE:
+            raise self.error(
+                index, name, "size",
+                f"a {MAX_BIG_LIVE + 1}th block above {MAX_SIZE} bytes would be live "
+                f"(handles {', '.join(map(str, sorted(big)))} hold big blocks; at most "
+                f"{MAX_BIG_LIVE} may be live at once)",
+            )
+        big.add(handle)

@@ -34,15 +34,17 @@ typedef struct {
   void *(*calloc)(size_t, size_t);
   void *(*realloc)(void *, size_t);
   int (*memalign)(void **, size_t, size_t);
+  void *(*aligned_alloc)(size_t, size_t);
   size_t (*usable)(const void *);
   int is_hakmem;
 } alloc_vt_t;
 
 extern size_t malloc_usable_size(void *);
-static size_t glibc_usable(const void *p) { return p ? malloc_usable_size((void *)p) : 0; }
+static size_t glibc_usable(const void *p) { return malloc_usable_size((void *)p); }
 static alloc_vt_t g_hakmem = {hak_malloc, hak_free, hak_calloc, hak_realloc, hak_posix_memalign,
-                              hak_usable_size, 1};
-static alloc_vt_t g_glibc = {malloc, free, calloc, realloc, posix_memalign, glibc_usable, 0};
+                              hak_aligned_alloc, hak_usable_size, 1};
+static alloc_vt_t g_glibc = {malloc, free, calloc, realloc, posix_memalign, aligned_alloc,
+                             glibc_usable, 0};
 static alloc_vt_t *A = &g_hakmem;
 
 static drv_header_t g_hdr;
@@ -141,6 +143,44 @@ static void verify_or_fail(uint32_t i, uint32_t hid, uint32_t upto, const char *
              g_handles[hid].ptr);
 }
 
+/* Usable size: at least the size asked, a tiny block's class size exactly, and
+ * the same answer every time while the block lives (glibc's included). */
+static void check_usable(uint32_t i, uint32_t hid) {
+  drv_handle_t *h = &g_handles[hid];
+  size_t usable = A->usable(h->ptr);
+  if (usable < h->size)
+    drv_fail("usable_size", i, hid, "usable size %zu < requested %u", usable, h->size);
+  if (A->is_hakmem) {
+    hak_location_t loc;
+    hak_locate(h->ptr, &loc);
+    if (loc.owner == HAK_OWNER_TINY && usable != (size_t)8 << loc.class_idx)
+      drv_fail("usable_size", i, hid, "usable size %zu of a class-%d block", usable,
+               loc.class_idx);
+  }
+  if (!h->usable_known) {
+    h->usable = usable;
+    h->usable_known = 1;
+  } else if (usable != h->usable) {
+    drv_fail("usable_size", i, hid, "usable size changed from %zu to %zu for the same block",
+             h->usable, usable);
+  }
+}
+
+/* free(NULL) must do nothing: with one thread nothing else moves the counters,
+ * so they must read the same after it. */
+static void free_null(uint32_t i) {
+  if (!A->is_hakmem || g_hdr.threads != 1) {
+    A->free(NULL);
+    return;
+  }
+  hak_stats_t before, after;
+  hak_stats(&before);
+  hak_free(NULL);
+  hak_stats(&after);
+  if (memcmp(&before, &after, sizeof before) != 0)
+    drv_fail("free_null", i, -1, "free(NULL) changed the allocator's counters");
+}
+
 static int run_check(uint32_t i) {
   if (drv_check_overlap(g_handles, g_hdr.nhandles, i)) return 0;
   if (!A->is_hakmem) return 0;
@@ -164,10 +204,18 @@ static void exec_op(uint32_t i) {
   case DRV_ALLOC:
   case DRV_LIBC_ALLOC:
   case DRV_CALLOC:
-  case DRV_MEMALIGN: {
+  case DRV_MEMALIGN:
+  case DRV_ALIGNED_ALLOC:
+  case DRV_REALLOC_NULL: {
     size_t need = op->size, align = 1;
     int rc = 0;
     if (op->kind == DRV_ALLOC) p = A->malloc(op->size);
+    else if (op->kind == DRV_REALLOC_NULL) p = A->realloc(NULL, op->size);  /* = malloc */
+    else if (op->kind == DRV_ALIGNED_ALLOC) {
+      align = op->arg;
+      p = A->aligned_alloc(align, op->size);
+      if (need < align) need = align;
+    }
     else if (op->kind == DRV_LIBC_ALLOC) p = A->is_hakmem ? hak_libc_malloc(op->size) : malloc(op->size);
     else if (op->kind == DRV_CALLOC && op->arg == DRV_OVERFLOW_COUNT) {
       /* count * size overflows size_t: must be NULL with ENOMEM, never a block */
@@ -190,8 +238,9 @@ static void exec_op(uint32_t i) {
     h->seed = 0;
     h->zeroed = op->kind == DRV_CALLOC;
     h->from_libc = op->kind == DRV_LIBC_ALLOC;
+    h->usable_known = 0;
     if (p == NULL) {
-      if (need == 0 && op->kind != DRV_ALLOC && op->kind != DRV_CALLOC) { h->live = 0; break; }
+      if (need == 0 && op->kind == DRV_LIBC_ALLOC) { h->live = 0; break; }
       null_result(i, hid);
       break;
     }
@@ -207,11 +256,17 @@ static void exec_op(uint32_t i) {
     verify_or_fail(i, hid, h->size, "before realloc");
     uint32_t old = h->size;
     p = h->from_libc && A->is_hakmem ? hak_realloc(h->ptr, op->size) : A->realloc(h->ptr, op->size);
-    if (op->size == 0) { h->live = 0; break; }
+    if (op->size == 0) {
+      /* realloc(p, 0) frees p and returns NULL (docs/policy.md; glibc does the same) */
+      h->live = 0;
+      if (p != NULL) drv_fail("realloc_zero", i, hid, "realloc(p, 0) returned %p, not NULL", p);
+      break;
+    }
     if (p == NULL) { if (!g_null_possible) drv_fail("null", i, hid, "realloc returned NULL"); break; }
     h->ptr = p;
     h->size = op->size;
     h->from_libc = 0;
+    h->usable_known = 0;  /* another block, or this one resized: its usable size may change */
     verify_or_fail(i, hid, old < op->size ? old : op->size, "across realloc");
     check_new_block(i, hid, p, op->size ? op->size : 1, 1, 0);
     if (!h->zeroed) drv_fill(h, hid, 0, h->size);
@@ -233,6 +288,17 @@ static void exec_op(uint32_t i) {
   case DRV_VERIFY:
     if (h->live) verify_or_fail(i, hid, h->size, "at verify");
     break;
+  case DRV_FREE_NULL:
+    free_null(i);
+    break;
+  case DRV_USABLE_SIZE:
+    if (h->live) check_usable(i, hid);
+    break;
+  case DRV_USABLE_SIZE_NULL: {
+    size_t usable = A->usable(NULL);
+    if (usable != 0) drv_fail("usable_size", i, -1, "usable size of NULL is %zu, not 0", usable);
+    break;
+  }
   case DRV_FLUSH:
     if (A->is_hakmem) hak_flush();
     break;
@@ -325,7 +391,7 @@ static int load(const char *path) {
   uint32_t checks = 0, count[DRV_MAX_THREADS] = {0}, exits[DRV_MAX_THREADS] = {0};
   for (uint32_t i = 0; i < g_hdr.nops; i++) {
     drv_op_t *op = &g_ops[i];
-    int needs_handle = op->kind <= DRV_VERIFY;
+    int needs_handle = drv_names_handle(op->kind);
     if (op->kind >= DRV_NUM_KINDS || op->thread >= g_hdr.threads ||
         (needs_handle && op->handle >= g_hdr.nhandles)) {
       fprintf(stderr, "hakdriver: %s: op %u: bad kind, thread or handle\n", path, i);

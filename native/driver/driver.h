@@ -1,5 +1,6 @@
 /* driver.h — the driver's input: a Program flattened to fixed records
- * ("hakfuzz-driver/1"), written by hakfuzz.parallel.wire. */
+ * ("hakfuzz-driver/1"), written by hakfuzz.parallel.wire.  Kinds are
+ * hakfuzz.program.OpKind's values; 11..15 are the ops of hakfuzz-program/2. */
 #ifndef HAK_DRIVER_H
 #define HAK_DRIVER_H
 #include <stdint.h>
@@ -11,8 +12,15 @@
 enum drv_kind {
   DRV_ALLOC = 0, DRV_LIBC_ALLOC = 1, DRV_CALLOC = 2, DRV_MEMALIGN = 3, DRV_REALLOC = 4,
   DRV_FREE = 5, DRV_WRITE = 6, DRV_VERIFY = 7, DRV_FLUSH = 8, DRV_THREAD_EXIT = 9,
-  DRV_CHECK = 10, DRV_NUM_KINDS = 11
+  DRV_CHECK = 10, DRV_ALIGNED_ALLOC = 11, DRV_REALLOC_NULL = 12, DRV_FREE_NULL = 13,
+  DRV_USABLE_SIZE = 14, DRV_USABLE_SIZE_NULL = 15, DRV_NUM_KINDS = 16
 };
+
+/* Kinds whose handle field names a handle (creating it, or live). */
+static inline int drv_names_handle(unsigned kind) {
+  return kind <= 7 || kind == DRV_ALIGNED_ALLOC || kind == DRV_REALLOC_NULL ||
+         kind == DRV_USABLE_SIZE;
+}
 
 typedef struct drv_header_s {
   char magic[8];
@@ -29,7 +37,7 @@ typedef struct drv_op_s {
   uint16_t reserved;
   uint32_t handle;
   uint32_t size;
-  uint32_t arg;              /* calloc count, memalign alignment, write seed */
+  uint32_t arg;              /* calloc count, memalign/aligned_alloc alignment, write seed */
 } drv_op_t;
 
 _Static_assert(sizeof(drv_header_t) == 96, "header layout");

@@ -12,6 +12,8 @@ typedef struct drv_handle_s {
   uint8_t live;
   uint8_t zeroed;            /* calloc'd, not yet written */
   uint8_t from_libc;         /* made by libc_alloc */
+  uint8_t usable_known;      /* usable_size asked since the block was made */
+  size_t usable;             /* what it said: must not change while the block lives */
   _Atomic uint32_t done;     /* ops on this handle completed */
 } drv_handle_t;
 

@@ -1,0 +1,60 @@
+"""The Hypothesis state machine draws every /2 op, and shrinks a usable-size bug to two ops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from hakfuzz.differential.executor import DifferentialSession
+from hakfuzz.model import Loc, ModelAllocator, Owner
+from hakfuzz.program import Op, OpKind
+from hakfuzz.statemachine import AllocatorMachine
+
+_SETTINGS = settings(
+    max_examples=80, stateful_step_count=50, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@pytest.fixture
+def stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Op]]:
+    """Every op the machine steps, in order."""
+    ops: list[Op] = []
+    real = DifferentialSession.step
+
+    def step(self: DifferentialSession, op: Op) -> object:
+        ops.append(op)
+        return real(self, op)
+
+    monkeypatch.setattr(DifferentialSession, "step", step)
+    findings = list(AllocatorMachine.findings)
+    yield ops
+    AllocatorMachine.findings[:] = findings
+
+
+def test_machine_draws_every_v2_op_and_agrees(stepped: list[Op]) -> None:
+    run_state_machine_as_test(AllocatorMachine, settings=_SETTINGS)
+    kinds = {op.kind for op in stepped}
+    assert kinds >= {OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL, OpKind.FREE_NULL,
+                     OpKind.USABLE_SIZE, OpKind.USABLE_SIZE_NULL}
+    assert any(op.size > 65535 for op in stepped)  # blocks past glibc's mmap threshold
+
+
+def test_machine_shrinks_a_wrong_usable_size(stepped: list[Op],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ModelAllocator.usable_size
+
+    def off_by_one(self: ModelAllocator, loc: Loc) -> int | None:
+        value = real(self, loc)
+        return value + 1 if loc.owner is Owner.TINY and value is not None else value
+
+    monkeypatch.setattr(ModelAllocator, "usable_size", off_by_one)
+    short = settings(_SETTINGS, max_examples=30, stateful_step_count=12)
+    with pytest.raises(AssertionError, match="usable_size: expected 9, got 8"):
+        run_state_machine_as_test(AllocatorMachine, settings=short)
+    make, ask = AllocatorMachine.findings[-1].program.ops  # shrunk to the minimal pair
+    assert ask == Op.usable_size(make.handle)
+    assert make.size <= 8  # a class-0 block, however it was made
