@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import InvalidArgument
 
 from hakfuzz.native import HakmemModule, load
@@ -36,7 +37,14 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("explore", derandomize=False, print_blob=True, deadline=None)
+# The database is named: where CI is detected, Hypothesis's own default has none.
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    print_blob=True,
+    deadline=None,
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+)
 
 _NATIVE_FIXTURES = frozenset({"hak", "hak_module"})
 

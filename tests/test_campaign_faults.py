@@ -329,3 +329,25 @@ def test_a_job_only_finding_never_replaces_a_program(tmp_path: Path) -> None:
     seen = ledger.seen["signal-sigabrt-x"]
     assert seen.finding.program.ops == program.ops
     assert seen.engines == ["parallel", "preload"]
+
+
+def test_a_stop_signal_during_a_write_to_stderr_is_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler may run inside the main thread's own write to sys.stderr (seen under load)."""
+    import signal
+
+    from hakfuzz.campaign.interrupt import StopSignals
+
+    class Busy:
+        def write(self, text: str) -> int:
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+        def flush(self) -> None:
+            raise RuntimeError("reentrant call")
+
+    monkeypatch.setattr(sys, "stderr", Busy())
+    stop = StopSignals()
+    stop._handle(signal.SIGINT, None)
+    assert stop.requested() == "SIGINT"
+    assert stop.exit_code == 130

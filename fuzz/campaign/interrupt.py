@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _say(text: str) -> None:
+    """Write to fd 2 directly.
+
+    The signal may arrive while the main thread is inside a write to
+    ``sys.stderr``, and its buffer refuses a reentrant call.
+    """
+    with suppress(OSError):
+        os.write(2, text.encode())
 
 
 class Interrupted(BaseException):  # a stop request, not an error: no ``except Exception``
@@ -47,15 +56,13 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
-            sys.stderr.write(f"hakfuzz: second {signal.Signals(signum).name}: aborting now\n")
-            sys.stderr.flush()
+            _say(f"hakfuzz: second {signal.Signals(signum).name}: aborting now\n")
             os._exit(128 + signum)
         self.signum = signum
-        sys.stderr.write(
+        _say(
             f"hakfuzz: {signal.Signals(signum).name}: stopping the workers and saving what "
             "was found (again to abort)\n"
         )
-        sys.stderr.flush()
         if self._raise:
             raise Interrupted(signum)
 
