@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, find, given, seed, settings
 
 from hakfuzz import strategies
 from hakfuzz.program import (
@@ -89,7 +89,10 @@ def _write_then_verify(program: Program) -> bool:
 def test_programs_reach_interesting_states() -> None:
     seen: set[str] = set()
 
-    @settings(_PROFILE, max_examples=600)
+    # An explicit seed, not derandomize: a nested test's derived seed was seen to differ
+    # between a run of this file and of the whole suite.
+    @seed(20261129)
+    @settings(_PROFILE, max_examples=600, derandomize=False)
     @given(strategies.programs(threads=None))
     def collect(program: Program) -> None:
         seen.update(op.kind.json_name for op in program.ops)
