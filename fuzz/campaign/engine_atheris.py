@@ -21,6 +21,7 @@ from typing import Any
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
+from hakfuzz.campaign.reached import Counter
 
 
 def native_coverage_available() -> bool:
@@ -118,6 +119,7 @@ def run(  # noqa: D103 - see the module docstring
         )
     seen: set[str] = set()
     counters = {"execs": 0, "ops": 0}
+    reached = Counter()
     state: dict[str, Any] = {}
 
     def test_one_input(data: bytes) -> None:
@@ -126,9 +128,11 @@ def run(  # noqa: D103 - see the module docstring
             # only now can the instrumented allocator's hooks resolve.  libFuzzer
             # takes counter arrays registered at run time (atheris does too).
             loaded = load_module("coverage" if native_cov else variant)
+            executor = DifferentialExecutor(loaded)
+            executor.on_program_end = reached.program
             state.update(
                 hak=loaded,
-                executor=DifferentialExecutor(loaded),
+                executor=executor,
                 edges=(lambda: loaded.lib.hak_cov_edges(loaded.ffi.NULL)) if native_cov else None,
             )
         hak, executor, edges = state["hak"], state["executor"], state["edges"]
@@ -144,10 +148,13 @@ def run(  # noqa: D103 - see the module docstring
             if finding is not None and finding.signature not in seen:
                 seen.add(finding.signature)
                 emit.finding(finding)
-        emit.stats(counters["execs"], counters["ops"], int(edges()) if edges else 0)
+        coverage = int(edges()) if edges else 0
+        emit.stats(counters["execs"], counters["ops"], coverage, reached=reached.counts)
         if time.time() > deadline:
             journal.clear()
-            emit.stats(counters["execs"], counters["ops"], int(edges()) if edges else 0, force=True)
+            emit.stats(
+                counters["execs"], counters["ops"], coverage, force=True, reached=reached.counts
+            )
             os._exit(0)  # libFuzzer has no clean stop from inside; the journal is clear
 
     dict_path = workdir / "ops.dict"

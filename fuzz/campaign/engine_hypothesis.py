@@ -22,6 +22,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
+from hakfuzz.campaign.reached import Counter
 from hakfuzz.statemachine import AllocatorMachine, executor
 
 
@@ -85,6 +86,8 @@ def run(  # noqa: D103 - see the module docstring
     ex.features = set()
     AllocatorMachine.variant = variant
     db = example_database(database, local_database)
+    reached = Counter()
+    ex.on_program_end = reached.program
     reported = 0
     while time.time() < deadline:
         try:
@@ -111,5 +114,13 @@ def run(  # noqa: D103 - see the module docstring
         for finding in last.values():
             emit.finding(finding)
         reported = len(AllocatorMachine.findings)
-        emit.stats(AllocatorMachine.programs_run, ex.ops_run, len(ex.features))
-    emit.stats(AllocatorMachine.programs_run, ex.ops_run, len(ex.features), force=True)
+        emit.stats(
+            AllocatorMachine.programs_run, ex.ops_run, len(ex.features), reached=reached.counts
+        )
+    emit.stats(
+        AllocatorMachine.programs_run,
+        ex.ops_run,
+        len(ex.features),
+        force=True,
+        reached=reached.counts,
+    )

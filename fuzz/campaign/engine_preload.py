@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
+from hakfuzz.campaign.reached import Counter
 from hakfuzz.diagnostics import diagnose
 from hakfuzz.findings import Finding
 from hakfuzz.larson.process import run_measured, strip_hakmem_stats
@@ -236,6 +237,7 @@ def run(  # noqa: D103 - see the module docstring
         emit.notice(f"not installed, not run: {', '.join(missing)}")
     execs = ops = 0
     outcomes: set[tuple[str, str]] = set()
+    reached = Counter()
     n = 0
     while time.time() < deadline:
         name = available[n % len(available)]
@@ -243,6 +245,7 @@ def run(  # noqa: D103 - see the module docstring
         n += 1
         if name == "driver":
             program = _workload(job_seed, 4)
+            reached.program(program.config, None)  # glibc mode: no hakmem counters to read
             journal.begin(program.config, program.threads)  # the driver runs in a child,
             for op in program.ops:  # but a journal lets the supervisor name the input
                 journal.op(op)
@@ -253,8 +256,8 @@ def run(  # noqa: D103 - see the module docstring
         outcomes.add((name, found.signature if found else "pass"))
         if found is not None:
             emit.finding(found)
-        emit.stats(execs, ops, len(outcomes))
-    emit.stats(execs, ops, len(outcomes), force=True)
+        emit.stats(execs, ops, len(outcomes), reached=reached.counts)
+    emit.stats(execs, ops, len(outcomes), force=True, reached=reached.counts)
 
 
 def _installed(name: str) -> bool:

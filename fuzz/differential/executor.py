@@ -172,6 +172,9 @@ class DifferentialSession:
             w.call(self.x.lib.hak_thread_exit)
             w.close()
         self.workers = []
+        if self.x.on_program_end is not None:  # the counters as the program left them
+            self.x.lib.hak_stats(self.x._stats)
+            self.x.on_program_end(self.config, STATS.unpack(self.x._stats_buf[:]))
         # hak_reset unmaps every tiny block, but glibc's blocks (libc_alloc,
         # requests over 1024, fallbacks at the cap) are only freed by a free:
         # without this a long campaign leaks them by the gigabyte.
@@ -210,6 +213,9 @@ class DifferentialExecutor:
         self.features: set[tuple[int, tuple[int, ...]]] | None = None
         """When a set: collects (op kind, counters it changed), a behaviour coverage."""
         self._prev_stats: bytes | None = None
+        self.on_program_end: Callable[[ProgramConfig, tuple[int, ...]], None] | None = None
+        """When set: called with each program's config and final counters (the engines
+        count the milestones it reached)."""
 
     # ---- public -------------------------------------------------------------
     def session(self, config: ProgramConfig, threads: int = 1) -> DifferentialSession:
