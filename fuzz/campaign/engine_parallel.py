@@ -9,12 +9,15 @@ or signal).
 
 from __future__ import annotations
 
+import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
 from hakfuzz.campaign.reached import Counter, driver_stats
+from hakfuzz.configs import swarm_config
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
@@ -46,6 +49,8 @@ def run(  # noqa: D103 - see the module docstring
         program_seed = seed * 1_000_003 + n
         n += 1
         program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
+        if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
+            program = replace(program, config=swarm_config(random.Random(program_seed)))
         wire = to_wire(program)
         journal.begin(program.config, program.threads)
         for op in program.ops:

@@ -21,9 +21,16 @@ from hakfuzz.program.binary import (
     SS_BYTES,
     SS_CAP_TABLE,
     SS_KEEP_TABLE,
+    _encode_header,
 )
 from hakfuzz.program.binary import _encode_num as _num
-from hakfuzz.program.model import MAX_BIG_SIZE, OpKind
+from hakfuzz.program.model import (
+    CACHE_CAP_MAX,
+    MAX_BIG_SIZE,
+    REFILL_BATCH_MAX,
+    OpKind,
+    ProgramConfig,
+)
 
 MMAP_THRESHOLD = 128 << 10
 """glibc's initial M_MMAP_THRESHOLD: larger blocks are mmapped chunks."""
@@ -66,6 +73,15 @@ def dictionary_entries() -> list[tuple[str, bytes]]:
         ("hdr_threads4", _header(threads=4, cache_cap=4, refill=2)),
         ("hdr_checked_norelease", _header(checked=True, release=False)),
     ]
+    # Boundaries the header tables cannot hold, in the explicit header form.
+    for name, config in (
+        ("cache1", ProgramConfig(cache_cap=1)),
+        ("cache_max", ProgramConfig(cache_cap=CACHE_CAP_MAX, refill_batch=REFILL_BATCH_MAX)),
+        ("budget_under_1ss", ProgramConfig(budget_bytes=SS_BYTES - 1)),
+        ("budget_over_1ss", ProgramConfig(budget_bytes=SS_BYTES + 1, cache_cap=4)),
+        ("cap1_null_cache1", ProgramConfig(ss_cap=1, oom_policy="null", cache_cap=1)),
+    ):
+        entries.append((f"hdrx_{name}", _encode_header(config, 1)))
     for size in _BOUNDARY_SIZES:
         entries.append((f"alloc_{size}", _op(OpKind.ALLOC, nums=(size,))))
     for size in (0, 40, 1024, 1025, 4096):
