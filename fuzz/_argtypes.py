@@ -65,3 +65,21 @@ def non_negative_int(text: str) -> int:
 
 
 __all__ = ["non_negative_float", "non_negative_int", "positive_float", "positive_int"]
+
+
+def parse_names(text: str, known: tuple[str, ...], what: str, prog: str) -> tuple[str, ...]:
+    """A comma list of names from ``known`` (``all`` for every one), without repeats.
+
+    An unknown name, or none at all, is a usage error naming ``prog`` and the choices.
+    """
+    from hakfuzz._errors import UsageError
+
+    if text == "all":
+        return known
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name not in known:
+            raise UsageError(f"{prog}: unknown {what} {name!r} (choose from {', '.join(known)})")
+    if not names:
+        raise UsageError(f"{prog}: no {what} given")
+    return names

@@ -303,47 +303,37 @@ def _table(tallies: dict[str, Any], elapsed: float, title: str) -> Any:
 
 
 def _run_live(opts: Any, err: Any, stop: Any, shared: Any) -> Any:
+    """Run the supervisor with live progress: a table in a terminal, a line each 10 s in a log."""
+    from contextlib import nullcontext
+
     from rich.live import Live
     from rich.markup import escape
 
     from hakfuzz.campaign.supervisor import Supervisor
 
-    def notice(message: str) -> None:
-        err.print(f"[yellow]{escape(message)}[/yellow]")
+    live = Live(console=err, refresh_per_second=4) if err.is_terminal else None
+    last = [0.0]
 
-    if not err.is_terminal:
-        last = [0.0]
-
-        def quiet(tallies: dict[str, Any], elapsed: float) -> None:
-            if elapsed - last[0] >= 10:
-                last[0] = elapsed
-                parts = ", ".join(
-                    f"{n} {t.execs:,} execs cov {t.coverage:,} found {t.findings}"
-                    for n, t in tallies.items()
-                )
-                err.print(f"[{elapsed:5.0f}s] {parts}")
-
-        return Supervisor(
-            opts,
-            on_update=quiet,
-            on_finding=lambda f: err.print(f"finding: {escape(f.summary())}"),
-            should_stop=stop.requested,
-            on_notice=notice,
-            shared=shared,
-        ).run()
-    with Live(console=err, refresh_per_second=4) as live:
-
-        def update(tallies: dict[str, Any], elapsed: float) -> None:
-            live.update(
-                _table(tallies, elapsed, f"hakfuzz fuzz — {elapsed:.0f}/{opts.seconds:.0f} s")
+    def update(tallies: dict[str, Any], elapsed: float) -> None:
+        if live is not None:
+            title = f"hakfuzz fuzz — {elapsed:.0f}/{opts.seconds:.0f} s"
+            live.update(_table(tallies, elapsed, title))
+        elif elapsed - last[0] >= 10:
+            last[0] = elapsed
+            parts = ", ".join(
+                f"{n} {t.execs:,} execs cov {t.coverage:,} found {t.findings}"
+                for n, t in tallies.items()
             )
+            err.print(f"[{elapsed:5.0f}s] {parts}")
 
+    shown = "[red]finding[/red]" if live is not None else "finding:"
+    with live if live is not None else nullcontext():
         return Supervisor(
             opts,
             on_update=update,
-            on_finding=lambda f: err.print(f"[red]finding[/red] {escape(f.summary())}"),
+            on_finding=lambda f: err.print(f"{shown} {escape(f.summary())}"),
             should_stop=stop.requested,
-            on_notice=notice,
+            on_notice=lambda message: err.print(f"[yellow]{escape(message)}[/yellow]"),
             shared=shared,
         ).run()
 

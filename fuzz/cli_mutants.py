@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hakfuzz._argtypes import positive_float, positive_int
+from hakfuzz._argtypes import parse_names, positive_float, positive_int
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import writable_dir
 from hakfuzz.campaign import ENGINES, parse_engines
@@ -125,24 +125,12 @@ def _default_corpus() -> tuple[Path, ...]:
     return ()
 
 
-def _names(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    for name in names:
-        if name not in known:
-            raise UsageError(
-                f"hakfuzz mutants: unknown {what} {name!r} (choose from {', '.join(known)})"
-            )
-    if not names:
-        raise UsageError(f"hakfuzz mutants: no {what} given")
-    return names
-
-
 def _options(args: argparse.Namespace) -> KillOptions:
     from hakfuzz.mutants import KillOptions
     from hakfuzz.native import VARIANTS
 
     engines = parse_engines(args.engine, "hakfuzz mutants")
-    builds = _names(args.builds, tuple(VARIANTS), "build")
+    builds = parse_names(args.builds, tuple(VARIANTS), "build", "hakfuzz mutants")
     corpus = tuple(Path(p) for p in args.corpus) if args.corpus else _default_corpus()
     for path in corpus:
         if not path.exists():
@@ -188,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{mutant.name}: {mutant.title}")
         return 0
     opts = _options(args)
-    only = _names(args.only, tuple(catalogue), "mutant") if args.only else tuple(catalogue)
+    only = tuple(catalogue)
+    if args.only:
+        only = parse_names(args.only, only, "mutant", "hakfuzz mutants")
     chosen = [get_mutant(name, args.patches) for name in only]
     if args.save is not None:
         writable_dir(args.save, "--save")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from cli_helpers import hakfuzz
 
 from hakfuzz.campaign.journal import Journal, recover
 from hakfuzz.campaign.minimize import minimize
@@ -19,18 +19,6 @@ from hakfuzz.program import Op, OpKind, Program, ProgramConfig, load_program, sa
 from hakfuzz.variants import tool
 
 MAGIC = 1021  # native/testfaults/abort-on-magic.patch aborts on hak_malloc(1021)
-
-
-def _hakfuzz(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hakfuzz.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
 
 
 def test_journal_survives_and_recovers(tmp_path: Path) -> None:
@@ -140,17 +128,17 @@ def test_native_crash_is_saved_minimised_replayable_and_campaign_goes_on(tmp_pat
     assert found.minimised
     program = load_program(found.path)
     assert [(o.kind, o.size) for o in program.ops] == [(OpKind.ALLOC, MAGIC)]
-    replayed = _hakfuzz("replay", str(found.path), "--json", cwd=tmp_path)
+    replayed = hakfuzz("replay", str(found.path), "--json", cwd=tmp_path)
     assert replayed.returncode == 1  # still crashes on its variant, in a child process
     assert json.loads(replayed.stdout)["failed"] == 1
-    clean = _hakfuzz("replay", str(found.path), "--variant", "release", "--json", cwd=tmp_path)
+    clean = hakfuzz("replay", str(found.path), "--variant", "release", "--json", cwd=tmp_path)
     assert clean.returncode == 0  # and the shipped allocator has no such fault
 
 
 def test_bad_input_is_a_clear_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "free", "handle": 3}]}')
-    done = _hakfuzz("replay", str(bad), cwd=tmp_path)
+    done = hakfuzz("replay", str(bad), cwd=tmp_path)
     assert done.returncode == 2
     assert "bad.json" in done.stderr
     assert "op 0" in done.stderr
@@ -158,14 +146,14 @@ def test_bad_input_is_a_clear_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     truncated = tmp_path / "truncated.json"
     truncated.write_text('{"format": "hakfuzz-program/1", "ops": [{"op": "alloc", "han')
-    done = _hakfuzz("replay", str(truncated), cwd=tmp_path)
+    done = hakfuzz("replay", str(truncated), cwd=tmp_path)
     assert done.returncode == 2
     assert "truncated.json" in done.stderr
     assert "Traceback" not in done.stderr
-    done = _hakfuzz("fuzz", "--engine", "nope", cwd=tmp_path)
+    done = hakfuzz("fuzz", "--engine", "nope", cwd=tmp_path)
     assert done.returncode == 2
     assert "unknown engine 'nope'" in done.stderr
-    done = _hakfuzz("stress", "--workload", "nope", cwd=tmp_path)
+    done = hakfuzz("stress", "--workload", "nope", cwd=tmp_path)
     assert done.returncode == 2
     assert "unknown workload" in done.stderr
 

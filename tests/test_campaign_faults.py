@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import hakfuzz
 
 from hakfuzz import cli_fuzz
 from hakfuzz.campaign.ledger import Ledger
@@ -28,17 +28,6 @@ from hakfuzz.program import Op, Program, load_program
 MAGIC = 1021  # native/testfaults/abort-on-magic.patch aborts on hak_malloc(1021)
 
 
-def _hakfuzz(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hakfuzz.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 # ---- output paths are checked before any work (and a late failure loses nothing) ----
 
 
@@ -50,7 +39,7 @@ def test_an_unwritable_output_path_is_a_usage_error_before_any_work(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    done = _hakfuzz("fuzz", "--time", "600", flag, str(blocker / "sub"), cwd=tmp_path)
+    done = hakfuzz("fuzz", "--time", "600", flag, str(blocker / "sub"), cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -274,7 +263,7 @@ def test_workers_need_no_terminal_signal(tmp_path: Path) -> None:
     ("flag", "value"), [("--minimize-time", "-1"), ("--time", "0"), ("--jobs", "0")]
 )
 def test_nonsense_campaign_numbers_are_usage_errors(tmp_path: Path, flag: str, value: str) -> None:
-    done = _hakfuzz("fuzz", flag, value, cwd=tmp_path)
+    done = hakfuzz("fuzz", flag, value, cwd=tmp_path)
     assert done.returncode == 2
     assert flag in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -310,10 +299,10 @@ def test_builds_are_spread_over_slots_and_rounds(tmp_path: Path) -> None:
 
 
 def test_an_engine_with_no_build_it_can_load_is_a_usage_error(tmp_path: Path) -> None:
-    done = _hakfuzz("fuzz", "--engine", "hypothesis", "--variant", "tsan", cwd=tmp_path)
+    done = hakfuzz("fuzz", "--engine", "hypothesis", "--variant", "tsan", cwd=tmp_path)
     assert done.returncode == 2
     assert "cannot run tsan" in done.stderr
-    done = _hakfuzz("fuzz", "--variant", "release,nonsense", cwd=tmp_path)
+    done = hakfuzz("fuzz", "--variant", "release,nonsense", cwd=tmp_path)
     assert done.returncode == 2
     assert "nonsense" in done.stderr
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import LiveCampaign
 
 from hakfuzz.campaign.store import read_meta
 from hakfuzz.program import Op, Program, load_program, save_program
@@ -28,57 +26,20 @@ pytestmark = pytest.mark.chaos
 
 VARIANT = "testfault:abort-on-magic"
 SIGNATURE = "signal-sigabrt-hakfuzz-test-fault-abort-on-the-magic-size"
-_PATIENCE = 240.0  # seconds: an upper bound for a loaded 2-core machine, not an expectation
 
 
-class Campaign:
-    """``hakfuzz fuzz`` in a child process, its stderr read line by line."""
+class Campaign(LiveCampaign):
+    """The chaos campaign: a planted crash a seed reaches, a report directory of its own."""
 
     def __init__(self, cwd: Path, *extra: str) -> None:
         program = Program(ops=(Op.alloc(0, 64), Op.alloc(1, 1021), Op.free(0)))
         (cwd / "corpus" / "regressions").mkdir(parents=True)
         save_program(program, cwd / "corpus" / "regressions" / "magic.json")
-        self.cwd = cwd
         self.report = cwd / "report"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hakfuzz.cli",
-                "fuzz",
-                "--engine",
-                "atheris,hypothesis",
-                "--jobs",
-                "2",
-                "--time",
-                "600",
-                "--variant",
-                VARIANT,
-                "--report",
-                str(self.report),
-                "--json",
-                *extra,
-            ],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            cwd, "--engine", "atheris,hypothesis", "--jobs", "2", "--time", "600",
+            "--variant", VARIANT, "--report", str(self.report), "--no-gaps", *extra,
         )
-        self.stderr: list[str] = []
-
-    def wait_for(self, text: str) -> None:
-        """Read stderr until a line contains ``text``."""
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + _PATIENCE
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr.append(line)
-            if text in line:
-                return
-        self.proc.kill()
-        pytest.fail(f"never saw {text!r}; stderr:\n{''.join(self.stderr)[-3000:]}")
 
     def workers(self) -> list[int]:
         """The pids of the campaign's worker processes still alive (sessions of their own)."""
@@ -95,13 +56,6 @@ class Campaign:
             if b"hakfuzz.campaign.worker" in cmdline and cwd == str(self.cwd) and state != "Z":
                 found.append(int(entry.name))
         return found
-
-    def finish(self) -> tuple[int, dict[str, object]]:
-        """Exit status and the JSON document printed."""
-        out, err = self.proc.communicate(timeout=_PATIENCE)
-        self.stderr.append(err)
-        assert "Traceback" not in "".join(self.stderr), "".join(self.stderr)[-3000:]
-        return self.proc.returncode, json.loads(out)
 
     def findings(self) -> list[Path]:
         return sorted((self.cwd / "corpus" / "findings").glob("*.json"))

@@ -7,10 +7,9 @@ Crashing programs come from the ``testfault:abort-on-magic`` variant
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_helpers import hakfuzz
 
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.cli_minimize import default_out
@@ -20,18 +19,6 @@ from hakfuzz.program import Op, OpKind, Program, load_program, save_program
 MAGIC = 1021
 TESTFAULT = "testfault:abort-on-magic"
 OPS = (Op.alloc(0, 64), Op.alloc(1, 100), Op.write(0, 3), Op.alloc(2, MAGIC), Op.free(1))
-
-
-def _hakfuzz(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hakfuzz.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-        check=False,
-    )
 
 
 def _finding(root: Path) -> Path:
@@ -44,7 +31,7 @@ def _finding(root: Path) -> Path:
 
 def test_a_finding_is_minimised_on_the_variant_it_records(tmp_path: Path) -> None:
     path = _finding(tmp_path / "findings")
-    done = _hakfuzz("minimize", str(path), "--out", "small.json", "--json", cwd=tmp_path)
+    done = hakfuzz("minimize", str(path), "--out", "small.json", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["variant"] == TESTFAULT
@@ -56,7 +43,7 @@ def test_a_finding_is_minimised_on_the_variant_it_records(tmp_path: Path) -> Non
 
 def test_a_crashing_program_is_minimised_in_a_child(tmp_path: Path) -> None:
     save_program(Program(ops=OPS), tmp_path / "plain.json")  # no finding metadata
-    done = _hakfuzz("minimize", "plain.json", "--variant", TESTFAULT, "--json", cwd=tmp_path)
+    done = hakfuzz("minimize", "plain.json", "--variant", TESTFAULT, "--json", cwd=tmp_path)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert json.loads(done.stdout)["ops"] == 1
     assert (tmp_path / "plain.min.json").is_file()
@@ -65,7 +52,7 @@ def test_a_crashing_program_is_minimised_in_a_child(tmp_path: Path) -> None:
 def test_minimize_never_writes_into_the_regressions(tmp_path: Path) -> None:
     regressions = tmp_path / "corpus" / "regressions"
     path = _finding(regressions)
-    done = _hakfuzz("minimize", str(path.relative_to(tmp_path)), "--variant", TESTFAULT,
+    done = hakfuzz("minimize", str(path.relative_to(tmp_path)), "--variant", TESTFAULT,
                     "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = Path("corpus") / "findings" / f"{path.stem}.min.json"

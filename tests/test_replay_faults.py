@@ -8,30 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import hakfuzz
 
 from hakfuzz.campaign.forked import Death, run_once, stream
 from hakfuzz.program import Op, Program, save_program
 
 MAGIC = 1021
 TESTFAULT = "testfault:abort-on-magic"
-
-
-def _hakfuzz(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hakfuzz.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "250"},
-        check=False,
-    )
 
 
 def _programs(root: Path, *, bad: bool = False) -> Path:
@@ -51,13 +38,13 @@ def _programs(root: Path, *, bad: bool = False) -> Path:
 
 def test_an_empty_directory_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    done = _hakfuzz("replay", "empty", cwd=tmp_path)
+    done = hakfuzz("replay", "empty", cwd=tmp_path)
     assert done.returncode == 2, done.stdout
     assert done.stderr.strip() == "hakfuzz replay: empty: no program files (*.json) there"
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("not a program")
     _programs(tmp_path)
-    done = _hakfuzz("replay", "progs", "notes", cwd=tmp_path)  # one good path is not enough
+    done = hakfuzz("replay", "progs", "notes", cwd=tmp_path)  # one good path is not enough
     assert done.returncode == 2
     assert "notes: no program files" in done.stderr
     assert "Traceback" not in done.stderr
@@ -65,20 +52,20 @@ def test_an_empty_directory_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_repeat_zero_is_a_usage_error(tmp_path: Path) -> None:
     _programs(tmp_path)
-    done = _hakfuzz("replay", "progs/a-ok.json", "--repeat", "0", cwd=tmp_path)
+    done = hakfuzz("replay", "progs/a-ok.json", "--repeat", "0", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "hakfuzz replay: --repeat must be at least 1, got 0"
 
 
 def test_a_crashing_program_is_a_failed_row_and_the_table_is_printed(tmp_path: Path) -> None:
     _programs(tmp_path)
-    done = _hakfuzz("replay", "progs", "--variant", TESTFAULT, cwd=tmp_path)
+    done = hakfuzz("replay", "progs", "--variant", TESTFAULT, cwd=tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     for name in ("a-ok.json", "m-magic.json", "z-ok.json"):
         assert name in done.stdout
     assert "crashed: SIGABRT HAKFUZZ-TEST-FAULT" in done.stdout
     assert "2 passed, 1 failed" in done.stdout
-    done = _hakfuzz("replay", "progs", "--variant", TESTFAULT, "--json", cwd=tmp_path)
+    done = hakfuzz("replay", "progs", "--variant", TESTFAULT, "--json", cwd=tmp_path)
     assert done.returncode == 1
     doc = json.loads(done.stdout)
     assert (doc["programs"], doc["passed"], doc["failed"], doc["malformed"]) == (3, 2, 1, 0)
@@ -93,7 +80,7 @@ def test_a_crashing_program_is_a_failed_row_and_the_table_is_printed(tmp_path: P
 
 def test_a_corrupt_file_and_a_crashing_program_are_both_reported(tmp_path: Path) -> None:
     _programs(tmp_path, bad=True)
-    done = _hakfuzz("replay", "progs", "--variant", TESTFAULT, "--json", cwd=tmp_path)
+    done = hakfuzz("replay", "progs", "--variant", TESTFAULT, "--json", cwd=tmp_path)
     assert done.returncode == 2  # a malformed file, reported after everything else ran
     doc = json.loads(done.stdout)
     assert (doc["programs"], doc["passed"], doc["failed"], doc["malformed"]) == (4, 2, 2, 1)
@@ -106,7 +93,7 @@ def test_a_corrupt_file_and_a_crashing_program_are_both_reported(tmp_path: Path)
     assert rows["z-ok.json"]["ok"]
     assert done.stderr.count("b-bad.json: op 0") == 1
     assert "Traceback" not in done.stderr
-    table = _hakfuzz("replay", "progs", "--variant", TESTFAULT, cwd=tmp_path)
+    table = hakfuzz("replay", "progs", "--variant", TESTFAULT, cwd=tmp_path)
     assert table.returncode == 2
     assert "malformed: op 0 (free)" in table.stdout
     assert "crashed: SIGABRT" in table.stdout
@@ -161,7 +148,7 @@ def test_a_finding_whose_variant_cannot_be_built_fails_only_its_row(tmp_path: Pa
     program = Program(ops=(Op.alloc(0, 8),))
     gone = Finding("atheris", "divergence", "stats", "x", program, None, "mutant:no-such-patch")
     FindingStore(progs).save(gone, program, minimised=False)
-    done = _hakfuzz("replay", "progs", "--json", cwd=tmp_path)
+    done = hakfuzz("replay", "progs", "--json", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     doc = json.loads(done.stdout)
     assert (doc["programs"], doc["passed"], doc["failed"]) == (3, 2, 1)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import PATIENCE, LiveCampaign
 
 from hakfuzz.campaign.shared import SharedCampaign, connect, machines, pull_findings
 from hakfuzz.findings import Finding
@@ -30,7 +31,6 @@ SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(SERVER is None, reason="redis-server is not installed")
 
 SIGNATURE = "signal-sigabrt-hakfuzz-test-fault-abort-on-the-magic-size"
-_PATIENCE = 240.0  # an upper bound on a loaded machine, never an expectation
 
 
 class Server:
@@ -142,37 +142,17 @@ def test_an_outage_is_said_once_loses_nothing_and_syncs_on_return(server: Server
     assert found["ops"] == 2
 
 
-class Machine:
-    """``hakfuzz fuzz --shared`` in a directory of its own."""
+class Machine(LiveCampaign):
+    """``hakfuzz fuzz --shared`` in a directory of its own: one machine of the campaign."""
 
     def __init__(self, cwd: Path, url: str, *extra: str) -> None:
-        cwd.mkdir(parents=True, exist_ok=True)
-        self.cwd = cwd
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hakfuzz.cli", "fuzz", "--shared", url, "--time", "600",
-             "--jobs", "2", "--json", *extra],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.stderr: list[str] = []
-
-    def wait_for(self, text: str) -> None:
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + _PATIENCE
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr.append(line)
-            if text in line:
-                return
-        self.proc.kill()
-        pytest.fail(f"never saw {text!r}:\n{''.join(self.stderr)[-3000:]}")
+        super().__init__(cwd, "--shared", url, "--time", "600", "--jobs", "2", "--no-gaps",
+                         *extra)
 
     def interrupt(self) -> dict[str, object]:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=_PATIENCE)
-        assert self.proc.returncode == 130, err[-3000:]
-        doc: dict[str, object] = json.loads(out)
+        code, doc = self.finish()
+        assert code == 130, "".join(self.stderr)[-3000:]
         return doc
 
 
@@ -244,7 +224,7 @@ def test_asking_for_redis_without_the_package_is_a_usage_error(tmp_path: Path) -
 
 def _until(condition: object, what: str) -> None:
     assert callable(condition)
-    deadline = time.monotonic() + _PATIENCE
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         if condition():
             return

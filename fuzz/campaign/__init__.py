@@ -9,7 +9,7 @@ deduplicated by signature, minimised, and written to
 ``corpus/findings/<signature>.json`` ready to replay.
 """
 
-from hakfuzz._errors import UsageError
+from hakfuzz._argtypes import parse_names
 
 ENGINES: tuple[str, ...] = ("hypothesis", "atheris", "parallel", "preload")
 """The campaign's engines, in the order workers are given to them."""
@@ -17,17 +17,7 @@ ENGINES: tuple[str, ...] = ("hypothesis", "atheris", "parallel", "preload")
 
 def parse_engines(text: str, prog: str) -> tuple[str, ...]:
     """``all`` or a comma list of engine names, checked; a usage error names ``prog``."""
-    names = ENGINES if text == "all" else tuple(
-        dict.fromkeys(n.strip() for n in text.split(",") if n.strip())
-    )
-    for name in names:
-        if name not in ENGINES:
-            raise UsageError(
-                f"{prog}: unknown engine {name!r} (choose from all, {', '.join(ENGINES)})"
-            )
-    if not names:
-        raise UsageError(f"{prog}: --engine names no engine")
-    return names
+    return parse_names(text, ENGINES, "engine", prog)
 
 
 __all__ = ["ENGINES", "parse_engines"]
