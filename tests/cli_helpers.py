@@ -49,19 +49,23 @@ class LiveCampaign:
         )
         self.stderr: list[str] = []
 
-    def wait_for(self, text: str) -> None:
-        """Read stderr until a line contains ``text``; fail the test if it never comes."""
+    def wait_for(self, *texts: str) -> None:
+        """Read stderr until every one of ``texts`` was in some line, in any order.
+
+        Lines read by an earlier wait count too; fail the test if one never comes.
+        """
         assert self.proc.stderr is not None
+        missing = [t for t in texts if not any(t in line for line in self.stderr)]
         deadline = time.monotonic() + PATIENCE
-        while time.monotonic() < deadline:
+        while missing and time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             if not line:
                 break
             self.stderr.append(line)
-            if text in line:
-                return
-        self.proc.kill()
-        pytest.fail(f"never saw {text!r}; stderr:\n{''.join(self.stderr)[-3000:]}")
+            missing = [t for t in missing if t not in line]
+        if missing:
+            self.proc.kill()
+            pytest.fail(f"never saw {missing!r}; stderr:\n{''.join(self.stderr)[-3000:]}")
 
     def finish(self) -> tuple[int, dict[str, object]]:
         """Exit status and the JSON document printed (no traceback allowed on stderr)."""

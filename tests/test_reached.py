@@ -51,3 +51,17 @@ def test_counts_per_engine_make_the_report_rows() -> None:
     assert by_name["cache_cap=0"]["programs"] == {"parallel": 2, "atheris": 0}
     assert by_name["growth"]["programs"] == {"parallel": 0, "atheris": 0}
     assert len(rows) == len(MILESTONES) + len(BOUNDARIES)
+
+
+def test_the_fill_to_cap_workload_hits_the_cap_and_passes() -> None:
+    from hakfuzz.parallel.generators_extra import fill_to_cap
+    from hakfuzz.parallel.stress import judge_run
+    from hakfuzz.program import validate
+
+    program = fill_to_cap(1, 4, 4000, 0.3)
+    assert program == fill_to_cap(1, 4, 4000, 0.3)
+    validate(program)
+    run = run_driver(tool("hakdriver", "release"), program)
+    assert judge_run(run, program, variant="release", seed=1) is None
+    reached = milestones(program.config, driver_stats(run.result))
+    assert reached & {"fallback", "oom-null"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 
+from hakfuzz.model.limits import CACHE_CAP_MAX, CLASS_SIZES, SLABS_PER_SS, slab_capacity
 from hakfuzz.program import MAX_OPS, Op, Program, ProgramConfig
 
 _STORM_SIZES = (16, 64, 256)
@@ -60,7 +61,37 @@ def _cut(ops: list[Op], budget: int) -> list[Op]:
             or op.handle in created]
 
 
-EXTRA_WORKLOADS = {"remote_storm": remote_storm}
+def fill_to_cap(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
+    """Fill one class past its cap (one SuperSlab), then free every block: a macro op.
+
+    The cap binds in the middle of a refill batch that does not divide the
+    SuperSlab's blocks, with the caches on or off, so the paths that run out
+    part-way (a refill cut short, the fallback or NULL that follows, the
+    counters they touch) run in every such program; frees come from every
+    thread, and a check closes the program.
+    """
+    rnd = random.Random(seed)
+    class_idx = rnd.choice((5, 6, 7))  # 256 B .. 1 KiB: one SuperSlab fits the op budget
+    size = CLASS_SIZES[class_idx] - rnd.choice((0, 1))
+    capacity = sum(slab_capacity(class_idx, s) for s in range(SLABS_PER_SS))
+    extra = rnd.randint(1, 64)
+    blocks = min(capacity + extra, (MAX_OPS - 1) // 2)
+    config = ProgramConfig(
+        ss_cap=1,
+        oom_policy=rnd.choice(("libc", "null")),
+        cache_cap=rnd.choice((0, 1, 4, 64, CACHE_CAP_MAX)),
+        refill_batch=rnd.choice((1, 7, 16, 100, CACHE_CAP_MAX)),
+        ss_keep=rnd.choice((0, 2)),
+    )
+    out = [Op.alloc(h, size, 0) for h in range(blocks)]
+    freers = list(range(max(1, threads)))
+    out += [Op.free(h, rnd.choice(freers)) for h in rnd.sample(range(blocks), blocks)]
+    out.append(Op.check(0))
+    return Program(description=f"fill class {class_idx} past one SuperSlab, then free it all",
+                   config=config, threads=max(1, threads), ops=tuple(out))
+
+
+EXTRA_WORKLOADS = {"remote_storm": remote_storm, "fill_to_cap": fill_to_cap}
 """Workloads to register in :data:`hakfuzz.parallel.generators.WORKLOADS`."""
 
-__all__ = ["EXTRA_WORKLOADS", "remote_storm"]
+__all__ = ["EXTRA_WORKLOADS", "fill_to_cap", "remote_storm"]
