@@ -74,7 +74,8 @@ def fill_to_cap(seed: int, threads: int, ops: int, libc_ratio: float) -> Program
     class_idx = rnd.choice((5, 6, 7))  # 256 B .. 1 KiB: one SuperSlab fits the op budget
     size = CLASS_SIZES[class_idx] - rnd.choice((0, 1))
     capacity = sum(slab_capacity(class_idx, s) for s in range(SLABS_PER_SS))
-    extra = rnd.randint(1, 64)
+    threads = max(1, threads)
+    extra = rnd.randint(threads + 1, 64)
     blocks = min(capacity + extra, (MAX_OPS - 1) // 2)
     config = ProgramConfig(
         ss_cap=1,
@@ -84,11 +85,15 @@ def fill_to_cap(seed: int, threads: int, ops: int, libc_ratio: float) -> Program
         ss_keep=rnd.choice((0, 2)),
     )
     out = [Op.alloc(h, size, 0) for h in range(blocks)]
-    freers = list(range(max(1, threads)))
-    out += [Op.free(h, rnd.choice(freers)) for h in rnd.sample(range(blocks), blocks)]
+    # Each thread first frees one of the last blocks made: a cross-thread op waits
+    # for its handle, so no block comes back before the cap has bound.
+    last = list(range(blocks - threads, blocks))
+    out += [Op.free(h, t) for t, h in enumerate(last)]
+    out += [Op.free(h, rnd.randrange(threads)) for h in rnd.sample(range(blocks - threads),
+                                                                    blocks - threads)]
     out.append(Op.check(0))
     return Program(description=f"fill class {class_idx} past one SuperSlab, then free it all",
-                   config=config, threads=max(1, threads), ops=tuple(out))
+                   config=config, threads=threads, ops=tuple(out))
 
 
 EXTRA_WORKLOADS = {"remote_storm": remote_storm, "fill_to_cap": fill_to_cap}
