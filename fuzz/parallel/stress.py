@@ -6,10 +6,17 @@ its share is spent, and each program runs ``repeat`` times in the driver
 (races need repetition).  A run passes when the driver's oracles pass and the
 model's invariant mode accepts its final counters.  The next program is
 generated while the driver runs the current one.
+
+With a ``target`` (any allocator but the built-in hakmem), the programs run
+in the foreign driver under ``LD_PRELOAD`` of the target; every run that
+reports must name the target's library as the object serving ``malloc``
+(else :class:`~hakfuzz.targets.TargetError`), and a finding's program is
+minimised by re-running the driver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +30,7 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import RunResult, judge, run_driver
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program, ProgramConfig
+from hakfuzz.targets import Target, TargetError, child_env, served_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,9 @@ class StressOptions:
     program_ops: int = 20_000
     timeout: float = 300.0
     allocator: str = "hakmem"
+    target: Target | None = None  # set: the foreign driver under LD_PRELOAD of this target
+    foreign_frees: bool = True  # foreign driver: glibc's blocks freed by the target
+    minimize_seconds: float = 30.0  # foreign driver: budget to shrink each finding's program
 
 
 @dataclass(slots=True)
@@ -83,10 +94,18 @@ class StressReport:
 
     def as_json(self) -> dict[str, Any]:
         o = self.options
+        foreign: dict[str, Any] = {}
+        if o.target is not None:
+            foreign = {
+                "target": o.target.as_json(),
+                "served_by": o.target.real_path,
+                "foreign_frees": "on" if o.foreign_frees else "off",
+            }
         return {
             "engine": "parallel",
             "variant": o.variant,
-            "allocator": o.allocator,
+            "allocator": o.target.name if o.target is not None else o.allocator,
+            **foreign,
             "threads": o.threads,
             "seed": o.seed,
             "repeat": o.repeat,
@@ -112,6 +131,8 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "seed": f.seed,
         "ops": len(f.program.ops),
         "threads": f.program.threads,
+        **{k: f.extra[k] for k in ("foreign_free", "original_ops", "reproduction_rate")
+           if k in f.extra},
     }
 
 
@@ -206,9 +227,7 @@ def run_stress(
                 pending = pool.submit(_next, programs)
                 tally.programs += 1
                 for _ in range(opts.repeat):
-                    run = run_driver(
-                        driver, program, allocator=opts.allocator, timeout=opts.timeout, wire=wire
-                    )
+                    run = _run(opts, driver, program, wire)
                     tally.runs += 1
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
@@ -218,10 +237,12 @@ def run_stress(
                         program,
                         variant=opts.variant,
                         seed=seed,
-                        model=opts.allocator == "hakmem",
+                        model=opts.allocator == "hakmem" and opts.target is None,
                     )
                     if finding is not None:
                         if finding.signature not in report.findings:
+                            if opts.target is not None:
+                                finding = minimize_foreign(opts, driver, finding)
                             report.findings[finding.signature] = finding
                             if on_finding is not None:
                                 on_finding(finding)
@@ -231,6 +252,53 @@ def run_stress(
                     progress(name, min(done_ops, share), share)
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _run(opts: StressOptions, driver: Path, program: Program, wire: bytes | None) -> RunResult:
+    """One driver run; a foreign one must have been served by its target."""
+    if opts.target is None:
+        return run_driver(
+            driver, program, allocator=opts.allocator, timeout=opts.timeout, wire=wire
+        )
+    run = run_driver(
+        driver,
+        program,
+        timeout=opts.timeout,
+        wire=wire,
+        env=child_env(opts.target),
+        foreign_frees=opts.foreign_frees,
+    )
+    if run.result is not None:
+        seen = served_by(opts.target, run.result.get("malloc_from"))
+        if not seen.ok:
+            raise TargetError(f"{opts.target.name}: a stress run was not served by it: "
+                              f"{seen.problem}")
+    return run
+
+
+def minimize_foreign(opts: StressOptions, driver: Path, finding: Finding) -> Finding:
+    """``finding`` with its program shrunk by re-running the foreign driver (same signature)."""
+    from hakfuzz.campaign.minimize import minimize
+
+    def once(candidate: Program) -> str | None:
+        run = _run(opts, driver, candidate, None)
+        again = judge(run, candidate, variant=opts.variant, seed=finding.seed)
+        return None if again is None else again.signature
+
+    if opts.minimize_seconds <= 0:
+        return finding
+    result = minimize(finding.program, finding.signature, once, runs=2,
+                      budget_seconds=opts.minimize_seconds)
+    if result.program is finding.program:
+        return finding
+    # The op index of the original run does not name an op of the smaller program.
+    return dataclasses.replace(
+        finding,
+        program=result.program,
+        op_index=None,
+        extra={**finding.extra, "original_ops": result.original_ops,
+               "reproduction_rate": result.reproduction_rate},
+    )
 
 
 _END = Program()
