@@ -68,6 +68,14 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         "default: pointers it did not make) or by glibc (off)",
     )
     parser.add_argument(
+        "--minimize-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with a foreign --allocator: seconds to shrink each finding's program by re-running "
+        "the driver (default 30; 0 keeps the program as found)",
+    )
+    parser.add_argument(
         "--program-ops", type=int, default=20_000, help="ops per program (max 32768)"
     )
     parser.add_argument(
@@ -129,6 +137,7 @@ def _options(args: argparse.Namespace) -> object:
         args.allocator,
         target,
         args.foreign_frees != "off",
+        max(0.0, args.minimize_seconds),
     )
 
 
