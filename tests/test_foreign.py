@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,10 +40,8 @@ def _peer(name: str) -> Target:
 
 
 def _foreign(target: Target, on: bool, **kw: object) -> StressOptions:
-    opts = {**SMALL, "minimize_seconds": 0.0, **kw}
-    return StressOptions(
-        allocator=target.name, target=target, foreign_frees=on, **opts  # type: ignore[arg-type]
-    )
+    opts: dict[str, Any] = {**SMALL, "minimize_seconds": 0.0, **kw}
+    return StressOptions(allocator=target.name, target=target, foreign_frees=on, **opts)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,8 @@ def test_peer_runs_every_workload_clean_with_foreign_frees_off(name: str, driver
     assert doc["findings"] == [], doc["findings"]
     assert doc["served_by"] == target.real_path
     assert doc["foreign_frees"] == "off"
-    assert report.runs >= len(WORKLOADS) and report.ops > 0
+    assert report.runs >= len(WORKLOADS)
+    assert report.ops > 0
 
 
 @pytest.mark.parametrize("name", sorted(PEERS))
@@ -102,7 +102,8 @@ def test_foreign_frees_off_frees_glibc_blocks_with_glibc(driver: Path) -> None:
     target = _peer("mimalloc")
     off = run_driver(driver, _libc_block_freed(), env=child_env(target), foreign_frees=False)
     assert off.ok, off.stderr
-    assert off.result is not None and off.result["foreign_frees"] is False
+    assert off.result is not None
+    assert off.result["foreign_frees"] is False
 
 
 def test_glibc_target_passes_both_modes_and_json_names_the_library(
@@ -119,12 +120,13 @@ def test_glibc_target_passes_both_modes_and_json_names_the_library(
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["allocator"] == "glibc" and doc["foreign_frees"] == "off"
+    assert doc["allocator"] == "glibc"
+    assert doc["foreign_frees"] == "off"
     assert doc["served_by"] == target.real_path == doc["target"]["real_path"]
 
 
 def test_a_run_served_by_another_library_is_an_error(driver: Path) -> None:
-    """libm does not define malloc: preloaded, glibc serves, and the run says so."""
+    """The C math library does not define malloc: preloaded, glibc serves, and the run says so."""
     glibc = resolve_target("glibc")
     libm = "/lib/x86_64-linux-gnu/libm.so.6"
     if not os.path.exists(libm):
@@ -141,7 +143,8 @@ def test_our_libhakmem_passes_both_modes_with_its_hooks_called(driver: Path) -> 
     target = resolve_target("hakmem")
     run = run_driver(driver, _libc_block_freed(), env=child_env(target), foreign_frees=True)
     assert run.ok, run.stderr
-    assert run.result is not None and run.result["hooks"] == ["check", "owns", "configure"]
+    assert run.result is not None
+    assert run.result["hooks"] == ["check", "owns", "configure"]
     for on in (True, False):
         report = run_stress(_foreign(target, on), driver)
         assert report.findings == {}, [f.summary() for f in report.findings.values()]
@@ -188,7 +191,10 @@ void *calloc(size_t k, size_t n) { return __libc_calloc(k, n); }
 void *realloc(void *p, size_t n) { return __libc_realloc(p, n); }
 void free(void *p) { __libc_free(p); }
 #ifdef BROKEN_CHECK
-int hakfuzz_check(char *msg, size_t len) { strncpy(msg, "the shim's heap is broken", len); return 1; }
+int hakfuzz_check(char *msg, size_t len) {
+  strncpy(msg, "the shim's heap is broken", len);
+  return 1;
+}
 #endif
 #ifdef OWNS_ALL
 int hakfuzz_owns(void *p) { (void)p; return 1; }
@@ -211,7 +217,8 @@ def test_the_targets_hakfuzz_check_is_called_at_the_end(driver: Path, tmp_path: 
     target = _shim(tmp_path, "BROKEN_CHECK")
     run = run_driver(driver, _libc_block_freed(), env=child_env(target), foreign_frees=False)
     finding = judge(run, _libc_block_freed(), variant="release", seed=None)
-    assert finding is not None and finding.signature == "oracle-hakfuzz-check"
+    assert finding is not None
+    assert finding.signature == "oracle-hakfuzz-check"
     assert "the shim's heap is broken" in finding.message
 
 
@@ -219,7 +226,8 @@ def test_hakfuzz_owns_claiming_a_glibc_block_fails(driver: Path, tmp_path: Path)
     target = _shim(tmp_path, "OWNS_ALL")
     run = run_driver(driver, _libc_block_freed(), env=child_env(target), foreign_frees=False)
     finding = judge(run, _libc_block_freed(), variant="release", seed=None)
-    assert finding is not None and finding.signature == "oracle-owns"
+    assert finding is not None
+    assert finding.signature == "oracle-owns"
     assert finding.op_index == 0
 
 
