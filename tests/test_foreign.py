@@ -27,6 +27,7 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.parallel.stress import StressOptions, run_stress
 from hakfuzz.program import Op, Program
+from hakfuzz.program.model import OVERFLOW_COUNT
 from hakfuzz.targets import PEERS, Target, TargetError, TargetKind, child_env, resolve_target
 
 SMALL = {"threads": 4, "ops": 6000, "program_ops": 1000, "seed": 3}
@@ -187,7 +188,6 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
 void *malloc(size_t n) { return __libc_malloc(n); }
-void *calloc(size_t k, size_t n) { return __libc_calloc(k, n); }
 void *realloc(void *p, size_t n) { return __libc_realloc(p, n); }
 void free(void *p) { __libc_free(p); }
 #ifdef BROKEN_CHECK
@@ -198,6 +198,36 @@ int hakfuzz_check(char *msg, size_t len) {
 #endif
 #ifdef OWNS_ALL
 int hakfuzz_owns(void *p) { (void)p; return 1; }
+#endif
+int posix_memalign(void **out, size_t align, size_t n) {
+#ifdef BAD_ALIGN
+  (void)align;
+  *out = (char *)__libc_malloc(n + 64) + 8;
+#else
+  void *(*libc_memalign)(size_t, size_t) =
+      (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+  *out = libc_memalign(align, n);
+#endif
+  return 0;
+}
+void *calloc(size_t k, size_t n) {
+#if defined(DIRTY_CALLOC)
+  void *p = __libc_malloc(k * n);
+  memset(p, 0xAA, k * n);
+  return p;
+#elif defined(CALLOC_WRAPS)
+  return __libc_calloc(1, k * n + 1); /* the product wraps: a block, never NULL */
+#else
+  return __libc_calloc(k, n);
+#endif
+}
+#ifdef SMALL_USABLE
+size_t malloc_usable_size(void *p) { return p == NULL ? 0 : 1; }
+#else
+size_t malloc_usable_size(void *p) {
+  size_t (*glibc)(void *) = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+  return glibc(p);
+}
 #endif
 """
 
@@ -229,6 +259,38 @@ def test_hakfuzz_owns_claiming_a_glibc_block_fails(driver: Path, tmp_path: Path)
     assert finding is not None
     assert finding.signature == "oracle-owns"
     assert finding.op_index == 0
+
+
+# ---- item 2: the allocator-neutral oracles --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("define", "ops", "signature", "words"),
+    [
+        ("BAD_ALIGN", (Op.memalign(0, 256, 100),), "oracle-alignment", "not aligned to 256"),
+        ("DIRTY_CALLOC", (Op.calloc(0, 4, 16),), "oracle-pattern", "after calloc (not zero)"),
+        ("CALLOC_WRAPS", (Op.calloc(0, OVERFLOW_COUNT, 16),), "oracle-calloc-overflow",
+         "returned a block"),
+        ("SMALL_USABLE", (Op.alloc(0, 24),), "oracle-usable-size", "usable size 1 < requested 24"),
+        ("PLAIN", (Op.alloc(0, 24), Op.write(0, 7), Op.realloc(0, 3000), Op.usable_size(0),
+                   Op.free_null(), Op.usable_size_null(), Op.realloc(0, 0), Op.check()),
+         None, ""),
+    ],
+)
+def test_neutral_oracles_judge_a_target(
+    define: str, ops: tuple[Op, ...], signature: str | None, words: str, driver: Path,
+    tmp_path: Path,
+) -> None:
+    target = _shim(tmp_path, define)
+    program = Program(threads=1, ops=ops)
+    run = run_driver(driver, program, env=child_env(target), foreign_frees=True)
+    finding = judge(run, program, variant="release", seed=None)
+    if signature is None:
+        assert finding is None, finding.summary()
+        return
+    assert finding is not None, run.stderr
+    assert finding.signature == signature
+    assert words in finding.message
 
 
 # ---- item 5: a mutant libhakmem.so is caught ------------------------------------------
