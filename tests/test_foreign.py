@@ -137,6 +137,67 @@ def test_a_run_served_by_another_library_is_an_error(driver: Path) -> None:
         run_stress(_foreign(wrong, True, ops=500, workloads=("larson",)), driver)
 
 
+DELAYED = r"""
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+extern void *__libc_malloc(size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern size_t __malloc_usable_size(void *);
+#define MAGIC 0x5eedf00dcafe1234ull
+/* A pointer it did not make is not a crash in free: it poisons the heap,
+ * and the next malloc dies. */
+static volatile int poisoned;
+static int mine(void *p) { return ((uint64_t *)p)[-2] == MAGIC; }
+void *malloc(size_t n) {
+  if (poisoned) raise(SIGSEGV);
+  uint64_t *b = __libc_malloc(n + 16);
+  b[0] = MAGIC;
+  return b + 2;
+}
+void free(void *p) {
+  if (p == NULL) return;
+  if (!mine(p)) { poisoned = 1; return; }
+  ((uint64_t *)p)[-2] = 0;
+  __libc_free((uint64_t *)p - 2);
+}
+void *calloc(size_t k, size_t n) { void *p = malloc(k * n); memset(p, 0, k * n); return p; }
+void *realloc(void *p, size_t n) {
+  if (p == NULL) return malloc(n);
+  if (!mine(p)) { poisoned = 1; return NULL; }
+  uint64_t *b = __libc_realloc((uint64_t *)p - 2, n + 16);
+  return b + 2;
+}
+"""
+
+
+def test_a_crash_after_a_foreign_free_is_put_down_to_it(driver: Path, tmp_path: Path) -> None:
+    """Survive the foreign free, die in the next malloc: still the foreign free's finding."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    (tmp_path / "delayed.c").write_text(DELAYED)
+    lib = tmp_path / "libdelayed.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(tmp_path / "delayed.c")],
+                   check=True)
+    target = resolve_target(str(lib))
+    program = Program(threads=1, ops=(Op.libc_alloc(0, 40), Op.free(0), Op.alloc(1, 24),
+                                      Op.free(1)))
+    assert run_driver(driver, program, env=child_env(target), foreign_frees=False).ok
+    on = run_driver(driver, program, env=child_env(target), foreign_frees=True)
+    assert judge(on, program, variant="release", seed=None) is not None
+    report = run_stress(_foreign(target, True, workloads=("larson",), minimize_seconds=10.0),
+                        driver)
+    assert report.findings
+    for f in report.findings.values():
+        assert f.message.startswith("foreign free: the allocator crashed after freeing pointers "
+                                    "it did not allocate"), f.summary()
+        assert f.signature.startswith("signal-foreign-free-after-sigsegv")
+        assert len(f.program.ops) <= 4
+
+
 # ---- item 4: hooks ---------------------------------------------------------------------
 
 

@@ -232,13 +232,13 @@ def run_stress(
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
                         tally.seconds += float(run.result.get("seconds", 0.0))
-                    finding = judge_run(
-                        run,
-                        program,
-                        variant=opts.variant,
-                        seed=seed,
-                        model=opts.allocator == "hakmem" and opts.target is None,
-                    )
+                    if opts.target is None:
+                        finding = judge_run(
+                            run, program, variant=opts.variant, seed=seed,
+                            model=opts.allocator == "hakmem",
+                        )
+                    else:
+                        finding = judge_foreign(opts, driver, run, program, seed)
                     if finding is not None:
                         if finding.signature not in report.findings:
                             if opts.target is not None:
@@ -276,13 +276,47 @@ def _run(opts: StressOptions, driver: Path, program: Program, wire: bytes | None
     return run
 
 
+def judge_foreign(
+    opts: StressOptions, driver: Path, run: RunResult, program: Program, seed: int | None
+) -> Finding | None:
+    """The driver's verdict on a foreign run, a delayed foreign-free crash named as one.
+
+    A target may survive the free of a glibc block and die later, in another
+    call or thread, of what that free did to its heap: the driver's note is
+    then missing.  With foreign frees on, a crash that the same program does
+    not repeat with them off (two tries) is put down to the foreign frees.
+    """
+    finding = judge(run, program, variant=opts.variant, seed=seed)
+    if (
+        finding is None
+        or not opts.foreign_frees
+        or finding.kind not in ("signal", "exit")
+        or finding.extra.get("foreign_free")
+    ):
+        return finding
+    off = dataclasses.replace(opts, foreign_frees=False)
+    for _ in range(2):
+        if judge(_run(off, driver, program, None), program, variant=opts.variant,
+                 seed=seed) is not None:
+            return finding
+    how = finding.message.removeprefix("killed by ")
+    return dataclasses.replace(
+        finding,
+        detail=f"foreign-free after {finding.detail}",
+        message=f"foreign free: the allocator crashed after freeing pointers it did not "
+        f"allocate ({how}, outside the free itself; the same program runs clean with "
+        f"--foreign-frees off)",
+        extra={**finding.extra, "foreign_free": True},
+    )
+
+
 def minimize_foreign(opts: StressOptions, driver: Path, finding: Finding) -> Finding:
     """``finding`` with its program shrunk by re-running the foreign driver (same signature)."""
     from hakfuzz.campaign.minimize import minimize
 
     def once(candidate: Program) -> str | None:
         run = _run(opts, driver, candidate, None)
-        again = judge(run, candidate, variant=opts.variant, seed=finding.seed)
+        again = judge_foreign(opts, driver, run, candidate, finding.seed)
         return None if again is None else again.signature
 
     if opts.minimize_seconds <= 0:
