@@ -59,9 +59,9 @@ extern size_t malloc_usable_size(void *);
 static size_t glibc_usable(const void *p) { return malloc_usable_size((void *)p); }
 #ifdef HAKDRV_FOREIGN
 /* The standard names bind to the preloaded target. */
-static alloc_vt_t g_glibc = {malloc, free, calloc, realloc, posix_memalign, aligned_alloc,
-                             glibc_usable, 0};
-static alloc_vt_t *A = &g_glibc;
+static alloc_vt_t g_target = {malloc, free, calloc, realloc, posix_memalign, aligned_alloc,
+                              glibc_usable, 0};
+static alloc_vt_t *A = &g_target;
 static int g_foreign_frees = 1;
 /* The usable size of a block: glibc's blocks asked of glibc itself. */
 static size_t usable_of(const drv_handle_t *h) {
@@ -141,7 +141,8 @@ static void check_new_block(uint32_t i, uint32_t hid, void *p, size_t need, size
     size_t usable = usable_of(h);
     if (usable < h->size)
       drv_fail("usable_size", i, hid, "usable size %zu < requested %u", usable, h->size);
-    /* glibc's usable size may cover its neighbour's header */
+    /* A glibc block's extent stays its request: glibc's usable size may
+     * cover its neighbour's header. */
     if (!must_be_libc && usable > h->size) h->extent = (uint32_t)usable;
   }
   if (drv_hook_owns != NULL) {
