@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from hakfuzz.cli import Subparsers
     from hakfuzz.findings import Finding
+    from hakfuzz.targets import Target
 
 _VARIANTS = ("release", "debug", "asan", "tsan")
 
@@ -141,7 +142,7 @@ def _options(args: argparse.Namespace) -> object:
     )
 
 
-def _target(args: argparse.Namespace) -> object:
+def _target(args: argparse.Namespace) -> Target:
     """The foreign target, proven to load and serve malloc: any problem is one line, exit 2."""
     from hakfuzz._errors import HakfuzzError
     from hakfuzz.targets import PRELOAD_VARIANTS, resolve_target
