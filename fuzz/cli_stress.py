@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from hakfuzz.cli import Subparsers
     from hakfuzz.findings import Finding
+    from hakfuzz.targets import Target
 
 _VARIANTS = ("release", "debug", "asan", "tsan")
 
@@ -55,8 +56,25 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allocator",
         default="hakmem",
-        choices=("hakmem", "glibc"),
-        help="glibc runs the same programs on glibc: the harness's own cost",
+        metavar="NAME|PATH",
+        help="hakmem (default: the driver linked with hakmem, every oracle); glibc, jemalloc, "
+        "mimalloc, tcmalloc or the path of an LD_PRELOAD library: the foreign driver under "
+        "that allocator, with the allocator-neutral oracles (docs/targets.md)",
+    )
+    parser.add_argument(
+        "--foreign-frees",
+        choices=("on", "off"),
+        default=None,
+        help="with a foreign --allocator: glibc's blocks are freed by the allocator (on, the "
+        "default: pointers it did not make) or by glibc (off)",
+    )
+    parser.add_argument(
+        "--minimize-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with a foreign --allocator: seconds to shrink each finding's program by re-running "
+        "the driver (default 30; 0 keeps the program as found)",
     )
     parser.add_argument(
         "--program-ops", type=int, default=20_000, help="ops per program (max 32768)"
@@ -99,6 +117,14 @@ def _options(args: argparse.Namespace) -> object:
             raise UsageError(
                 f"hakfuzz stress: unknown workload {n!r} (choose from {', '.join(WORKLOADS)}, all)"
             )
+    target = None
+    if args.allocator != "hakmem":
+        target = _target(args)
+    elif args.foreign_frees is not None:
+        raise UsageError(
+            "hakfuzz stress: --foreign-frees needs a foreign --allocator (hakmem's driver always "
+            "frees glibc's blocks through hak_free)"
+        )
     return StressOptions(
         args.threads,
         args.ops,
@@ -110,7 +136,29 @@ def _options(args: argparse.Namespace) -> object:
         args.program_ops,
         args.timeout,
         args.allocator,
+        target,
+        args.foreign_frees != "off",
+        max(0.0, args.minimize_seconds),
     )
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """The foreign target, proven to load and serve malloc: any problem is one line, exit 2."""
+    from hakfuzz._errors import HakfuzzError
+    from hakfuzz.targets import PRELOAD_VARIANTS, resolve_target
+
+    if args.variant not in PRELOAD_VARIANTS:
+        raise UsageError(
+            f"hakfuzz stress: --variant {args.variant} cannot run under --allocator "
+            f"{args.allocator} (a sanitizer's runtime must be loaded before any preloaded "
+            f"allocator); choose from {', '.join(PRELOAD_VARIANTS)}"
+        )
+    try:
+        return resolve_target(args.allocator, args.variant)
+    except UsageError as exc:
+        raise UsageError(f"hakfuzz stress: --allocator {exc}") from None
+    except HakfuzzError as exc:
+        raise UsageError(f"hakfuzz stress: --allocator {args.allocator}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +176,20 @@ def run(args: argparse.Namespace) -> int:
     saver = _Saver(writable_dir(Path(args.save), "hakfuzz stress: --save")) if args.save else None
     err = console(stderr=True)
     err.print(f"building the driver ({opts.variant})...", style="dim")
-    driver = tool("hakdriver", opts.variant)
+    if opts.target is None:
+        driver = tool("hakdriver", opts.variant)
+    else:
+        from hakfuzz.targets import check_env, child_env, inherited_preload_notice
+
+        driver = tool("hakdriver-foreign", opts.variant)
+        notice = inherited_preload_notice("hakfuzz stress")
+        if notice is not None:
+            err.print(notice, soft_wrap=True, markup=False)
+        seen = check_env(opts.target, child_env(opts.target))
+        if not seen.ok:
+            raise UsageError(f"hakfuzz stress: --allocator {args.allocator}: {seen.problem}")
+        err.print(f"target {opts.target.describe()}, foreign frees "
+                  f"{'on' if opts.foreign_frees else 'off'}", style="dim", markup=False)
 
     def on_finding(f: Finding) -> None:
         err.print(f"[red]finding[/red] {f.summary()}")
@@ -200,9 +261,10 @@ def _print_table(doc: dict[str, object]) -> None:
 
     from hakfuzz._console import console
 
+    frees = f", foreign frees {doc['foreign_frees']}" if "foreign_frees" in doc else ""
     table = Table(
         title=f"hakfuzz stress ({doc['allocator']}, {doc['variant']}, "
-        f"{doc['threads']} threads, repeat {doc['repeat']})",
+        f"{doc['threads']} threads, repeat {doc['repeat']}{frees})",
         title_justify="left",
     )
     for col in ("workload", "programs", "runs", "ops", "ops/s"):
@@ -218,9 +280,14 @@ def _print_table(doc: dict[str, object]) -> None:
     )
     out = console()
     out.print(table)
+    if "served_by" in doc:
+        out.print(f"every run was served by {doc['served_by']}", soft_wrap=True, markup=False)
     findings = doc["findings"]
     assert isinstance(findings, list)
     out.print(f"findings: {len(findings)}" + ("" if findings else " (none)"))
     for f in findings:
-        out.print(f"  {f['signature']}: {f['message']}")
+        out.print(f"  {f['signature']}: {f['message']}", soft_wrap=True, markup=False)
+        if "original_ops" in f:
+            out.print(f"    minimised: {f['ops']} ops, {f['threads']} threads (from "
+                      f"{f['original_ops']} ops)", markup=False)
     sys.stdout.flush()

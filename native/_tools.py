@@ -50,6 +50,13 @@ TOOLS: dict[str, Tool] = {
             summary="runs a Program on real pthreads (hakmem or glibc)",
         ),
         Tool(
+            "hakdriver-foreign",
+            ("driver/driver.c", "driver/oracles.c", "driver/foreign.c"),
+            False,
+            defines=("-DHAKDRV_FOREIGN",),
+            summary="the driver without hakmem: runs a Program on any LD_PRELOAD allocator",
+        ),
+        Tool(
             "larson-hakmem",
             ("bench/larson.c",),
             True,

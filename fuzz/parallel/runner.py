@@ -5,12 +5,19 @@ pass; exit 3 is a failed oracle (the driver's JSON names it, the op index and
 the handle); death by a signal (glibc's ``free(): invalid pointer`` is
 SIGABRT with that message on stderr) or a timeout is a crash.  Anything but a
 pass becomes a :class:`~hakfuzz.findings.Finding`.
+
+The foreign driver (``hakdriver-foreign``, run under ``LD_PRELOAD`` of any
+allocator) writes one line on stderr when it dies inside a *foreign free*,
+the target's ``free``/``realloc`` of a block glibc made: such a crash is its
+own finding, which says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,10 @@ from hakfuzz.findings import Finding
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program
 
+_FOREIGN_NOTE = re.compile(
+    r"hakdriver: crashed in a foreign free: (?P<call>\w+)\(\) of a pointer glibc allocated, "
+    r"handle (?P<handle>\d+), op (?P<op>\d+)"
+)
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
@@ -44,16 +55,29 @@ def run_driver(
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
     wire: bytes | None = None,
+    foreign_frees: bool | None = None,
 ) -> RunResult:
-    """Run ``program`` once under ``driver``."""
+    """Run ``program`` once under ``driver``.
+
+    ``foreign_frees`` not None: ``driver`` is the foreign driver, run with
+    exactly ``env`` (the target's, from :func:`hakfuzz.targets.child_env`:
+    an ``LD_PRELOAD`` of ours must not leak in), glibc's blocks freed by the
+    target (True) or by glibc (False).
+    """
     data = to_wire(program) if wire is None else wire
+    if foreign_frees is None:
+        argv = [str(driver), "--allocator", allocator, "-"]
+        child_env = {**os.environ, **(env or {})}
+    else:
+        argv = [str(driver), "--foreign-frees", "on" if foreign_frees else "off", "-"]
+        child_env = dict(os.environ if env is None else env)
     try:
         done = subprocess.run(
-            [str(driver), "--allocator", allocator, "-"],
+            argv,
             input=data,
             capture_output=True,
             timeout=timeout,
-            env={**os.environ, **(env or {})},
+            env=child_env,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -89,6 +113,10 @@ def judge(
             seed,
         )
     kind, detail = diagnose(run.returncode, run.stderr)
+    foreign = _FOREIGN_NOTE.search(run.stderr)
+    if foreign is not None and kind in ("signal", "exit"):
+        return foreign_free_finding(run, program, foreign, variant=variant, seed=seed,
+                                    engine=engine)
     if kind != "exit":  # a sanitizer's report, or a death by signal
         return Finding(
             engine,
@@ -126,4 +154,49 @@ def judge(
         variant,
         seed,
         {"stderr": run.stderr[-4000:]},
+    )
+
+
+def _death(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit {returncode}"
+
+
+def foreign_free_finding(
+    run: RunResult,
+    program: Program,
+    note: re.Match[str],
+    *,
+    variant: str,
+    seed: int | None,
+    engine: str = "parallel",
+) -> Finding:
+    """The target died freeing (or resizing) a block glibc made: one finding that says so.
+
+    The signature holds the call and how the process died, not the target's
+    own words (they carry addresses), so every such crash of one target is
+    one finding.
+    """
+    death = _death(run.returncode)
+    call = note["call"]
+    said = first_diagnostic(run.stderr.replace(note.group(0), ""))
+    message = (
+        f"foreign free: the allocator crashed {'freeing' if call == 'free' else 'resizing'} "
+        f"a pointer it did not allocate ({call}() of glibc's block, handle {note['handle']}, "
+        f"op {note['op']}): killed by {death}" + (f"; it said: {said}" if said else "")
+    )
+    return Finding(
+        engine,
+        "signal" if run.returncode < 0 else "exit",
+        f"foreign-free {call} {death}",
+        message,
+        program,
+        int(note["op"]),
+        variant,
+        seed,
+        {"stderr": run.stderr[-4000:], "handle": int(note["handle"]), "foreign_free": True},
     )

@@ -6,10 +6,17 @@ its share is spent, and each program runs ``repeat`` times in the driver
 (races need repetition).  A run passes when the driver's oracles pass and the
 model's invariant mode accepts its final counters.  The next program is
 generated while the driver runs the current one.
+
+With a ``target`` (any allocator but the built-in hakmem), the programs run
+in the foreign driver under ``LD_PRELOAD`` of the target; every run that
+reports must name the target's library as the object serving ``malloc``
+(else :class:`~hakfuzz.targets.TargetError`), and a finding's program is
+minimised by re-running the driver.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +30,7 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import RunResult, judge, run_driver
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program, ProgramConfig
+from hakfuzz.targets import Target, TargetError, child_env, served_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,9 @@ class StressOptions:
     program_ops: int = 20_000
     timeout: float = 300.0
     allocator: str = "hakmem"
+    target: Target | None = None  # set: the foreign driver under LD_PRELOAD of this target
+    foreign_frees: bool = True  # foreign driver: glibc's blocks freed by the target
+    minimize_seconds: float = 30.0  # foreign driver: budget to shrink each finding's program
 
 
 @dataclass(slots=True)
@@ -83,10 +94,18 @@ class StressReport:
 
     def as_json(self) -> dict[str, Any]:
         o = self.options
+        foreign: dict[str, Any] = {}
+        if o.target is not None:
+            foreign = {
+                "target": o.target.as_json(),
+                "served_by": o.target.real_path,
+                "foreign_frees": "on" if o.foreign_frees else "off",
+            }
         return {
             "engine": "parallel",
             "variant": o.variant,
-            "allocator": o.allocator,
+            "allocator": o.target.name if o.target is not None else o.allocator,
+            **foreign,
             "threads": o.threads,
             "seed": o.seed,
             "repeat": o.repeat,
@@ -112,6 +131,8 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "seed": f.seed,
         "ops": len(f.program.ops),
         "threads": f.program.threads,
+        **{k: f.extra[k] for k in ("foreign_free", "original_ops", "reproduction_rate")
+           if k in f.extra},
     }
 
 
@@ -206,22 +227,22 @@ def run_stress(
                 pending = pool.submit(_next, programs)
                 tally.programs += 1
                 for _ in range(opts.repeat):
-                    run = run_driver(
-                        driver, program, allocator=opts.allocator, timeout=opts.timeout, wire=wire
-                    )
+                    run = _run(opts, driver, program, wire)
                     tally.runs += 1
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
                         tally.seconds += float(run.result.get("seconds", 0.0))
-                    finding = judge_run(
-                        run,
-                        program,
-                        variant=opts.variant,
-                        seed=seed,
-                        model=opts.allocator == "hakmem",
-                    )
+                    if opts.target is None:
+                        finding = judge_run(
+                            run, program, variant=opts.variant, seed=seed,
+                            model=opts.allocator == "hakmem",
+                        )
+                    else:
+                        finding = judge_foreign(opts, driver, run, program, seed)
                     if finding is not None:
                         if finding.signature not in report.findings:
+                            if opts.target is not None:
+                                finding = minimize_foreign(opts, driver, finding)
                             report.findings[finding.signature] = finding
                             if on_finding is not None:
                                 on_finding(finding)
@@ -231,6 +252,87 @@ def run_stress(
                     progress(name, min(done_ops, share), share)
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _run(opts: StressOptions, driver: Path, program: Program, wire: bytes | None) -> RunResult:
+    """One driver run; a foreign one must have been served by its target."""
+    if opts.target is None:
+        return run_driver(
+            driver, program, allocator=opts.allocator, timeout=opts.timeout, wire=wire
+        )
+    run = run_driver(
+        driver,
+        program,
+        timeout=opts.timeout,
+        wire=wire,
+        env=child_env(opts.target),
+        foreign_frees=opts.foreign_frees,
+    )
+    if run.result is not None:
+        seen = served_by(opts.target, run.result.get("malloc_from"))
+        if not seen.ok:
+            raise TargetError(f"{opts.target.name}: a stress run was not served by it: "
+                              f"{seen.problem}")
+    return run
+
+
+def judge_foreign(
+    opts: StressOptions, driver: Path, run: RunResult, program: Program, seed: int | None
+) -> Finding | None:
+    """The driver's verdict on a foreign run, a delayed foreign-free crash named as one.
+
+    A target may survive the free of a glibc block and die later, in another
+    call or thread, of what that free did to its heap: the driver's note is
+    then missing.  With foreign frees on, a crash that the same program does
+    not repeat with them off (two tries) is put down to the foreign frees.
+    """
+    finding = judge(run, program, variant=opts.variant, seed=seed)
+    if (
+        finding is None
+        or not opts.foreign_frees
+        or finding.kind not in ("signal", "exit")
+        or finding.extra.get("foreign_free")
+    ):
+        return finding
+    off = dataclasses.replace(opts, foreign_frees=False)
+    for _ in range(2):
+        if judge(_run(off, driver, program, None), program, variant=opts.variant,
+                 seed=seed) is not None:
+            return finding
+    how = finding.message.removeprefix("killed by ")
+    return dataclasses.replace(
+        finding,
+        detail=f"foreign-free after {finding.detail}",
+        message=f"foreign free: the allocator crashed after freeing pointers it did not "
+        f"allocate ({how}, outside the free itself; the same program runs clean with "
+        f"--foreign-frees off)",
+        extra={**finding.extra, "foreign_free": True},
+    )
+
+
+def minimize_foreign(opts: StressOptions, driver: Path, finding: Finding) -> Finding:
+    """``finding`` with its program shrunk by re-running the foreign driver (same signature)."""
+    from hakfuzz.campaign.minimize import minimize
+
+    def once(candidate: Program) -> str | None:
+        run = _run(opts, driver, candidate, None)
+        again = judge_foreign(opts, driver, run, candidate, finding.seed)
+        return None if again is None else again.signature
+
+    if opts.minimize_seconds <= 0:
+        return finding
+    result = minimize(finding.program, finding.signature, once, runs=2,
+                      budget_seconds=opts.minimize_seconds)
+    if result.program is finding.program:
+        return finding
+    # The op index of the original run does not name an op of the smaller program.
+    return dataclasses.replace(
+        finding,
+        program=result.program,
+        op_index=None,
+        extra={**finding.extra, "original_ops": result.original_ops,
+               "reproduction_rate": result.reproduction_rate},
+    )
 
 
 _END = Program()

@@ -10,6 +10,17 @@
  * the pthread (the allocator's TLS destructor runs) and a new pthread takes
  * over that program thread's remaining ops.
  *
+ * Foreign mode (built with -DHAKDRV_FOREIGN as hakdriver-foreign, without
+ * hakmem; run under LD_PRELOAD of any allocator):
+ *
+ *   hakdriver-foreign [--foreign-frees on|off] FILE|-
+ *
+ * every op goes through the standard names (the preloaded target), the
+ * libc_alloc blocks come from glibc's own allocator (foreign.c), and with
+ * --foreign-frees on (the default) they are freed and resized by the
+ * target: pointers it did not make.  Only allocator-neutral oracles run,
+ * plus the target's hakfuzz_* hooks when it exports them.
+ *
  * Exit status: 0 clean, 3 an oracle failed, 2 bad input, 4 a wait timed out.
  * Crashes (SIGSEGV, glibc's "free(): invalid pointer" abort) are left to
  * kill the process: the Python side reads the signal and stderr. */
@@ -25,8 +36,13 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "hakmem.h"
 #include "oracles.h"
+#ifdef HAKDRV_FOREIGN
+#include "foreign.h"
+#define HAK_CHECK_MSG_MAX 256
+#else
+#include "hakmem.h"
+#endif
 
 typedef struct {
   void *(*malloc)(size_t);
@@ -41,11 +57,23 @@ typedef struct {
 
 extern size_t malloc_usable_size(void *);
 static size_t glibc_usable(const void *p) { return malloc_usable_size((void *)p); }
+#ifdef HAKDRV_FOREIGN
+/* The standard names bind to the preloaded target. */
+static alloc_vt_t g_target = {malloc, free, calloc, realloc, posix_memalign, aligned_alloc,
+                              glibc_usable, 0};
+static alloc_vt_t *A = &g_target;
+static int g_foreign_frees = 1;
+/* The usable size of a block: glibc's blocks asked of glibc itself. */
+static size_t usable_of(const drv_handle_t *h) {
+  return h->from_libc ? drv_libc.usable(h->ptr) : A->usable(h->ptr);
+}
+#else
 static alloc_vt_t g_hakmem = {hak_malloc, hak_free, hak_calloc, hak_realloc, hak_posix_memalign,
                               hak_aligned_alloc, hak_usable_size, 1};
 static alloc_vt_t g_glibc = {malloc, free, calloc, realloc, posix_memalign, aligned_alloc,
                              glibc_usable, 0};
 static alloc_vt_t *A = &g_hakmem;
+#endif
 
 static drv_header_t g_hdr;
 static drv_op_t *g_ops;
@@ -93,15 +121,38 @@ static double now(void) {
     }                                                                              \
   } while (0)
 
+#ifndef HAKDRV_FOREIGN
 static unsigned class_of(size_t n) {
   if (n <= 8) return 0;
   return (unsigned)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 3u;
 }
+#endif
 
 /* Owner, class and alignment of a fresh block, as the spec allows. */
 static void check_new_block(uint32_t i, uint32_t hid, void *p, size_t need, size_t align,
                             int must_be_libc) {
   drv_handle_t *h = &g_handles[hid];
+#ifdef HAKDRV_FOREIGN
+  (void)need;
+  if (align > 1 && ((uintptr_t)p & (align - 1)) != 0)
+    drv_fail("alignment", i, hid, "%p is not aligned to %zu", p, align);
+  h->extent = h->size ? h->size : 1;
+  if (must_be_libc || drv_target_usable) {
+    size_t usable = usable_of(h);
+    if (usable < h->size)
+      drv_fail("usable_size", i, hid, "usable size %zu < requested %u", usable, h->size);
+    /* A glibc block's extent stays its request: glibc's usable size may
+     * cover its neighbour's header. */
+    if (!must_be_libc && usable > h->size) h->extent = (uint32_t)usable;
+  }
+  if (drv_hook_owns != NULL) {
+    int owns = drv_hook_owns(p);
+    if (must_be_libc && owns == 1)
+      drv_fail("owns", i, hid, "hakfuzz_owns says a glibc block %p is the allocator's own", p);
+    else if (!must_be_libc && owns == 0)
+      drv_fail("owns", i, hid, "hakfuzz_owns denies the allocator's own fresh block %p", p);
+  }
+#else
   size_t usable = A->usable(p);
   if (usable < h->size)
     drv_fail("usable_size", i, hid, "usable size %zu < requested %u", usable, h->size);
@@ -129,6 +180,7 @@ static void check_new_block(uint32_t i, uint32_t hid, void *p, size_t need, size
     drv_fail("class", i, hid, "a %zu-byte request got class %d", need, loc.class_idx);
   else if (((uintptr_t)p & ((8u << loc.class_idx) - 1)) != 0)
     drv_fail("alignment", i, hid, "%p is not aligned to its class size", p);
+#endif
 }
 
 static void null_result(uint32_t i, uint32_t hid) {
@@ -147,9 +199,15 @@ static void verify_or_fail(uint32_t i, uint32_t hid, uint32_t upto, const char *
  * the same answer every time while the block lives (glibc's included). */
 static void check_usable(uint32_t i, uint32_t hid) {
   drv_handle_t *h = &g_handles[hid];
+#ifdef HAKDRV_FOREIGN
+  if (!h->from_libc && !drv_target_usable) return;
+  size_t usable = usable_of(h);
+#else
   size_t usable = A->usable(h->ptr);
+#endif
   if (usable < h->size)
     drv_fail("usable_size", i, hid, "usable size %zu < requested %u", usable, h->size);
+#ifndef HAKDRV_FOREIGN
   if (A->is_hakmem) {
     hak_location_t loc;
     hak_locate(h->ptr, &loc);
@@ -157,6 +215,7 @@ static void check_usable(uint32_t i, uint32_t hid) {
       drv_fail("usable_size", i, hid, "usable size %zu of a class-%d block", usable,
                loc.class_idx);
   }
+#endif
   if (!h->usable_known) {
     h->usable = usable;
     h->usable_known = 1;
@@ -169,6 +228,10 @@ static void check_usable(uint32_t i, uint32_t hid) {
 /* free(NULL) must do nothing: with one thread nothing else moves the counters,
  * so they must read the same after it. */
 static void free_null(uint32_t i) {
+#ifdef HAKDRV_FOREIGN
+  (void)i;
+  A->free(NULL);
+#else
   if (!A->is_hakmem || g_hdr.threads != 1) {
     A->free(NULL);
     return;
@@ -179,15 +242,62 @@ static void free_null(uint32_t i) {
   hak_stats(&after);
   if (memcmp(&before, &after, sizeof before) != 0)
     drv_fail("free_null", i, -1, "free(NULL) changed the allocator's counters");
+#endif
 }
 
 static int run_check(uint32_t i) {
   if (drv_check_overlap(g_handles, g_hdr.nhandles, i)) return 0;
-  if (!A->is_hakmem) return 0;
   char msg[HAK_CHECK_MSG_MAX];
+#ifdef HAKDRV_FOREIGN
+  /* The target's own heap check; every thread is held at this check. */
+  if (drv_hook_check != NULL) {
+    msg[0] = '\0';
+    if (drv_hook_check(msg, sizeof msg)) {
+      msg[sizeof msg - 1] = '\0';
+      drv_fail("hakfuzz_check", i, -1, "%s", msg);
+    }
+  }
+#else
+  if (!A->is_hakmem) return 0;
   if (hak_check(msg, sizeof msg)) drv_fail("hak_check", i, -1, "%s", msg);
+#endif
   return 0;
 }
+
+#ifdef HAKDRV_FOREIGN
+/* A glibc block goes back through the target (a foreign free) or glibc. */
+static void free_block(uint32_t i, uint32_t hid) {
+  drv_handle_t *h = &g_handles[hid];
+  if (!h->from_libc) A->free(h->ptr);
+  else if (!g_foreign_frees) drv_libc.free(h->ptr);
+  else {
+    drv_foreign_enter("free()", i, hid);
+    A->free(h->ptr);
+    drv_foreign_leave();
+  }
+}
+
+static void *realloc_block(uint32_t i, uint32_t hid, size_t size) {
+  drv_handle_t *h = &g_handles[hid];
+  if (!h->from_libc) return A->realloc(h->ptr, size);
+  if (!g_foreign_frees) return drv_libc.realloc(h->ptr, size);
+  drv_foreign_enter("realloc()", i, hid);
+  void *p = A->realloc(h->ptr, size);
+  drv_foreign_leave();
+  return p;
+}
+#else
+static void free_block(uint32_t i, uint32_t hid) {
+  (void)i;
+  if (A->is_hakmem) hak_free(g_handles[hid].ptr); else free(g_handles[hid].ptr);
+}
+
+static void *realloc_block(uint32_t i, uint32_t hid, size_t size) {
+  (void)i;
+  drv_handle_t *h = &g_handles[hid];
+  return h->from_libc && A->is_hakmem ? hak_realloc(h->ptr, size) : A->realloc(h->ptr, size);
+}
+#endif
 
 static uint64_t ops_done_total(void) {
   uint64_t sum = 0;
@@ -216,7 +326,11 @@ static void exec_op(uint32_t i) {
       p = A->aligned_alloc(align, op->size);
       if (need < align) need = align;
     }
+#ifdef HAKDRV_FOREIGN
+    else if (op->kind == DRV_LIBC_ALLOC) p = drv_libc.malloc(op->size);
+#else
     else if (op->kind == DRV_LIBC_ALLOC) p = A->is_hakmem ? hak_libc_malloc(op->size) : malloc(op->size);
+#endif
     else if (op->kind == DRV_CALLOC && op->arg == DRV_OVERFLOW_COUNT) {
       /* count * size overflows size_t: must be NULL with ENOMEM, never a block */
       errno = 0;
@@ -255,8 +369,15 @@ static void exec_op(uint32_t i) {
     if (!h->live) break;
     verify_or_fail(i, hid, h->size, "before realloc");
     uint32_t old = h->size;
-    p = h->from_libc && A->is_hakmem ? hak_realloc(h->ptr, op->size) : A->realloc(h->ptr, op->size);
-    if (op->size == 0) {
+    p = realloc_block(i, hid, op->size);
+#ifdef HAKDRV_FOREIGN
+    /* C leaves realloc(p, 0) to the implementation: NULL (p freed) or a
+     * block of size 0, which then lives on like any other. */
+    int freed_by_zero = op->size == 0 && p == NULL;
+#else
+    int freed_by_zero = op->size == 0;
+#endif
+    if (freed_by_zero) {
       /* realloc(p, 0) frees p and returns NULL (docs/policy.md; glibc does the same) */
       h->live = 0;
       if (p != NULL) drv_fail("realloc_zero", i, hid, "realloc(p, 0) returned %p, not NULL", p);
@@ -265,10 +386,15 @@ static void exec_op(uint32_t i) {
     if (p == NULL) { if (!g_null_possible) drv_fail("null", i, hid, "realloc returned NULL"); break; }
     h->ptr = p;
     h->size = op->size;
+#ifdef HAKDRV_FOREIGN
+    /* glibc's realloc keeps a glibc block glibc's */
+    h->from_libc = h->from_libc && !g_foreign_frees;
+#else
     h->from_libc = 0;
+#endif
     h->usable_known = 0;  /* another block, or this one resized: its usable size may change */
     verify_or_fail(i, hid, old < op->size ? old : op->size, "across realloc");
-    check_new_block(i, hid, p, op->size ? op->size : 1, 1, 0);
+    check_new_block(i, hid, p, op->size ? op->size : 1, 1, h->from_libc);
     if (!h->zeroed) drv_fill(h, hid, 0, h->size);
     else h->zeroed = 0, drv_fill(h, hid, 0, h->size);
     break;
@@ -276,7 +402,7 @@ static void exec_op(uint32_t i) {
   case DRV_FREE:
     if (!h->live) break;
     verify_or_fail(i, hid, h->size, "before free");
-    if (A->is_hakmem) hak_free(h->ptr); else free(h->ptr);
+    free_block(i, hid);
     h->live = 0;
     break;
   case DRV_WRITE:
@@ -295,12 +421,17 @@ static void exec_op(uint32_t i) {
     if (h->live) check_usable(i, hid);
     break;
   case DRV_USABLE_SIZE_NULL: {
+#ifdef HAKDRV_FOREIGN
+    if (!drv_target_usable) break;
+#endif
     size_t usable = A->usable(NULL);
     if (usable != 0) drv_fail("usable_size", i, -1, "usable size of NULL is %zu, not 0", usable);
     break;
   }
   case DRV_FLUSH:
+#ifndef HAKDRV_FOREIGN
     if (A->is_hakmem) hak_flush();
+#endif
     break;
   case DRV_CHECK:
     run_check(i);
@@ -418,6 +549,28 @@ static int load(const char *path) {
   return 0;
 }
 
+#ifdef HAKDRV_FOREIGN
+/* The program's config, through the target's hakfuzz_configure when it has
+ * one (our libhakmem.so does); a target without it runs as it is. */
+static int configure(void) {
+  if (drv_hook_configure == NULL) return 0;
+  static const char *const keys[9] = {"ss_cap", "budget_bytes", "oom_policy", "cache_cap",
+                                      "refill_batch", "release_empty", "ss_keep", "checked",
+                                      "fail_map_at"};
+  char value[32];
+  for (unsigned k = 0; k < 9; k++) {
+    snprintf(value, sizeof value, "%llu", (unsigned long long)g_hdr.cfg[k]);
+    if (drv_hook_configure(keys[k], value) != 0) {
+      fprintf(stderr, "hakdriver: hakfuzz_configure(%s, %s) refused\n", keys[k], value);
+      return 2;
+    }
+  }
+  int limited = g_hdr.cfg[0] != 0 || g_hdr.cfg[1] != 0 || g_hdr.cfg[8] != 0;
+  g_null_possible = limited && g_hdr.cfg[2] == 1;
+  g_fallback_possible = limited && g_hdr.cfg[2] == 0;
+  return 0;
+}
+#else
 static int configure(void) {
   if (!A->is_hakmem) return 0;
   hak_config_t cfg;
@@ -433,6 +586,7 @@ static int configure(void) {
   g_null_possible = limited && cfg.oom_policy == HAK_OOM_NULL;
   return 0;
 }
+#endif
 
 static void final_checks(void) {
   /* Everything still live is verified and freed from this thread; then
@@ -443,9 +597,12 @@ static void final_checks(void) {
     drv_handle_t *h = &g_handles[hid];
     if (!h->live) continue;
     verify_or_fail(last, hid, h->size, "at the end");
-    if (A->is_hakmem) hak_free(h->ptr); else free(h->ptr);
+    free_block(last, hid);
     h->live = 0;
   }
+#ifdef HAKDRV_FOREIGN
+  run_check(last);  /* everything freed: the target's own check at quiescence */
+#else
   if (!A->is_hakmem) return;
   hak_flush();
   hak_stats_t st;
@@ -459,11 +616,26 @@ static void final_checks(void) {
   }
   char msg[HAK_CHECK_MSG_MAX];
   if (hak_check(msg, sizeof msg)) drv_fail("hak_check", last, -1, "at the end: %s", msg);
+#endif
 }
 
 static void print_result(double seconds) {
+#ifdef HAKDRV_FOREIGN
+  printf("{\"format\": \"hakfuzz-driver-result/1\", \"ok\": %s, \"allocator\": \"target\", ",
+         drv_failed() ? "false" : "true");
+  printf("\"malloc_from\": ");
+  drv_print_json_string(drv_malloc_from);
+  printf(", \"foreign_frees\": %s, \"usable_size\": %s, \"hooks\": [", g_foreign_frees ? "true" : "false",
+         drv_target_usable ? "true" : "false");
+  int first = 1;
+  if (drv_hook_check) printf("%s\"check\"", first ? "" : ", "), first = 0;
+  if (drv_hook_owns) printf("%s\"owns\"", first ? "" : ", "), first = 0;
+  if (drv_hook_configure) printf("%s\"configure\"", first ? "" : ", "), first = 0;
+  printf("], ");
+#else
   printf("{\"format\": \"hakfuzz-driver-result/1\", \"ok\": %s, \"allocator\": \"%s\", ",
          drv_failed() ? "false" : "true", A->is_hakmem ? "hakmem" : "glibc");
+#endif
   uint64_t total = 0;
   printf("\"threads\": %u, \"ops_per_thread\": [", g_hdr.threads);
   for (uint32_t t = 0; t < g_hdr.threads; t++) {
@@ -472,6 +644,7 @@ static void print_result(double seconds) {
   }
   printf("], \"ops\": %llu, \"seconds\": %.6f, \"ops_per_sec\": %.1f, ", (unsigned long long)total,
          seconds, seconds > 0 ? (double)total / seconds : 0.0);
+#ifndef HAKDRV_FOREIGN
   if (A->is_hakmem) {
     hak_stats_t st;
     hak_stats(&st);
@@ -490,6 +663,7 @@ static void print_result(double seconds) {
            (unsigned long long)st.os_maps, (unsigned long long)st.os_map_failures,
            (unsigned long long)st.os_unmaps);
   }
+#endif
   printf("\"failure\": ");
   if (drv_failed()) drv_print_failure_json(); else printf("null");
   printf("}\n");
@@ -499,16 +673,33 @@ static void print_result(double seconds) {
 int main(int argc, char **argv) {
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
+#ifdef HAKDRV_FOREIGN
+    if (strcmp(argv[i], "--foreign-frees") == 0 && i + 1 < argc) {
+      const char *v = argv[++i];
+      if (strcmp(v, "on") == 0) g_foreign_frees = 1;
+      else if (strcmp(v, "off") == 0) g_foreign_frees = 0;
+      else { fprintf(stderr, "hakdriver: --foreign-frees %s: expected on or off\n", v); return 2; }
+    } else if (strcmp(argv[i], "--allocator") == 0 && i + 1 < argc) {
+      const char *name = argv[++i];
+      if (strcmp(name, "target") != 0) { fprintf(stderr, "hakdriver: the foreign driver runs the preloaded target (--allocator target), not %s\n", name); return 2; }
+    } else
+#else
     if (strcmp(argv[i], "--allocator") == 0 && i + 1 < argc) {
       const char *name = argv[++i];
       if (strcmp(name, "glibc") == 0) A = &g_glibc;
       else if (strcmp(name, "hakmem") != 0) { fprintf(stderr, "hakdriver: unknown allocator %s\n", name); return 2; }
-    } else if (strcmp(argv[i], "--wait-limit") == 0 && i + 1 < argc) {
+    } else
+#endif
+    if (strcmp(argv[i], "--wait-limit") == 0 && i + 1 < argc) {
       g_wait_limit = atof(argv[++i]);
     } else path = argv[i];
   }
   if (path == NULL) { fprintf(stderr, "usage: hakdriver [--allocator hakmem|glibc] FILE|-\n"); return 2; }
-  int rc = load(path);
+  int rc = 0;
+#ifdef HAKDRV_FOREIGN
+  rc = drv_foreign_init();
+#endif
+  if (rc == 0) rc = load(path);
   if (rc == 0) rc = configure();
   if (rc != 0) return rc;
   double start = now();

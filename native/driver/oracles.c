@@ -44,6 +44,8 @@ static void json_string(const char *s) {
   putchar('"');
 }
 
+void drv_print_json_string(const char *s) { json_string(s); }
+
 void drv_print_failure_json(void) {
   printf("{\"oracle\": ");
   json_string(g_oracle);

@@ -22,6 +22,7 @@ void drv_fail(const char *oracle, long op_index, long handle, const char *fmt, .
     __attribute__((format(printf, 4, 5)));
 int drv_failed(void);
 void drv_print_failure_json(void);
+void drv_print_json_string(const char *s);
 
 void drv_fill(drv_handle_t *h, uint32_t handle_id, uint32_t from, uint32_t to);
 /* 0 when bytes [0, upto) hold the pattern (or zeros when zeroed). */

@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -62,3 +64,53 @@ EXPORT void *pvalloc(size_t size) {
   return hak_aligned_alloc(page, rounded ? rounded : page);
 }
 EXPORT size_t malloc_usable_size(void *ptr) { return hak_usable_size(ptr); }
+
+/* ---- hakfuzz hooks: looked up by hakfuzz's foreign driver with dlsym ---- */
+
+/* Our own heap check (hak_check); nonzero with the reason in msg when broken. */
+EXPORT int hakfuzz_check(char *msg, size_t len) { return hak_check(msg, len); }
+
+/* 1: a block of one of our SuperSlabs; 0: inside our memory but not a block
+ * (a fresh block must never be that); -1: not ours to tell, a glibc pointer
+ * (we hand requests above HAK_MAX_BLOCK and capped ones to glibc ourselves). */
+EXPORT int hakfuzz_owns(void *ptr) {
+  hak_location_t loc;
+  hak_locate(ptr, &loc);
+  if (loc.owner == HAK_OWNER_TINY) return 1;
+  return loc.owner == HAK_OWNER_LIBC ? -1 : 0;
+}
+
+/* One option by its hak_config_t field name (or HAKMEM_<NAME> spelling),
+ * value in decimal (oom_policy also "libc" or "null"); hak_configure checks
+ * the bounds.  0 applied, EINVAL refused (nothing changed). */
+EXPORT int hakfuzz_configure(const char *key, const char *value) {
+  static const struct { const char *name; size_t offset, size; } fields[] = {
+#define F(f) {#f, offsetof(hak_config_t, f), sizeof(((hak_config_t *)0)->f)}
+    F(ss_cap), F(budget_bytes), F(oom_policy), F(cache_cap), F(refill_batch),
+    F(release_empty), F(ss_keep), F(checked), F(fail_map_at),
+#undef F
+  };
+  if (key == NULL || value == NULL) return EINVAL;
+  if (strncasecmp(key, "HAKMEM_", 7) == 0) key += 7;
+  unsigned long long v;
+  if (strcmp(value, "libc") == 0) v = HAK_OOM_LIBC;
+  else if (strcmp(value, "null") == 0) v = HAK_OOM_NULL;
+  else {
+    if (*value < '0' || *value > '9') return EINVAL;
+    char *end = NULL;
+    errno = 0;
+    v = strtoull(value, &end, 10);
+    if (errno != 0 || *end != '\0') return EINVAL;
+  }
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    if (strcasecmp(key, fields[i].name) != 0) continue;
+    hak_config_t cfg;
+    hak_config_get(&cfg);
+    char *field = (char *)&cfg + fields[i].offset;
+    if (fields[i].size == sizeof(uint64_t)) *(uint64_t *)(void *)field = v;
+    else if (v > UINT32_MAX) return EINVAL;
+    else *(uint32_t *)(void *)field = (uint32_t)v;
+    return hak_configure(&cfg);
+  }
+  return EINVAL;
+}
