@@ -45,15 +45,19 @@ TOOLS: dict[str, Tool] = {
     for t in (
         Tool(
             "hakdriver",
-            ("driver/driver.c", "driver/oracles.c"),
+            ("driver/driver.c", "driver/oracles.c", "driver/backend_hakmem.c"),
             True,
             summary="runs a Program on real pthreads (hakmem or glibc)",
         ),
         Tool(
             "hakdriver-foreign",
-            ("driver/driver.c", "driver/oracles.c", "driver/foreign.c"),
+            (
+                "driver/driver.c",
+                "driver/oracles.c",
+                "driver/foreign.c",
+                "driver/backend_foreign.c",
+            ),
             False,
-            defines=("-DHAKDRV_FOREIGN",),
             summary="the driver without hakmem: runs a Program on any LD_PRELOAD allocator",
         ),
         Tool(
