@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -143,9 +142,9 @@ def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
 
 def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_dir: Path) -> None:
     """Every place the campaign writes, proven writable before any work starts."""
-    if args.shared is not None:
-        from hakfuzz.campaign.shared import require_redis
+    from hakfuzz.campaign.shared import require_redis
 
+    if args.shared is not None:
         require_redis(args.shared, "hakfuzz fuzz: --shared")
     writable_dir(args.workdir, "--workdir")
     writable_dir(args.findings, "--findings")
@@ -155,11 +154,7 @@ def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_di
     db = args.hypothesis_db or args.shared
     if "hypothesis" in engines and db is not None:
         if db.startswith("redis://"):
-            if importlib.util.find_spec("redis") is None:
-                raise UsageError(
-                    f"hakfuzz fuzz: --hypothesis-db {db}: the redis package is not installed "
-                    "(pip install redis)"
-                )
+            require_redis(db, "hakfuzz fuzz: --hypothesis-db")
         else:
             writable_dir(Path(db), "--hypothesis-db")
 

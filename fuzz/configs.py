@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import random
 
+from hakfuzz.model.limits import SS_SIZE as SS_BYTES
 from hakfuzz.program.model import CACHE_CAP_MAX, REFILL_BATCH_MAX, U32_MAX, ProgramConfig
-
-SS_BYTES = 2 << 20  # HAK_SS_SIZE
 
 BOUNDARY_VALUES: dict[str, tuple[object, ...]] = {
     "cache_cap": (0, 1, 2, CACHE_CAP_MAX - 1, CACHE_CAP_MAX, 4),

@@ -7,6 +7,7 @@ green; ``test_chaos.py`` does the same end to end with signals.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -188,9 +189,9 @@ def cli_fuzz_args(tmp_path: Path, *argv: str) -> argparse.Namespace:
 def test_redis_database_without_the_package_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = cli_fuzz.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        cli_fuzz.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "redis" else real(name, *a),
     )

@@ -39,17 +39,15 @@ from hakfuzz.larson.process import run_measured, strip_hakmem_stats
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.program import Program, ProgramConfig
+from hakfuzz.targets import PRELOAD_VARIANTS
 from hakfuzz.variants import flags_of, tool
-
-PRELOAD_FLAGS = ("release", "debug")
-"""Builds whose ``libhakmem.so`` can be preloaded (a sanitizer runtime would shadow malloc)."""
 
 _TIMEOUT = 60.0
 
 
 def can_preload(variant: str) -> bool:
     """Whether ``variant``'s ``libhakmem.so`` can serve a real program."""
-    return flags_of(variant) in PRELOAD_FLAGS
+    return flags_of(variant) in PRELOAD_VARIANTS
 
 
 def config_env(config: ProgramConfig) -> dict[str, str]:
@@ -264,4 +262,4 @@ def _installed(name: str) -> bool:
     return name == "python3" or shutil.which(name) is not None
 
 
-__all__ = ["JOBS", "PRELOAD_FLAGS", "can_preload", "config_env", "rerun", "run", "run_job"]
+__all__ = ["JOBS", "can_preload", "config_env", "rerun", "run", "run_job"]

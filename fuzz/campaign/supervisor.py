@@ -463,12 +463,13 @@ class Supervisor:
         journal = journal_path(self.opts.workdir, worker.job)
         program = recover(journal)
         data = recover_bytes(journal)
-        if worker.engine == "atheris" and data is not None:
+        external = code < 0 and signal.Signals(-code) in EXTERNAL_SIGNALS
+        if worker.engine == "atheris" and data is not None and not external:
+            # an input killed from outside is a suspect, not a crash: it stays in the corpus
             from hakfuzz.campaign.engine_atheris import quarantine
 
             quarantine(self.opts.workdir, self.opts.corpus_dir or self.opts.workdir, data)
         stderr = "\n".join(worker.stderr_tail)
-        external = code < 0 and signal.Signals(-code) in EXTERNAL_SIGNALS
         how = signal.Signals(-code).name if code < 0 else f"status {code}"
         if program is None or not program.ops:
             tally.deaths_outside_input += 0 if external else 1

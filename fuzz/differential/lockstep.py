@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from hakfuzz.differential.patterns import BASE, PERIOD, pattern_start
 from hakfuzz.model import NULL_LOC, Loc, ModelAllocator, Owner
+from hakfuzz.model.limits import CLASS_SIZES
 from hakfuzz.model.stats import STATS_LEN, field_name
 from hakfuzz.program import Op, OpKind
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 STATS = struct.Struct(f"={STATS_LEN}q")
 LOCATION = struct.Struct("=IiQii")
 """``hak_location_t``: owner, class_idx, ss_seq, slab_idx, block_idx (checked at load)."""
-_CLASS_SIZES = tuple(8 << c for c in range(8))
 LOCATION_NAMES = ("owner", "class_idx", "ss_seq", "slab_idx", "block_idx")
 
 _NULL_OWNER = Owner.NULL
@@ -128,7 +128,7 @@ def lockstep(
     handles_get, handles_pop = handles.get, handles.pop
     base, period = BASE, PERIOD
     fill = memoryview(BASE)  # fills slice this (no copy); comparisons slice the bytes
-    class_sizes = _CLASS_SIZES
+    class_sizes = CLASS_SIZES
     null_owner, libc_owner = _NULL_OWNER, _LIBC_OWNER
     null_loc, not_asked = NULL_LOC, _NOT_ASKED
 
