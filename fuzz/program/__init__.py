@@ -41,7 +41,6 @@ from hakfuzz.program.model import (
 from hakfuzz.program.validate import validate
 
 __all__ = [
-    "ChurnSpec",
     "CREATING_KINDS",
     "DEFAULT_CONFIG",
     "FORMAT",
@@ -53,6 +52,7 @@ __all__ = [
     "MAX_THREADS",
     "NO_HANDLE",
     "OP_FIELDS",
+    "ChurnSpec",
     "Op",
     "OpKind",
     "Program",
