@@ -35,6 +35,7 @@ from hakfuzz.program import (
     dump_program,
     encode,
     loads_program,
+    save_program,
     validate,
 )
 from hakfuzz.targets import child_env, resolve_target
@@ -282,3 +283,19 @@ def test_minimise_shrinks_the_churn_section() -> None:
 
     gone = minimize(program, "sig", lambda c: "sig", runs=1, budget_seconds=60)
     assert gone.program.churn is None
+
+
+def test_replay_runs_a_one_thread_program_with_churn_on_pthreads(tmp_path: Path) -> None:
+    """A saved churn finding replays in the driver even when its ops need one thread."""
+    from hakfuzz.replay import replay
+
+    path = tmp_path / "churn.json"
+    save_program(Program(churn=ChurnSpec(threads=32, lifetimes=2000, seconds=600.0, seed=1)),
+                 path)
+    (clean,) = replay([path], variant="release")
+    assert clean.ran_parallel
+    assert clean.ok, clean.as_json()
+    broken = [r for _ in range(3)
+              for r in replay([path], variant="testfault:orphan-split-exchange")]
+    assert all(r.ran_parallel for r in broken)
+    assert any(r.parallel and "quiescence" in r.parallel for r in broken)
