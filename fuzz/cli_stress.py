@@ -280,6 +280,10 @@ def _print_table(doc: dict[str, object]) -> None:
     )
     out = console()
     out.print(table)
+    for name, t in workloads.items():
+        if t.get("lifetimes"):
+            out.print(f"{name}: {t['lifetimes']:,} thread lifetimes, at most "
+                      f"{t['peak_threads']} pthreads at once", markup=False)
     if "served_by" in doc:
         out.print(f"every run was served by {doc['served_by']}", soft_wrap=True, markup=False)
     findings = doc["findings"]

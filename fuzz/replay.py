@@ -1,7 +1,8 @@
 """Replay corpus programs: the regression suite every test run repeats.
 
 Each program runs differentially (model vs native, serialised, exact mode);
-a program with several threads also runs in the C driver on real pthreads,
+a program with several threads (or a churn section) also runs in the C
+driver on real pthreads,
 where the driver's oracles and the model's invariant mode judge it.  Corpus
 files are found under the given paths (``*.json``, recursively).
 
@@ -172,7 +173,8 @@ def replay(
                     verdict = _crashed(outcome, job, served - 1, timeout)
                 else:
                     verdict = _verdict(outcome)
-            parallel_verdict, ran = None, parallel and entry.program.threads > 1
+            on_pthreads = entry.program.threads > 1 or entry.program.churn is not None
+            parallel_verdict, ran = None, parallel and on_pthreads
             if ran:
                 parallel_verdict = _on_pthreads(entry, drivers, repeat)
             yield ReplayResult(

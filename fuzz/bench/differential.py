@@ -66,7 +66,7 @@ def programs(workload: str) -> list[Program]:
     for seed in SEEDS:
         p = GENERATORS[workload](seed, 1, OPS, LIBC_RATIO)
         ops = tuple(op for op in p.ops if op.kind is not OpKind.CHECK)
-        out.append(Program(p.format, p.description, p.config, p.threads, ops))
+        out.append(Program(p.format, p.description, p.config, p.threads, ops, p.churn))
     return out
 
 

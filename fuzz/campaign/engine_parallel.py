@@ -4,7 +4,8 @@ Each exec generates one program (a workload chosen round-robin, seed from
 the job), journals it, runs it in the C driver and judges it (driver oracles,
 then the model's invariant mode on the final counters).  Coverage counts
 distinct behaviours: (workload, which counters ended non-zero, which oracle
-or signal).
+or signal).  A workload with a churn section (``thread_churn``) counts its
+block allocations as ops, and its lifetimes and peak threads as milestones.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
-from hakfuzz.campaign.reached import Counter, driver_stats
+from hakfuzz.campaign.reached import Counter, driver_churn, driver_stats
 from hakfuzz.configs import swarm_config
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
 from hakfuzz.parallel.wire import to_wire
+from hakfuzz.program.churn import churn_weight
 from hakfuzz.variants import tool
 
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
@@ -52,7 +54,7 @@ def run(  # noqa: D103 - see the module docstring
         if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
             program = replace(program, config=swarm_config(random.Random(program_seed)))
         wire = to_wire(program)
-        journal.begin(program.config, program.threads)
+        journal.begin(program.config, program.threads, program.churn)
         for op in program.ops:
             journal.op(op)
         result = run_driver(
@@ -60,9 +62,9 @@ def run(  # noqa: D103 - see the module docstring
         )
         journal.clear()
         execs += 1
-        ops += len(program.ops)
+        ops += len(program.ops) + churn_weight(program.churn)
         finding = judge_run(result, program, variant=variant, seed=program_seed)
-        reached.program(program.config, driver_stats(result.result))
+        reached.program(program.config, driver_stats(result.result), driver_churn(result.result))
         stats = (result.result or {}).get("stats") or {}
         nonzero = tuple(
             sorted(

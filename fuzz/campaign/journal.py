@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from hakfuzz.program import Op, Program, ProgramConfig, decode, loads_program
+from hakfuzz.program import ChurnSpec, Op, Program, ProgramConfig, decode, loads_program
 from hakfuzz.program.jsonio import dump_program
 
 _JSON, _BINARY = b"J", b"B"
@@ -29,9 +29,9 @@ class Journal:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
-    def begin(self, config: ProgramConfig, threads: int) -> None:
-        """Start a new op-by-op program."""
-        head = dump_program(Program(config=config, threads=threads))
+    def begin(self, config: ProgramConfig, threads: int, churn: ChurnSpec | None = None) -> None:
+        """Start a new op-by-op program (``churn``: its churn section, run after the ops)."""
+        head = dump_program(Program(config=config, threads=threads, churn=churn))
         header = json.dumps(json.loads(head), separators=(",", ":"))
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, _JSON + header.encode() + b"\n", 0)

@@ -1,4 +1,8 @@
-"""Minimise a failing program: delta debugging over ops, then threads.
+"""Minimise a failing program: its churn section, then delta debugging over ops, then threads.
+
+A churn section (many thread lifetimes after the ops) is dropped when the
+failure shows without it, else its lifetimes, threads and blocks per
+lifetime are halved while it still fails.
 
 ``ddmin`` removes chunks of ops (halves, quarters, ... down to single ops);
 removing an op that creates a handle removes every later op on that handle,
@@ -19,9 +23,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from hakfuzz.program import CREATING_KINDS, NO_HANDLE, Op, Program, canonicalize
+from hakfuzz.program import CREATING_KINDS, NO_HANDLE, ChurnSpec, Op, Program, canonicalize
 
 Oracle = Callable[[Program], str | None]
 """Runs a program once; returns the signature it fails with, or None."""
@@ -54,9 +58,7 @@ def _without(program: Program, drop: set[int]) -> Program:
         if op.handle != NO_HANDLE and op.handle in dead:
             continue
         ops.append(op)
-    return canonicalize(
-        Program(program.format, program.description, program.config, program.threads, tuple(ops))
-    )
+    return canonicalize(replace(program, ops=tuple(ops)))
 
 
 def _with_threads(program: Program, mapping: dict[int, int], threads: int) -> Program:
@@ -64,7 +66,7 @@ def _with_threads(program: Program, mapping: dict[int, int], threads: int) -> Pr
         Op(op.kind, mapping[op.thread], op.handle, op.size, op.count, op.align, op.seed)
         for op in program.ops
     )
-    return Program(program.format, program.description, program.config, threads, ops)
+    return replace(program, threads=threads, ops=ops)
 
 
 def minimize(
@@ -92,6 +94,11 @@ def minimize(
 
     best = program
     accepted = [program]  # every candidate taken, the original first
+    # The churn section first: its runs cost the most, so every later
+    # candidate is cheaper once it is smaller (or gone).
+    for candidate in _shrink_churn(best, fails, out_of_time):
+        best = candidate
+        accepted.append(best)
     chunks = 2
     while len(best.ops) >= 2 and not out_of_time():
         size = max(1, len(best.ops) // chunks)
@@ -100,7 +107,8 @@ def minimize(
             if out_of_time():
                 break
             candidate = _without(best, set(range(start, min(start + size, len(best.ops)))))
-            if candidate.ops and len(candidate.ops) < len(best.ops) and fails(candidate):
+            if ((candidate.ops or candidate.churn is not None)
+                    and len(candidate.ops) < len(best.ops) and fails(candidate)):
                 best = candidate
                 accepted.append(best)
                 chunks = max(chunks - 1, 2)
@@ -123,6 +131,42 @@ def minimize(
     return Minimized(
         best, len(program.ops), reproduced, tried, time.perf_counter() - started, note
     )
+
+
+def _halved(churn: ChurnSpec, field: str) -> ChurnSpec | None:
+    """``churn`` with ``field`` (lifetimes, threads or blocks) halved; None at 1."""
+    if field == "lifetimes":
+        return replace(churn, lifetimes=churn.lifetimes // 2) if churn.lifetimes > 1 else None
+    if field == "threads":
+        return replace(churn, threads=churn.threads // 2) if churn.threads > 1 else None
+    return replace(churn, blocks=churn.blocks // 2) if churn.blocks > 1 else None
+
+
+def _shrink_churn(
+    best: Program, fails: Callable[[Program], bool], out_of_time: Callable[[], bool]
+) -> list[Program]:
+    """The failing candidates taken, in order.
+
+    No churn at all, else fewer lifetimes, threads, blocks per lifetime
+    (halving each while it still fails; races need enough churn to show).
+    """
+    if best.churn is None or out_of_time():
+        return []
+    without = replace(best, churn=None)
+    if fails(without):
+        return [without]
+    taken: list[Program] = []
+    for field in ("lifetimes", "threads", "blocks"):
+        while not out_of_time() and best.churn is not None:
+            smaller = _halved(best.churn, field)
+            if smaller is None:
+                break
+            candidate = replace(best, churn=smaller)
+            if not fails(candidate):
+                break
+            best = candidate
+            taken.append(best)
+    return taken
 
 
 def _reproducible(

@@ -10,7 +10,7 @@ milestones no engine reached are the next work.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hakfuzz.model.limits import CACHE_CAP_MAX, NUM_CLASSES, SS_SIZE
 from hakfuzz.model.stats import (
@@ -37,6 +37,8 @@ MILESTONES: dict[str, str] = {
     "two-classes-capped": "two classes were at their caps in one program",
     "map-failure": "an OS mapping failed (fault injection)",
     "remote-pending": "remote frees were still pending when the program ended",
+    "churn>16-threads": "thread churn ran more than 16 pthreads at once (oversubscribed)",
+    "churn-1000-lifetimes": "thread churn ran a thousand thread lifetimes in one program",
 }
 """Every state milestone, with what it means (one home: the report reads these)."""
 
@@ -123,6 +125,25 @@ def milestones(config: ProgramConfig, stats: Sequence[int]) -> set[str]:
     return out
 
 
+def churn_milestones(churn: Mapping[str, object] | None) -> set[str]:
+    """The milestones of a driver run's churn phase (its result's ``churn`` member)."""
+    if not churn:
+        return set()
+    out: set[str] = set()
+    peak, lifetimes = churn.get("peak_threads"), churn.get("lifetimes")
+    if isinstance(peak, int) and peak > 16:
+        out.add("churn>16-threads")
+    if isinstance(lifetimes, int) and lifetimes >= 1000:
+        out.add("churn-1000-lifetimes")
+    return out
+
+
+def driver_churn(result: Mapping[str, object] | None) -> dict[str, object] | None:
+    """The ``churn`` member of the C driver's JSON (None when no churn phase ran)."""
+    churn = (result or {}).get("churn")
+    return churn if isinstance(churn, dict) else None
+
+
 def driver_stats(result: dict[str, object] | None) -> list[int]:
     """The C driver's JSON counters in the flat order (empty when it printed none)."""
     stats = (result or {}).get("stats")
@@ -140,9 +161,14 @@ class Counter:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
 
-    def program(self, config: ProgramConfig, stats: Sequence[int] | None) -> None:
-        """Count one program's boundaries, and its milestones when its counters are known."""
+    def program(self, config: ProgramConfig, stats: Sequence[int] | None,
+                churn: Mapping[str, object] | None = None) -> None:
+        """Count one program's boundaries, and its milestones when its counters are known.
+
+        ``churn`` is what its churn phase reported, when it had one.
+        """
         names = boundaries(config) | (milestones(config, stats) if stats else set())
+        names |= churn_milestones(churn)
         for name in names:
             self.counts[name] = self.counts.get(name, 0) + 1
 
@@ -157,5 +183,5 @@ def table(by_engine: dict[str, dict[str, int]]) -> list[dict[str, object]]:
     return rows
 
 
-__all__ = ["BOUNDARIES", "MILESTONES", "Counter", "boundaries", "driver_stats", "milestones",
-           "table"]
+__all__ = ["BOUNDARIES", "MILESTONES", "Counter", "boundaries", "churn_milestones", "driver_churn",
+           "driver_stats", "milestones", "table"]

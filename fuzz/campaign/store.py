@@ -19,6 +19,7 @@ saving leaves the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -61,7 +62,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def program_digest(program: Program) -> str:
     """What makes two programs the same finding input: config, threads and ops."""
-    bare = Program(program.format, "", program.config, program.threads, program.ops)
+    bare = dataclasses.replace(program, description="")
     return hashlib.sha1(dump_program(bare).encode()).hexdigest()
 
 
@@ -153,7 +154,7 @@ class FindingStore:
         if "job" in finding.extra:  # a preload job: how to run it again
             meta["job"] = finding.extra["job"]
         description = program.description or f"{finding.engine}: {finding.message}"[:500]
-        program = Program(program.format, description, program.config, program.threads, program.ops)
+        program = dataclasses.replace(program, description=description)
         _write_atomic(path, finding_document(program, meta))
         return Saved(path, replace is None)
 
@@ -172,9 +173,7 @@ def promote(path: Path, regressions: Path) -> Path:
     if target.exists():
         raise UsageError(f"hakfuzz promote: {target} already exists")
     if not program.description and meta.get("message"):
-        program = Program(
-            program.format, str(meta["message"]), program.config, program.threads, program.ops
-        )
+        program = dataclasses.replace(program, description=str(meta["message"]))
     target.write_text(dump_program(program))
     path.unlink()
     return target

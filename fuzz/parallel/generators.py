@@ -19,6 +19,8 @@ share of allocations made by glibc (``libc_alloc``) that later reach
 - ``pressure``: ``mixed`` under tiny SuperSlab caps and both OOM policies, so
   growth, glibc fallback and NULL happen under contention (the seed's exact
   failure shape).
+- ``thread_churn`` (``generators_churn``): a churn section, thousands of
+  thread lifetimes on 17..64 concurrent pthreads under a capped config.
 """
 
 from __future__ import annotations
@@ -362,3 +364,9 @@ WORKLOADS: dict[str, Generator] = {
 from hakfuzz.parallel.generators_extra import EXTRA_WORKLOADS  # noqa: E402
 
 WORKLOADS.update(EXTRA_WORKLOADS)
+
+# thread_churn (thousands of thread lifetimes on more than 16 pthreads, after
+# the ops) lives in its own module too.
+from hakfuzz.parallel.generators_churn import CHURN_WORKLOADS  # noqa: E402
+
+WORKLOADS.update(CHURN_WORKLOADS)

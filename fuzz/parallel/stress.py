@@ -30,6 +30,7 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import RunResult, judge, run_driver
 from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import Program, ProgramConfig
+from hakfuzz.program.churn import churn_weight
 from hakfuzz.targets import Target, TargetError, child_env, served_by
 
 
@@ -60,15 +61,28 @@ class WorkloadTally:
     runs: int = 0
     ops: int = 0
     seconds: float = 0.0  # time inside the driver's threads
+    lifetimes: int = 0  # thread lifetimes the churn phases ran
+    peak_threads: int = 0  # most pthreads one churn phase ran at once
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "programs": self.programs,
             "runs": self.runs,
             "ops": self.ops,
             "seconds": round(self.seconds, 4),
             "ops_per_sec": round(self.ops / self.seconds, 1) if self.seconds else 0.0,
         }
+        if self.lifetimes:
+            out["lifetimes"] = self.lifetimes
+            out["peak_threads"] = self.peak_threads
+        return out
+
+    def add_churn(self, churn: object) -> None:
+        """Count a run's churn phase (the driver's ``churn`` member), when it had one."""
+        if not isinstance(churn, dict):
+            return
+        self.lifetimes += int(churn.get("lifetimes", 0))
+        self.peak_threads = max(self.peak_threads, int(churn.get("peak_threads", 0)))
 
 
 @dataclass(slots=True)
@@ -193,7 +207,7 @@ def _programs(opts: StressOptions, name: str) -> Iterator[tuple[int, Program]]:
         program = generator(
             seed, opts.threads, min(opts.program_ops, share - spent), opts.libc_ratio
         )
-        spent += max(1, len(program.ops))
+        spent += max(1, len(program.ops) + churn_weight(program.churn))
         yield seed, program
         seed += 1
 
@@ -232,6 +246,7 @@ def run_stress(
                     if run.result is not None:
                         tally.ops += int(run.result.get("ops", 0))
                         tally.seconds += float(run.result.get("seconds", 0.0))
+                        tally.add_churn(run.result.get("churn"))
                     if opts.target is None:
                         finding = judge_run(
                             run, program, variant=opts.variant, seed=seed,
@@ -247,7 +262,7 @@ def run_stress(
                             if on_finding is not None:
                                 on_finding(finding)
                         break  # this program has shown its bug; move on
-                done_ops += len(program.ops)
+                done_ops += len(program.ops) + churn_weight(program.churn)
                 if progress is not None:
                     progress(name, min(done_ops, share), share)
     report.wall_seconds = time.perf_counter() - started

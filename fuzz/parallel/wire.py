@@ -6,18 +6,27 @@ A 96-byte header (magic, threads, op count, handle count, flags, the nine
 is the ``OpKind`` value and arg the calloc count, the memalign or
 aligned_alloc alignment, or the write seed.  Handles must be canonical (0, 1,
 2, ... in creation order); ``to_wire`` canonicalises.
+
+A program with a churn section sets flag bit 0 and appends one 32-byte record
+after the ops (threads, lifetimes, the wall-time bound in milliseconds, seed,
+blocks per lifetime, the glibc share in thousandths, two reserved u32).
 """
 
 from __future__ import annotations
 
+import math
 import struct
 
 from hakfuzz.program import CREATING_KINDS, NO_HANDLE, OpKind, Program, canonicalize, is_canonical
+from hakfuzz.program.churn import ChurnSpec
 from hakfuzz.program.model import OVERFLOW_COUNT
 
 MAGIC = b"HKDRV01\0"
 _HEADER = struct.Struct("<8s4I9Q")
 _OP = struct.Struct("<BBHIII")
+_CHURN = struct.Struct("<8I")
+FLAG_CHURN = 1
+"""Header flag: a churn record follows the ops (DRV_FLAG_CHURN)."""
 _NO_HANDLE_WIRE = 0xFFFFFFFF
 _OVERFLOW_WIRE = 0xFFFFFFFF  # calloc count 2**63 (DRV_OVERFLOW_COUNT)
 _ALIGNED = frozenset({OpKind.MEMALIGN, OpKind.ALIGNED_ALLOC})
@@ -30,7 +39,8 @@ def to_wire(program: Program) -> bytes:
     cfg = program.config.as_c_fields()
     nhandles = sum(1 for op in program.ops if op.kind in CREATING_KINDS)
     out = bytearray(
-        _HEADER.pack(MAGIC, program.threads, len(program.ops), nhandles, 0, *cfg.values())
+        _HEADER.pack(MAGIC, program.threads, len(program.ops), nhandles,
+                     0 if program.churn is None else FLAG_CHURN, *cfg.values())
     )
     pack = _OP.pack
     calloc, write = OpKind.CALLOC, OpKind.WRITE
@@ -44,4 +54,13 @@ def to_wire(program: Program) -> bytes:
             arg = op.seed if kind is write else 0
         handle = _NO_HANDLE_WIRE if op.handle == NO_HANDLE else op.handle
         out += pack(int(kind), op.thread, 0, handle, op.size, arg)
+    if program.churn is not None:
+        out += churn_record(program.churn)
     return bytes(out)
+
+
+def churn_record(spec: ChurnSpec) -> bytes:
+    """The driver's churn record (struct drv_churn_s)."""
+    millis = max(1, min(math.ceil(spec.seconds * 1000), 0xFFFFFFFF))
+    permille = round(spec.libc_ratio * 1000)
+    return _CHURN.pack(spec.threads, spec.lifetimes, millis, spec.seed, spec.blocks, permille, 0, 0)

@@ -3,7 +3,7 @@
 One format serves every engine, every finding and every regression file; see
 docs/program.md.  Public API:
 
-- records: ``Program``, ``ProgramConfig``, ``Op``, ``OpKind``;
+- records: ``Program``, ``ProgramConfig``, ``Op``, ``OpKind``, ``ChurnSpec``;
 - JSON: ``load_program``, ``loads_program``, ``dump_program``,
   ``save_program``;
 - binary (atheris): ``decode`` (total), ``encode``;
@@ -11,6 +11,7 @@ docs/program.md.  Public API:
 """
 
 from hakfuzz.program.binary import decode, encode
+from hakfuzz.program.churn import ChurnSpec
 from hakfuzz.program.errors import ProgramError
 from hakfuzz.program.jsonio import (
     dump_program,
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_THREADS",
     "NO_HANDLE",
     "OP_FIELDS",
+    "ChurnSpec",
     "Op",
     "OpKind",
     "Program",

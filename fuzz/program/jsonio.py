@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hakfuzz.program.churn import churn_from_json, churn_to_json
 from hakfuzz.program.errors import ProgramError
 from hakfuzz.program.model import (
     CONFIG_FIELDS,
@@ -38,7 +39,7 @@ from hakfuzz.program.validate import (
     validate,
 )
 
-_TOP_KEYS = ("format", "description", "config", "threads", "ops", "finding")
+_TOP_KEYS = ("format", "description", "config", "threads", "ops", "churn", "finding")
 # "finding": metadata a finding file carries (engine, signature, seed, ...);
 # it must be an object and is not part of the Program.
 
@@ -160,7 +161,15 @@ def _program_from_json(document: object, source: str) -> Program:
         _op_from_json(index, raw, source, checker)
         for index, raw in enumerate(raw_ops)
     )
-    return Program(FORMAT, description, config, threads, ops)
+    churn = None
+    if "churn" in top:
+        raw_churn = _check_object(top["churn"], source, field="churn", prefix="churn.")
+        if version != FORMAT:
+            raise ProgramError(
+                f"a churn section needs \"{FORMAT}\"", path=source, field="churn"
+            )
+        churn = churn_from_json(raw_churn, source)
+    return Program(FORMAT, description, config, threads, ops, churn)
 
 
 def _config_from_json(value: object, source: str) -> ProgramConfig:
@@ -253,6 +262,9 @@ def dump_program(program: Program) -> str:
         lines.append("  ]")
     else:
         lines.append('  "ops": []')
+    if program.churn is not None:
+        lines[-1] += ","
+        lines.append(f'  "churn": {churn_to_json(program.churn)}')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hakfuzz.program.churn import ChurnSpec
 from hakfuzz.program.errors import ProgramError
 
 FORMAT = "hakfuzz-program/2"
@@ -313,13 +314,18 @@ DEFAULT_CONFIG = ProgramConfig()
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A versioned program: config, thread count and ops over handles."""
+    """A versioned program: config, thread count and ops over handles.
+
+    ``churn``, when set, is a phase run after the ops: many short thread
+    lifetimes on more threads than ``threads`` (see ``program.churn``).
+    """
 
     format: str = FORMAT
     description: str = ""
     config: ProgramConfig = field(default=DEFAULT_CONFIG)
     threads: int = 1
     ops: tuple[Op, ...] = ()
+    churn: ChurnSpec | None = None
 
 
 def canonicalize(program: Program) -> Program:
@@ -347,7 +353,7 @@ def canonicalize(program: Program) -> Program:
         ops.append(op)
     return Program(
         program.format, program.description, program.config, program.threads,
-        tuple(ops),
+        tuple(ops), program.churn,
     )
 
 

@@ -18,6 +18,7 @@ same messages.
 
 from __future__ import annotations
 
+from hakfuzz.program.churn import check_churn
 from hakfuzz.program.errors import ProgramError
 from hakfuzz.program.model import (
     BIG_KINDS,
@@ -105,6 +106,8 @@ def validate(program: Program, source: str = "<program>") -> None:
     checker = OpChecker(source, program.threads, FORMAT)
     for index, op in enumerate(program.ops):
         checker.check(index, op)
+    if program.churn is not None:
+        check_churn(program.churn, source)
 
 
 def is_int(value: object) -> bool:

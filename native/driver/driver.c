@@ -17,6 +17,9 @@
  *
  * runs any LD_PRELOAD target with the allocator-neutral ones.
  *
+ * A program with a churn section (churn.h) runs its churn phase once the
+ * ops are done, before the end checks.
+ *
  * Exit status: 0 clean, 3 an oracle failed, 2 bad input, 4 a wait timed out.
  * Crashes (SIGSEGV, glibc's "free(): invalid pointer" abort) are left to
  * kill the process: the Python side reads the signal and stderr. */
@@ -32,6 +35,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "churn.h"
 #include "driver.h"
 #include "oracles.h"
 
@@ -43,6 +47,7 @@ static drv_handle_t *g_handles;
 static int g_null_possible;  /* an allocation may fail to NULL under this config */
 static _Atomic uint32_t g_checks_done;
 static double g_wait_limit = 30.0;
+static drv_churn_t g_churn;  /* valid when g_hdr.flags has DRV_FLAG_CHURN */
 
 typedef struct {
   uint32_t tid;
@@ -317,6 +322,18 @@ static int load(const char *path) {
     fprintf(stderr, "hakdriver: %s: truncated: expected %u ops\n", path, g_hdr.nops);
     return 2;
   }
+  if (g_hdr.flags & ~DRV_FLAG_CHURN) {
+    fprintf(stderr, "hakdriver: %s: unknown header flags %#x\n", path, g_hdr.flags);
+    return 2;
+  }
+  if (g_hdr.flags & DRV_FLAG_CHURN) {
+    const char *bad = fread(&g_churn, sizeof g_churn, 1, f) != 1 ? "truncated"
+                                                                 : drv_churn_invalid(&g_churn, DRV_MAX_THREADS);
+    if (bad != NULL) {
+      fprintf(stderr, "hakdriver: %s: churn record: %s\n", path, bad);
+      return 2;
+    }
+  }
   if (f != stdin) fclose(f);
   uint32_t checks = 0, count[DRV_MAX_THREADS] = {0}, exits[DRV_MAX_THREADS] = {0};
   for (uint32_t i = 0; i < g_hdr.nops; i++) {
@@ -375,6 +392,7 @@ static void print_result(double seconds) {
   printf("], \"ops\": %llu, \"seconds\": %.6f, \"ops_per_sec\": %.1f, ", (unsigned long long)total,
          seconds, seconds > 0 ? (double)total / seconds : 0.0);
   drv_be_print_stats();
+  drv_churn_print();
   printf("\"failure\": ");
   if (drv_failed()) drv_print_failure_json(); else printf("null");
   printf("}\n");
@@ -412,6 +430,8 @@ int main(int argc, char **argv) {
     while (!atomic_load_explicit(&g_threads[t].finished, memory_order_acquire)) usleep(50);
     pthread_join(g_threads[t].chain[atomic_load(&g_threads[t].nchain) - 1], NULL);
   }
+  if ((g_hdr.flags & DRV_FLAG_CHURN) && !drv_failed())
+    drv_churn_run(&g_churn, g_hdr.nops, g_null_possible);
   double seconds = now() - start;
   if (!drv_failed()) final_checks();
   print_result(seconds);

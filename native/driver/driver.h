@@ -7,6 +7,7 @@
 
 #define DRV_MAGIC "HKDRV01"
 #define DRV_MAX_THREADS 64
+#define DRV_FLAG_CHURN 1u /* a drv_churn_t record (churn.h) follows the ops */
 #define DRV_OVERFLOW_COUNT 0xFFFFFFFFu /* calloc arg: count 2^63 (overflows) */
 
 enum drv_kind {
@@ -27,7 +28,7 @@ typedef struct drv_header_s {
   uint32_t threads;
   uint32_t nops;
   uint32_t nhandles;
-  uint32_t flags;            /* reserved, 0 */
+  uint32_t flags;            /* DRV_FLAG_*; other bits 0 */
   uint64_t cfg[9];           /* hak_config_t fields, in declaration order */
 } drv_header_t;
 
