@@ -10,7 +10,9 @@ the model validates every config it is given.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from hakfuzz.model.options import OPTION, OPTIONS
 
@@ -71,3 +73,15 @@ class Config:
     def c_fields(self) -> dict[str, int]:
         """The config as ``hak_config_t`` field values (enums and bools as ints)."""
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_c_fields(cls, c_fields: Mapping[str, int]) -> Config:
+        """The config of ``hak_config_t`` field values: the inverse of :meth:`c_fields`."""
+        typed: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = c_fields[option.name]
+            if option.values:
+                typed[option.name] = OomPolicy(value)
+            else:
+                typed[option.name] = bool(value) if option.type == "bool" else value
+        return cls(**typed)

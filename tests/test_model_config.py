@@ -74,3 +74,8 @@ def test_c_fields() -> None:
     assert fields["release_empty"] == 0
     assert list(fields) == [f.name for f in dataclasses.fields(Config)]
     assert all(type(value) is int for value in fields.values())
+
+
+def test_from_c_fields_inverts_c_fields() -> None:
+    config = Config(ss_cap=3, oom_policy=OomPolicy.NULL, release_empty=False, checked=True)
+    assert Config.from_c_fields(config.c_fields()) == config

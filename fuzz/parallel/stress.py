@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz.findings import Finding
-from hakfuzz.model import Config, OomPolicy, expect_quiescent_totals
+from hakfuzz.model import Config, expect_quiescent_totals
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import RunResult, judge, run_driver
 from hakfuzz.parallel.wire import to_wire
@@ -138,18 +138,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 def model_config(config: ProgramConfig) -> Config:
     """The model's view of a program's allocator config."""
-    c = config.as_c_fields()
-    return Config(
-        c["ss_cap"],
-        c["budget_bytes"],
-        OomPolicy(c["oom_policy"]),
-        c["cache_cap"],
-        c["refill_batch"],
-        bool(c["release_empty"]),
-        c["ss_keep"],
-        bool(c["checked"]),
-        c["fail_map_at"],
-    )
+    return Config.from_c_fields(config.as_c_fields())
 
 
 def final_stats_problems(run: RunResult, program: Program) -> list[str]:
