@@ -154,15 +154,25 @@ def final_stats_problems(run: RunResult, program: Program) -> list[str]:
 
 
 def judge_run(
-    run: RunResult, program: Program, *, variant: str, seed: int | None, model: bool = True
+    run: RunResult,
+    program: Program,
+    *,
+    variant: str,
+    seed: int | None,
+    model: bool = True,
+    engine: str = "parallel",
 ) -> Finding | None:
-    """The driver's verdict, then (``model``) invariant mode on its final counters."""
-    finding = judge(run, program, variant=variant, seed=seed)
+    """The verdict on a run of the C driver: every engine, re-run and replay judges by this.
+
+    The driver's own verdict first, then (``model``: hakmem served the run)
+    the model's invariant mode on its final counters.
+    """
+    finding = judge(run, program, variant=variant, seed=seed, engine=engine)
     if finding is None and model:
         problems = final_stats_problems(run, program)
         if problems:
             finding = Finding(
-                "parallel",
+                engine,
                 "oracle",
                 "model-invariant " + problems[0],
                 "; ".join(problems),
