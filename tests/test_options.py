@@ -16,17 +16,20 @@ import pytest
 from hakfuzz.model import Config, OomPolicy
 from hakfuzz.model.options import OPTIONS, Option
 from hakfuzz.native import HakmemModule
-from hakfuzz.native._toolchain import variant_from_env
+from hakfuzz.native._toolchain import get_variant, variant_from_env
 from hakfuzz.native.options import _generated, read_options
 from hakfuzz.program import DEFAULT_CONFIG, ProgramConfig, ProgramError, model
 from hakfuzz.program.validate import check_config_value
 
 _WIDTH = {"u64": 64}  # every other hak_config_t field is a uint32_t
 
+# The one default a variant changes (the debug build checks frees).
+_CHECKED_ON = "-DHAK_DEFAULT_CHECKED=1" in get_variant(variant_from_env()).cflags
+
 
 def _release_table(hak: HakmemModule) -> tuple[Option, ...]:
     table = read_options(hak)
-    if variant_from_env() == "debug":  # the one default a variant changes
+    if _CHECKED_ON:
         table = tuple(dataclasses.replace(o, default=0) if o.name == "checked" else o
                       for o in table)
     return table
@@ -56,7 +59,7 @@ def test_defaults_agree(hak: HakmemModule) -> None:
     default = hak.ffi.new("hak_config_t *")
     hak.lib.hak_config_default(default)
     c_defaults = {o.name: int(getattr(default, o.name)) for o in OPTIONS}
-    if variant_from_env() == "debug":
+    if _CHECKED_ON:
         c_defaults["checked"] = 0
     assert Config().c_fields() == c_defaults
     assert DEFAULT_CONFIG.as_c_fields() == c_defaults
