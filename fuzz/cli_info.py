@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from hakfuzz.cli_build import add_variant_argument
 from hakfuzz.model.options import OPTIONS
-from hakfuzz.native.options import describe_range, describe_value
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -65,8 +64,8 @@ def _print_table(described: dict[str, Any]) -> None:
     # The options, with this build's defaults once it is built (debug turns checked on).
     defaults = described["config"] or {}
     for option in OPTIONS:
-        default = describe_value(option, defaults.get(option.name, option.default))
-        table.add_row(option.env, f"{option.name} = {default} ({describe_range(option)}): "
+        default = option.describe(defaults.get(option.name, option.default))
+        table.add_row(option.env, f"{option.name} = {default} ({option.describe_range()}): "
                       f"{option.doc}")
     table.add_row("python / cffi", f"{described['python']} / {described['cffi']}")
     console().print(table)

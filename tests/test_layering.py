@@ -80,4 +80,4 @@ def test_the_layers_are_found() -> None:
     assert "hakfuzz.program.validate" in _LOW
     assert layer_of("hakfuzz.model.options") < layer_of("hakfuzz.program.model")
     assert layer_of("hakfuzz.campaign.journal") == _HIGHEST
-    assert imports_of(_modules()["hakfuzz.native.options"]) >= {"hakfuzz.model.options"}
+    assert "hakfuzz.model.options" in imports_of(_modules()["hakfuzz.program.validate"])

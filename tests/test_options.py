@@ -12,12 +12,12 @@ import dataclasses
 import errno
 
 import pytest
+from option_table import generated, read_options
 
 from hakfuzz.model import Config, OomPolicy
 from hakfuzz.model.options import OPTIONS, Option
 from hakfuzz.native import HakmemModule
 from hakfuzz.native._toolchain import get_variant, variant_from_env
-from hakfuzz.native.options import _generated, read_options
 from hakfuzz.program import DEFAULT_CONFIG, ProgramConfig, ProgramError, model
 from hakfuzz.program.validate import check_config_value
 
@@ -36,13 +36,13 @@ def _release_table(hak: HakmemModule) -> tuple[Option, ...]:
 
 
 def test_the_checked_in_table_is_the_c_table(hak: HakmemModule) -> None:
-    assert _release_table(hak) == OPTIONS, "run: python -m hakfuzz.native.options --write"
+    assert _release_table(hak) == OPTIONS, "run: python tests/option_table.py --write"
 
 
 def test_generated_files_are_up_to_date(hak: HakmemModule) -> None:
-    for path, text in _generated(_release_table(hak)).items():
+    for path, text in generated(_release_table(hak)).items():
         assert path.read_text() == text, (
-            f"{path.name} is stale; run: python -m hakfuzz.native.options --write"
+            f"{path.name} is stale; run: python tests/option_table.py --write"
         )
 
 
