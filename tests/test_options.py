@@ -84,6 +84,20 @@ def _c_accepts(hak: HakmemModule, option: Option, value: int) -> bool:
     return rc == 0
 
 
+def _env_accepts(hak: HakmemModule, monkeypatch: pytest.MonkeyPatch, option: Option,
+                 value: int) -> bool:
+    """Whether ``HAKMEM_<NAME>=value`` is applied by ``hak_configure_from_env``."""
+    if value < 0:
+        return False  # a sign is no number of the environment's
+    hak.lib.hak_reset()
+    monkeypatch.setenv(option.env, str(value))
+    hak.lib.hak_configure_from_env()
+    monkeypatch.delenv(option.env)
+    cfg = hak.ffi.new("hak_config_t *")
+    hak.lib.hak_config_get(cfg)
+    return int(getattr(cfg, option.name)) == value
+
+
 def _model_accepts(option: Option, value: int) -> bool:
     typed: object = value
     if option.type == "bool" and value in (0, 1):
@@ -115,11 +129,12 @@ def _validator_accepts(option: Option, value: int) -> bool:
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
 def test_c_model_and_validator_accept_the_same_values(
-    hak: HakmemModule, option: Option
+    hak: HakmemModule, monkeypatch: pytest.MonkeyPatch, option: Option
 ) -> None:
     for value in (option.min - 1, option.min, option.max, option.max + 1):
         c = _c_accepts(hak, option, value)
         assert c == option.accepts(value), f"{option.name}={value}: the table says otherwise"
+        assert _env_accepts(hak, monkeypatch, option, value) == c, f"{option.env}={value}"
         assert _model_accepts(option, value) == c, (
             f"{option.name}={value}: hak_configure {'accepts' if c else 'refuses'} it, "
             "the model does not"
