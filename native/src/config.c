@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -182,6 +183,21 @@ void hak_configure_from_env(void) {
     static const char msg[] = "hakmem: HAKMEM_* settings refused by hak_configure; none applied\n";
     say(msg, (int)sizeof msg - 1);
   }
+}
+
+int _hak_option_set(const char *key, const char *text) {
+  if (key == NULL || text == NULL) return EINVAL;
+  for (size_t i = 0; i < N_OPTIONS; i++) {
+    const option_t *o = &g_options[i];
+    if (strcasecmp(key, o->info.name) != 0 && strcasecmp(key, o->info.env) != 0) continue;
+    uint64_t v;
+    if (o->parse(text, &v) != 0 || !opt_valid(o, v)) return EINVAL;
+    hak_config_t cfg;
+    hak_config_get(&cfg);
+    opt_set(&cfg, o, v);
+    return hak_configure(&cfg);
+  }
+  return EINVAL;
 }
 
 /* The lock order: the spare record's, every class's, the global one. */
