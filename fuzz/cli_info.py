@@ -1,4 +1,4 @@
-"""``hakfuzz info``: the toolchain, flags, cache entry and default allocator config."""
+"""``hakfuzz info``: the toolchain, flags, cache entry and the allocator's options."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from hakfuzz.cli_build import add_variant_argument
+from hakfuzz.model.options import OPTIONS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -16,9 +17,10 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     """``hakfuzz info [--variant V] [--json]``."""
     parser = subparsers.add_parser(
         name,
-        help="show the compiler, flags, cache entry and allocator defaults",
+        help="show the compiler, flags, cache entry and allocator options (HAKMEM_*)",
         description="Describe a build variant without compiling it: compiler, flags, "
-        "cache path, and (once built) the allocator's default configuration.",
+        "cache path, and the allocator's options: each HAKMEM_<NAME> variable, its "
+        "range, meaning and (once built) this build's default.",
     )
     add_variant_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the description as JSON")
@@ -59,8 +61,11 @@ def _print_table(described: dict[str, Any]) -> None:
     )
     for name, value in described["runtime_env"].items():
         table.add_row(f"env {name}", value)
-    config = described["config"]
-    if config is not None:
-        table.add_row("default config", " ".join(f"{k}={v}" for k, v in config.items()))
+    # The options, with this build's defaults once it is built (debug turns checked on).
+    defaults = described["config"] or {}
+    for option in OPTIONS:
+        default = option.describe(defaults.get(option.name, option.default))
+        table.add_row(option.env, f"{option.name} = {default} ({option.describe_range()}): "
+                      f"{option.doc}")
     table.add_row("python / cffi", f"{described['python']} / {described['cffi']}")
     console().print(table)

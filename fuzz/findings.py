@@ -25,6 +25,19 @@ def slug(text: str, limit: int = 60) -> str:
     return words[:limit].rstrip("-") or "unknown"
 
 
+def signature(kind: str, detail: str) -> str:
+    """The deduplication key of a failure, e.g. ``signal-sigabrt-free-invalid-pointer``.
+
+    Every engine, re-run and replay names a failure through this, so one bug
+    has one key wherever it is met.
+    """
+    return f"{kind}-{slug(detail)}"
+
+
+TIMEOUT_SIGNATURE = signature("timeout", "child timed out")
+"""The key of a child process that gave no answer in time."""
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One failing program and what failed."""
@@ -41,8 +54,8 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """The deduplication key, e.g. ``signal-sigabrt-free-invalid-pointer``."""
-        return f"{self.kind}-{slug(self.detail)}"
+        """The deduplication key (see :func:`signature`)."""
+        return signature(self.kind, self.detail)
 
     def summary(self) -> str:
         """One line for tables."""

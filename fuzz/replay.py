@@ -300,20 +300,17 @@ def _in_fresh_child(entry: _Entry, timeout: float) -> str | None:
 
 def _on_pthreads(entry: _Entry, drivers: dict[str, Path], repeat: int) -> str | None:
     """The C driver's verdict (a child process already), ``repeat`` runs."""
-    from hakfuzz.parallel.runner import judge, run_driver
-    from hakfuzz.parallel.stress import final_stats_problems
+    from hakfuzz.parallel.runner import run_driver
+    from hakfuzz.parallel.stress import judge_run
     from hakfuzz.variants import tool
 
     if entry.variant not in drivers:
         drivers[entry.variant] = tool("hakdriver", entry.variant)
     for _ in range(repeat):
         run = run_driver(drivers[entry.variant], entry.program)
-        finding = judge(run, entry.program, variant=entry.variant, seed=None, engine="replay")
-        problems = [] if finding else final_stats_problems(run, entry.program)
-        if finding:
+        finding = judge_run(run, entry.program, variant=entry.variant, seed=None, engine="replay")
+        if finding is not None:
             return finding.summary()
-        if problems:
-            return problems[0]
     return None
 
 

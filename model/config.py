@@ -1,6 +1,7 @@
 """The allocator configuration, mirroring ``hak_config_t`` field by field.
 
-Defaults are those of docs/policy.md ("Configuration").  ``Config`` can hold
+Defaults, bounds and meanings are those of the C option table
+(:mod:`hakfuzz.model.options`, docs/options.md).  ``Config`` can hold
 invalid values (so a test can hand them to ``hak_configure`` and expect
 EINVAL); ``validate()`` rejects them with a ValueError naming the field, and
 the model validates every config it is given.
@@ -9,9 +10,11 @@ the model validates every config it is given.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-from hakfuzz.model.limits import CACHE_CAP_MAX, U32_MAX, U64_MAX
+from hakfuzz.model.options import OPTION, OPTIONS
 
 
 class OomPolicy(enum.IntEnum):
@@ -23,43 +26,42 @@ class OomPolicy(enum.IntEnum):
     """Return NULL with errno ENOMEM (counted as ``oom_nulls``)."""
 
 
+_DEFAULT_POLICY = OomPolicy(OPTION["oom_policy"].default)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Allocator configuration; fields in ``hak_config_t`` order."""
+    """Allocator configuration; fields in ``hak_config_t`` order, meanings in docs/options.md."""
 
-    ss_cap: int = 0
-    """Max live SuperSlabs per class; 0 = no cap."""
-    budget_bytes: int = 0
-    """Max bytes of live SuperSlabs over all classes; 0 = no budget."""
-    oom_policy: OomPolicy = OomPolicy.LIBC
-    cache_cap: int = 64
-    """Thread cache cap per class; 0 = caches off."""
-    refill_batch: int = 16
-    """Blocks per cache refill; clamped to ``cache_cap`` when used."""
-    release_empty: bool = True
-    """Release a SuperSlab when all its slabs are free."""
-    ss_keep: int = 2
-    """Released SuperSlabs kept mapped for reuse."""
-    checked: bool = False
-    """Detect double and interior frees (not modelled beyond this flag)."""
-    fail_map_at: int = 0
-    """The Nth OS mapping attempt after configure fails; 0 = never."""
+    ss_cap: int = OPTION["ss_cap"].default
+    budget_bytes: int = OPTION["budget_bytes"].default
+    oom_policy: OomPolicy = _DEFAULT_POLICY
+    cache_cap: int = OPTION["cache_cap"].default
+    refill_batch: int = OPTION["refill_batch"].default
+    release_empty: bool = bool(OPTION["release_empty"].default)
+    ss_keep: int = OPTION["ss_keep"].default
+    checked: bool = bool(OPTION["checked"].default)
+    fail_map_at: int = OPTION["fail_map_at"].default
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field."""
-        for name, low, high in _INT_RANGES:
-            value = getattr(self, name)
-            if type(value) is not int:
-                raise ValueError(f"config field {name}: expected an int, got {value!r}")
-            if not low <= value <= high:
-                raise ValueError(f"config field {name}: {value} is not in {low}..{high}")
-        policy: object = self.oom_policy  # typed OomPolicy, but a caller may pass anything
-        if not isinstance(policy, OomPolicy):
-            raise ValueError(f"config field oom_policy: expected an OomPolicy, got {policy!r}")
-        for name in ("release_empty", "checked"):
-            value = getattr(self, name)
-            if type(value) is not bool:
-                raise ValueError(f"config field {name}: expected a bool, got {value!r}")
+        for option in OPTIONS:
+            value: object = getattr(self, option.name)
+            if option.values:
+                expected: type = OomPolicy
+                ok = isinstance(value, OomPolicy)
+            else:
+                expected = bool if option.type == "bool" else int
+                ok = type(value) is expected
+            if not ok:
+                raise ValueError(
+                    f"config field {option.name}: expected {expected.__name__}, got {value!r}"
+                )
+            assert isinstance(value, int)
+            if not option.accepts(value):
+                raise ValueError(
+                    f"config field {option.name}: {value} is not in {option.min}..{option.max}"
+                )
 
     @property
     def refill_count(self) -> int:
@@ -72,14 +74,14 @@ class Config:
         """The config as ``hak_config_t`` field values (enums and bools as ints)."""
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 
-
-# (field, min, max) of the integer fields: the C types are uint32/uint64.
-# refill_batch above cache_cap is valid and clamped when used, as on the C side.
-_INT_RANGES: tuple[tuple[str, int, int], ...] = (
-    ("ss_cap", 0, U32_MAX),
-    ("budget_bytes", 0, U64_MAX),
-    ("cache_cap", 0, CACHE_CAP_MAX),
-    ("refill_batch", 1, U32_MAX),
-    ("ss_keep", 0, U32_MAX),
-    ("fail_map_at", 0, U32_MAX),
-)
+    @classmethod
+    def from_c_fields(cls, c_fields: Mapping[str, int]) -> Config:
+        """The config of ``hak_config_t`` field values: the inverse of :meth:`c_fields`."""
+        typed: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = c_fields[option.name]
+            if option.values:
+                typed[option.name] = OomPolicy(value)
+            else:
+                typed[option.name] = bool(value) if option.type == "bool" else value
+        return cls(**typed)

@@ -45,6 +45,18 @@ void hak_config_get(hak_config_t *cfg);
 int hak_configure(const hak_config_t *cfg);
 void hak_configure_from_env(void);
 
+typedef struct hak_option_s {
+  const char *name;
+  const char *env;
+  const char *type;
+  uint64_t min, max;
+  uint64_t def;
+  const char *doc;
+} hak_option_t;
+
+size_t hak_option_count(void);
+int hak_option_info(size_t i, hak_option_t *out);
+
 /* ---- allocation API */
 void  *hak_malloc(size_t size);
 void   hak_free(void *ptr);

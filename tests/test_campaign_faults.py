@@ -18,11 +18,12 @@ from cli_helpers import hakfuzz
 
 from hakfuzz import cli_fuzz
 from hakfuzz.campaign.ledger import Ledger
-from hakfuzz.campaign.reproduce import crash_detail, crash_finding
+from hakfuzz.campaign.reproduce import crash_finding
 from hakfuzz.campaign.store import FindingStore, read_meta
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
 from hakfuzz.cli import build_parser
+from hakfuzz.diagnostics import diagnose
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, Program, load_program
 
@@ -113,11 +114,11 @@ def test_a_signal_signature_ignores_libfuzzer_status_lines() -> None:
             "#4096\tpulse  cov: 97 ft: 121 corp: 12/1kb exec/s: 790 rss: 106Mb",
         ]
     )
-    assert crash_detail(-9, stderr) == "SIGKILL"
+    assert diagnose(-9, stderr)[1] == "SIGKILL"
     program = Program(ops=(Op.alloc(0, 8),))
     finding = crash_finding("atheris", -9, stderr, program, variant="release", seed=1)
     assert finding.signature == "signal-sigkill"
-    abort = crash_detail(-6, stderr + "\nfree(): invalid pointer\n")
+    abort = diagnose(-6, stderr + "\nfree(): invalid pointer\n")[1]
     assert abort == "SIGABRT free(): invalid pointer"
 
 

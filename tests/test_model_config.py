@@ -36,6 +36,7 @@ def test_config_is_frozen() -> None:
         ("cache_cap", 1025),
         ("cache_cap", -1),
         ("refill_batch", 0),
+        ("refill_batch", 1025),  # above HAK_CACHE_CAP_MAX: hak_configure says EINVAL
         ("ss_cap", 2**32),
         ("ss_keep", -1),
         ("fail_map_at", -3),
@@ -57,7 +58,7 @@ def test_validate_names_the_field(field: str, value: Any) -> None:
 
 def test_limits_are_valid() -> None:
     Config(cache_cap=0, refill_batch=1).validate()
-    Config(cache_cap=1024, refill_batch=2**32 - 1, budget_bytes=2**64 - 1).validate()
+    Config(cache_cap=1024, refill_batch=1024, budget_bytes=2**64 - 1).validate()
 
 
 def test_refill_count_is_clamped_to_cache_cap() -> None:
@@ -73,3 +74,8 @@ def test_c_fields() -> None:
     assert fields["release_empty"] == 0
     assert list(fields) == [f.name for f in dataclasses.fields(Config)]
     assert all(type(value) is int for value in fields.values())
+
+
+def test_from_c_fields_inverts_c_fields() -> None:
+    config = Config(ss_cap=3, oom_policy=OomPolicy.NULL, release_empty=False, checked=True)
+    assert Config.from_c_fields(config.c_fields()) == config

@@ -36,6 +36,7 @@ from hakfuzz.campaign.reached import Counter
 from hakfuzz.diagnostics import diagnose
 from hakfuzz.findings import Finding
 from hakfuzz.larson.process import run_measured, strip_hakmem_stats
+from hakfuzz.model.options import OPTION
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.program import Program, ProgramConfig
@@ -59,7 +60,7 @@ def config_env(config: ProgramConfig) -> dict[str, str]:
     always falls back to glibc at a cap.
     """
     fields = {**config.as_c_fields(), "oom_policy": 0}
-    return {f"HAKMEM_{name.upper()}": str(value) for name, value in fields.items()}
+    return {OPTION[name].env: str(value) for name, value in fields.items()}
 
 
 @dataclass(frozen=True, slots=True)

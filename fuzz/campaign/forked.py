@@ -36,7 +36,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from hakfuzz.findings import slug
+from hakfuzz.diagnostics import diagnose
+from hakfuzz.findings import TIMEOUT_SIGNATURE, signature
 
 Verdict = dict[str, Any]
 """What a job returns in the child: anything JSON can carry."""
@@ -59,19 +60,16 @@ class Death:
     @property
     def detail(self) -> str:
         """``SIGABRT <glibc's message>``, ``exit 3 ...``, or ``timed out after N s``."""
-        from hakfuzz.campaign.reproduce import crash_detail
-
         if self.returncode is None:
             return f"timed out after {self.timeout:g} s"
-        return crash_detail(self.returncode, self.stderr)
+        return diagnose(self.returncode, self.stderr)[1]
 
     @property
     def signature(self) -> str:
-        """As :func:`~hakfuzz.campaign.reproduce.run_in_child` names the same failure."""
+        """As every engine names the same failure (:func:`hakfuzz.findings.signature`)."""
         if self.returncode is None:
-            return "timeout-child-timed-out"
-        kind = "signal" if self.returncode < 0 else "exit"
-        return f"{kind}-{slug(self.detail)}"
+            return TIMEOUT_SIGNATURE
+        return signature(*diagnose(self.returncode, self.stderr))
 
 
 def stream(

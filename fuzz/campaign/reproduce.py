@@ -20,15 +20,10 @@ from typing import Any
 
 from hakfuzz.campaign.minimize import Oracle
 from hakfuzz.diagnostics import diagnose, first_diagnostic
-from hakfuzz.findings import Finding, slug
+from hakfuzz.findings import TIMEOUT_SIGNATURE, Finding, signature
 from hakfuzz.program import Program
 from hakfuzz.program.jsonio import dump_program
 from hakfuzz.variants import load_module, tool
-
-
-def crash_detail(returncode: int, stderr: str) -> str:
-    """The detail of a process's death (see :func:`hakfuzz.diagnostics.diagnose`)."""
-    return diagnose(returncode, stderr)[1]
 
 
 def crash_finding(
@@ -74,13 +69,12 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return "timeout-child-timed-out"
+        return TIMEOUT_SIGNATURE
     if done.returncode == 0:
         out: dict[str, Any] = json.loads(done.stdout.decode() or "{}")
         field = out.get("divergence_field")
-        return None if field is None else f"divergence-{slug(str(field))}"
-    kind, detail = diagnose(done.returncode, done.stderr.decode(errors="replace"))
-    return f"{kind}-{slug(detail)}"
+        return None if field is None else signature("divergence", str(field))
+    return signature(*diagnose(done.returncode, done.stderr.decode(errors="replace")))
 
 
 def oracle_for(finding: Finding, variant: str) -> Oracle:
@@ -95,18 +89,15 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
         return preloaded
     if finding.engine in ("parallel", "replay"):
-        from hakfuzz.parallel.runner import judge, run_driver
-        from hakfuzz.parallel.stress import final_stats_problems
+        from hakfuzz.parallel.runner import run_driver
+        from hakfuzz.parallel.stress import judge_run
 
         driver = tool("hakdriver", variant)
 
         def parallel(program: Program) -> str | None:
             run = run_driver(driver, program, timeout=120.0)
-            found = judge(run, program, variant=variant, seed=None)
-            if found is not None:
-                return found.signature
-            problems = final_stats_problems(run, program)
-            return f"oracle-{slug('model-invariant ' + problems[0])}" if problems else None
+            found = judge_run(run, program, variant=variant, seed=None)
+            return None if found is None else found.signature
 
         return parallel
     if finding.kind == "divergence":
@@ -116,7 +107,7 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
         def in_process(program: Program) -> str | None:
             divergence = executor.run(program)
-            return None if divergence is None else f"divergence-{slug(divergence.field)}"
+            return None if divergence is None else signature("divergence", divergence.field)
 
         return in_process
     return lambda program: run_in_child(program, variant)
@@ -124,7 +115,6 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
 __all__ = [
     "Path",
-    "crash_detail",
     "crash_finding",
     "first_diagnostic",
     "oracle_for",

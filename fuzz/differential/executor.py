@@ -26,9 +26,8 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
-from hakfuzz.campaign.journal import Journal
 from hakfuzz.differential.lockstep import (
     LOCATION,
     LOCATION_NAMES,
@@ -41,9 +40,19 @@ from hakfuzz.differential.lockstep import (
     verify_block,
 )
 from hakfuzz.findings import Finding
-from hakfuzz.model import ModelAllocator, Owner
-from hakfuzz.parallel.stress import model_config
+from hakfuzz.model import Config, ModelAllocator, Owner
 from hakfuzz.program import NO_HANDLE, Op, OpKind, Program, ProgramConfig
+
+
+class OpJournal(Protocol):
+    """Where each op is written before it runs natively, so a crash keeps it.
+
+    The campaign's write-ahead ``hakfuzz.campaign.journal.Journal`` is one.
+    """
+
+    def begin(self, config: ProgramConfig, threads: int) -> None: ...
+
+    def op(self, op: Op) -> None: ...
 
 
 class _Worker:
@@ -85,7 +94,7 @@ class DifferentialSession:
         self.ops: list[Op] = []
         self.config = config
         self.threads = threads
-        self.model = ModelAllocator(model_config(config))
+        self.model = ModelAllocator(Config.from_c_fields(config.as_c_fields()))
         self.handles: dict[int, Handle] = {}
         self.workers = [_Worker() for _ in range(threads - 1)]
         self.divergence: Divergence | None = None
@@ -208,7 +217,7 @@ class DifferentialExecutor:
         ):
             raise RuntimeError("hak_location_t or hak_stats_t does not have the expected layout")
         self.ops_run = 0
-        self.journal: Journal | None = None
+        self.journal: OpJournal | None = None
         """Write-ahead log of ops (crash isolation); set by campaign workers."""
         self.features: set[tuple[int, tuple[int, ...]]] | None = None
         """When a set: collects (op kind, counters it changed), a behaviour coverage."""

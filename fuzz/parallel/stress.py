@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz.findings import Finding
-from hakfuzz.model import Config, OomPolicy, expect_quiescent_totals
+from hakfuzz.model import Config, expect_quiescent_totals
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import RunResult, judge, run_driver
 from hakfuzz.parallel.wire import to_wire
@@ -152,18 +152,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 def model_config(config: ProgramConfig) -> Config:
     """The model's view of a program's allocator config."""
-    c = config.as_c_fields()
-    return Config(
-        c["ss_cap"],
-        c["budget_bytes"],
-        OomPolicy(c["oom_policy"]),
-        c["cache_cap"],
-        c["refill_batch"],
-        bool(c["release_empty"]),
-        c["ss_keep"],
-        bool(c["checked"]),
-        c["fail_map_at"],
-    )
+    return Config.from_c_fields(config.as_c_fields())
 
 
 def final_stats_problems(run: RunResult, program: Program) -> list[str]:
@@ -179,15 +168,25 @@ def final_stats_problems(run: RunResult, program: Program) -> list[str]:
 
 
 def judge_run(
-    run: RunResult, program: Program, *, variant: str, seed: int | None, model: bool = True
+    run: RunResult,
+    program: Program,
+    *,
+    variant: str,
+    seed: int | None,
+    model: bool = True,
+    engine: str = "parallel",
 ) -> Finding | None:
-    """The driver's verdict, then (``model``) invariant mode on its final counters."""
-    finding = judge(run, program, variant=variant, seed=seed)
+    """The verdict on a run of the C driver: every engine, re-run and replay judges by this.
+
+    The driver's own verdict first, then (``model``: hakmem served the run)
+    the model's invariant mode on its final counters.
+    """
+    finding = judge(run, program, variant=variant, seed=seed, engine=engine)
     if finding is None and model:
         problems = final_stats_problems(run, program)
         if problems:
             finding = Finding(
-                "parallel",
+                engine,
                 "oracle",
                 "model-invariant " + problems[0],
                 "; ".join(problems),

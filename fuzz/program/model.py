@@ -18,8 +18,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
+from hakfuzz.model.limits import CACHE_CAP_MAX as CACHE_CAP_MAX  # re-exported: imported widely
+from hakfuzz.model.limits import U32_MAX as U32_MAX
+from hakfuzz.model.limits import U64_MAX as U64_MAX
+from hakfuzz.model.options import OPTION, OPTIONS
 from hakfuzz.program.churn import ChurnSpec
 from hakfuzz.program.errors import ProgramError
 
@@ -30,7 +34,7 @@ FORMAT_V1 = "hakfuzz-program/1"
 READ_FORMATS = (FORMAT_V1, FORMAT)
 
 # Program-format limits (docs/program.md).  The allocator's own limits live
-# in hakmem.h; CACHE_CAP_MAX mirrors HAK_CACHE_CAP_MAX there.
+# in hakmem.h (hakfuzz.model.limits) and its option table (docs/options.md).
 MAX_THREADS = 16
 MAX_OPS = 32768
 MAX_SIZE = 65535
@@ -50,17 +54,14 @@ MIN_ALIGN = 8  # posix_memalign: a power-of-two multiple of sizeof(void *)
 MIN_ALIGNED_ALLOC_ALIGN = 1  # aligned_alloc: any power of two
 MAX_ALIGN = 4096
 MAX_CALLOC_BYTES = 1 << 20  # count * size of one calloc
-CACHE_CAP_MAX = 1024
-REFILL_BATCH_MAX = 1024
-U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
+REFILL_BATCH_MAX = OPTION["refill_batch"].max
 
 NO_HANDLE = -1
 """The ``handle`` of an op that names none (flush, thread_exit, check, and the
 ops on NULL: free_null, usable_size_null)."""
 
 OomPolicy = Literal["libc", "null"]
-OOM_POLICIES: tuple[OomPolicy, ...] = ("libc", "null")
+OOM_POLICIES = cast(tuple[OomPolicy, ...], OPTION["oom_policy"].values)
 
 
 class OpKind(enum.IntEnum):
@@ -269,44 +270,28 @@ _set_seed = _slot_setter("seed")
 
 @dataclass(frozen=True, slots=True)
 class ProgramConfig:
-    """The allocator configuration; defaults are those of docs/policy.md."""
+    """The allocator configuration; defaults and ranges are those of docs/options.md."""
 
-    ss_cap: int = 0
-    budget_bytes: int = 0
-    oom_policy: OomPolicy = "libc"
-    cache_cap: int = 64
-    refill_batch: int = 16
-    release_empty: bool = True
-    ss_keep: int = 2
-    checked: bool = False
-    fail_map_at: int = 0
+    ss_cap: int = OPTION["ss_cap"].default
+    budget_bytes: int = OPTION["budget_bytes"].default
+    oom_policy: OomPolicy = OOM_POLICIES[OPTION["oom_policy"].default]
+    cache_cap: int = OPTION["cache_cap"].default
+    refill_batch: int = OPTION["refill_batch"].default
+    release_empty: bool = bool(OPTION["release_empty"].default)
+    ss_keep: int = OPTION["ss_keep"].default
+    checked: bool = bool(OPTION["checked"].default)
+    fail_map_at: int = OPTION["fail_map_at"].default
 
     def as_c_fields(self) -> dict[str, int]:
         """The values of ``hak_config_t``, in struct order, as ints."""
-        return {
-            "ss_cap": self.ss_cap,
-            "budget_bytes": self.budget_bytes,
-            "oom_policy": 1 if self.oom_policy == "null" else 0,
-            "cache_cap": self.cache_cap,
-            "refill_batch": self.refill_batch,
-            "release_empty": int(self.release_empty),
-            "ss_keep": self.ss_keep,
-            "checked": int(self.checked),
-            "fail_map_at": self.fail_map_at,
-        }
+        fields: dict[str, int] = {}
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            fields[option.name] = option.values.index(value) if option.values else int(value)
+        return fields
 
 
-CONFIG_FIELDS: tuple[str, ...] = (
-    "ss_cap",
-    "budget_bytes",
-    "oom_policy",
-    "cache_cap",
-    "refill_batch",
-    "release_empty",
-    "ss_keep",
-    "checked",
-    "fail_map_at",
-)
+CONFIG_FIELDS: tuple[str, ...] = tuple(option.name for option in OPTIONS)
 """ProgramConfig's fields in struct (and JSON) order."""
 
 DEFAULT_CONFIG = ProgramConfig()

@@ -18,11 +18,11 @@ same messages.
 
 from __future__ import annotations
 
+from hakfuzz.model.options import OPTION, OPTIONS
 from hakfuzz.program.churn import check_churn
 from hakfuzz.program.errors import ProgramError
 from hakfuzz.program.model import (
     BIG_KINDS,
-    CACHE_CAP_MAX,
     CONFIG_FIELDS,
     CREATING_KINDS,
     FORMAT,
@@ -39,12 +39,8 @@ from hakfuzz.program.model import (
     MIN_ALIGN,
     MIN_ALIGNED_ALLOC_ALIGN,
     NO_HANDLE,
-    OOM_POLICIES,
     OP_FIELDS,
     OVERFLOW_COUNT,
-    REFILL_BATCH_MAX,
-    U32_MAX,
-    U64_MAX,
     V1_KINDS,
     Op,
     OpKind,
@@ -63,16 +59,11 @@ OP_RANGES: dict[str, tuple[int, int]] = {
     "seed": (0, MAX_SEED),
 }
 
-# Inclusive ranges of the int fields of the config.
+# Inclusive ranges of the int fields of the config: the C option table's.
 CONFIG_RANGES: dict[str, tuple[int, int]] = {
-    "ss_cap": (0, U32_MAX),
-    "budget_bytes": (0, U64_MAX),
-    "cache_cap": (0, CACHE_CAP_MAX),
-    "refill_batch": (1, REFILL_BATCH_MAX),
-    "ss_keep": (0, U32_MAX),
-    "fail_map_at": (0, U32_MAX),
+    o.name: (o.min, o.max) for o in OPTIONS if o.type in ("u32", "u64")
 }
-CONFIG_BOOLS = ("release_empty", "checked")
+CONFIG_BOOLS = tuple(o.name for o in OPTIONS if o.type == "bool")
 
 _ALIGNED_ALLOC = OpKind.ALIGNED_ALLOC
 _REALLOC = OpKind.REALLOC
@@ -150,10 +141,11 @@ def check_config(config: ProgramConfig, source: str) -> None:
 def check_config_value(name: str, value: object, source: str) -> None:
     """One config field; ``name`` must be a known field."""
     where = f"config.{name}"
-    if name == "oom_policy":
-        if value not in OOM_POLICIES or not isinstance(value, str):
+    names = OPTION[name].values
+    if names:
+        if value not in names or not isinstance(value, str):
             raise ProgramError(
-                f'expected "libc" or "null", got {describe(value)}',
+                f"expected {' or '.join(map(describe, names))}, got {describe(value)}",
                 path=source, field=where,
             )
     elif name in CONFIG_BOOLS:

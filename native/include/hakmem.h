@@ -69,6 +69,25 @@ int hak_configure(const hak_config_t *cfg);
  * Invalid values are reported on stderr by name and ignored. */
 void hak_configure_from_env(void);
 
+/* ---- the options table ---------------------------------------------- */
+/* One row per hak_config_t field, in struct order: the one statement of
+ * each option's name, environment variable, type, bounds and default, read
+ * by hak_configure (the bounds), hak_config_default and
+ * hak_configure_from_env, and by hakfuzz (model, validator, docs). */
+typedef struct hak_option_s {
+  const char *name;     /* the hak_config_t field, e.g. "refill_batch" */
+  const char *env;      /* its environment variable, e.g. "HAKMEM_REFILL_BATCH" */
+  const char *type;     /* "u32", "u64", "bool", or names by value: "libc|null" */
+  uint64_t min, max;    /* the values hak_configure accepts, inclusive */
+  uint64_t def;         /* the default of this build */
+  const char *doc;      /* what it means, in one line */
+} hak_option_t;
+
+/* How many options there are. */
+size_t hak_option_count(void);
+/* Row i of the table into *out: 0, or -1 when i >= hak_option_count(). */
+int hak_option_info(size_t i, hak_option_t *out);
+
 /* ---- allocation API (libc semantics) --------------------------------- */
 void  *hak_malloc(size_t size);
 void   hak_free(void *ptr);

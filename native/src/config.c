@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -21,12 +22,15 @@ hak_class_t _hak_classes[HAK_NUM_CLASSES];
  * (opt_valid), the same test for the environment and for hak_configure. */
 typedef int (*opt_parse_t)(const char *text, uint64_t *out);
 
-/* One row per option: name (env var HAKMEM_<NAME>), field, default, bounds,
- * how its text is read and, for the warning, what that accepts. */
+/* One row per option: what hak_option_info tells (name, environment
+ * variable, type, bounds, default, meaning), the hak_config_t field it
+ * sets, how its text is read and, for the warning, what that accepts.
+ * This table is the one statement of the options: the Python model, the
+ * program validator, `hakfuzz info` and docs/options.md are generated from
+ * or checked against it (tests/test_options.py). */
 typedef struct {
-  const char *name;
+  hak_option_t info;
   size_t offset, size;           /* the hak_config_t field: 4 or 8 bytes */
-  uint64_t def, min, max;
   opt_parse_t parse;
   const char *expect;            /* NULL: "a whole number from min to max" */
 } option_t;
@@ -53,16 +57,28 @@ static int parse_oom_policy(const char *text, uint64_t *out) {
 
 #define FIELD(f) offsetof(hak_config_t, f), sizeof(((hak_config_t *)0)->f)
 #define NUMBER parse_number, NULL
+/* {name, env, type, min, max, default, meaning}, field, parse, expect */
 static const option_t g_options[] = {
-  {"SS_CAP", FIELD(ss_cap), 0, 0, UINT32_MAX, NUMBER},
-  {"BUDGET_BYTES", FIELD(budget_bytes), 0, 0, UINT64_MAX, NUMBER},
-  {"OOM_POLICY", FIELD(oom_policy), HAK_OOM_LIBC, 0, 1, parse_oom_policy, "libc or null"},
-  {"CACHE_CAP", FIELD(cache_cap), 64, 0, HAK_CACHE_CAP_MAX, NUMBER},
-  {"REFILL_BATCH", FIELD(refill_batch), 16, 1, HAK_CACHE_CAP_MAX, NUMBER},
-  {"RELEASE_EMPTY", FIELD(release_empty), 1, 0, 1, NUMBER},
-  {"SS_KEEP", FIELD(ss_keep), 2, 0, UINT32_MAX, NUMBER},
-  {"CHECKED", FIELD(checked), HAK_DEFAULT_CHECKED, 0, 1, NUMBER},
-  {"FAIL_MAP_AT", FIELD(fail_map_at), 0, 0, UINT32_MAX, NUMBER},
+  {{"ss_cap", "HAKMEM_SS_CAP", "u32", 0, UINT32_MAX, 0,
+    "max live SuperSlabs per class; 0 = no cap"}, FIELD(ss_cap), NUMBER},
+  {{"budget_bytes", "HAKMEM_BUDGET_BYTES", "u64", 0, UINT64_MAX, 0,
+    "max bytes of live SuperSlabs over all classes; 0 = no budget"}, FIELD(budget_bytes), NUMBER},
+  {{"oom_policy", "HAKMEM_OOM_POLICY", "libc|null", HAK_OOM_LIBC, HAK_OOM_NULL, HAK_OOM_LIBC,
+    "at the cap: libc serves the request from glibc, null returns NULL with ENOMEM"},
+   FIELD(oom_policy), parse_oom_policy, "libc or null"},
+  {{"cache_cap", "HAKMEM_CACHE_CAP", "u32", 0, HAK_CACHE_CAP_MAX, 64,
+    "thread cache cap per class; 0 = caches off"}, FIELD(cache_cap), NUMBER},
+  {{"refill_batch", "HAKMEM_REFILL_BATCH", "u32", 1, HAK_CACHE_CAP_MAX, 16,
+    "blocks per cache refill, clamped to cache_cap when used"}, FIELD(refill_batch), NUMBER},
+  {{"release_empty", "HAKMEM_RELEASE_EMPTY", "bool", 0, 1, 1,
+    "release a SuperSlab when all its slabs are free"}, FIELD(release_empty), NUMBER},
+  {{"ss_keep", "HAKMEM_SS_KEEP", "u32", 0, UINT32_MAX, 2,
+    "released SuperSlabs kept mapped for reuse"}, FIELD(ss_keep), NUMBER},
+  {{"checked", "HAKMEM_CHECKED", "bool", 0, 1, HAK_DEFAULT_CHECKED,
+    "detect double and interior frees (on by default in the debug build)"}, FIELD(checked), NUMBER},
+  {{"fail_map_at", "HAKMEM_FAIL_MAP_AT", "u32", 0, UINT32_MAX, 0,
+    "the Nth OS mapping attempt after configure fails (only that one); 0 = never"},
+   FIELD(fail_map_at), NUMBER},
 };
 #define N_OPTIONS (sizeof g_options / sizeof g_options[0])
 
@@ -78,11 +94,21 @@ static void opt_set(hak_config_t *cfg, const option_t *o, uint64_t v) {
   else *(uint32_t *)(void *)base = (uint32_t)v;
 }
 
-static int opt_valid(const option_t *o, uint64_t v) { return v >= o->min && v <= o->max; }
+static int opt_valid(const option_t *o, uint64_t v) {
+  return v >= o->info.min && v <= o->info.max;
+}
+
+size_t hak_option_count(void) { return N_OPTIONS; }
+
+int hak_option_info(size_t i, hak_option_t *out) {
+  if (i >= N_OPTIONS) return -1;
+  *out = g_options[i].info;
+  return 0;
+}
 
 void hak_config_default(hak_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  for (size_t i = 0; i < N_OPTIONS; i++) opt_set(cfg, &g_options[i], g_options[i].def);
+  for (size_t i = 0; i < N_OPTIONS; i++) opt_set(cfg, &g_options[i], g_options[i].info.def);
 }
 
 void hak_config_get(hak_config_t *cfg) {
@@ -103,12 +129,13 @@ static void warn_rejected(const option_t *o, const char *text) {
   char line[256];
   int n;
   if (o->expect != NULL)
-    n = snprintf(line, sizeof line, "hakmem: ignoring HAKMEM_%s=%.64s (expected %s)\n", o->name,
+    n = snprintf(line, sizeof line, "hakmem: ignoring %s=%.64s (expected %s)\n", o->info.env,
                  text, o->expect);
   else
     n = snprintf(line, sizeof line,
-                 "hakmem: ignoring HAKMEM_%s=%.64s (expected a whole number from %llu to %llu)\n",
-                 o->name, text, (unsigned long long)o->min, (unsigned long long)o->max);
+                 "hakmem: ignoring %s=%.64s (expected a whole number from %llu to %llu)\n",
+                 o->info.env, text, (unsigned long long)o->info.min,
+                 (unsigned long long)o->info.max);
   say(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
 }
 
@@ -137,11 +164,9 @@ int hak_configure(const hak_config_t *cfg) {
 void hak_configure_from_env(void) {
   hak_config_t cfg;
   hak_config_get(&cfg);
-  char name[64];
   for (size_t i = 0; i < N_OPTIONS; i++) {
     const option_t *o = &g_options[i];
-    snprintf(name, sizeof name, "HAKMEM_%s", o->name);
-    const char *text = getenv(name);
+    const char *text = getenv(o->info.env);
     if (text == NULL || *text == '\0') continue;
     uint64_t v;
     if (o->parse(text, &v) != 0 || !opt_valid(o, v)) {
@@ -158,6 +183,21 @@ void hak_configure_from_env(void) {
     static const char msg[] = "hakmem: HAKMEM_* settings refused by hak_configure; none applied\n";
     say(msg, (int)sizeof msg - 1);
   }
+}
+
+int _hak_option_set(const char *key, const char *text) {
+  if (key == NULL || text == NULL) return EINVAL;
+  for (size_t i = 0; i < N_OPTIONS; i++) {
+    const option_t *o = &g_options[i];
+    if (strcasecmp(key, o->info.name) != 0 && strcasecmp(key, o->info.env) != 0) continue;
+    uint64_t v;
+    if (o->parse(text, &v) != 0 || !opt_valid(o, v)) return EINVAL;
+    hak_config_t cfg;
+    hak_config_get(&cfg);
+    opt_set(&cfg, o, v);
+    return hak_configure(&cfg);
+  }
+  return EINVAL;
 }
 
 /* The lock order: the spare record's, every class's, the global one. */

@@ -392,6 +392,9 @@ static inline hak_thread_t *_hak_thread(void) {
 void _hak_init(void);                    /* idempotent, once per process */
 void _hak_lock_all(void);                /* class locks then global, for fork */
 void _hak_unlock_all(void);
+/* One option by name (its field or HAKMEM_<NAME>, any case) from its text, read
+ * and bounded as HAKMEM_<NAME> is: 0 applied, EINVAL refused (nothing changed). */
+int _hak_option_set(const char *key, const char *text);
 
 /* ---- check.c: checked mode ---- */
 void _hak_held_set(hak_ss_t *ss, const void *p);

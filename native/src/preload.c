@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -81,36 +80,8 @@ EXPORT int hakfuzz_owns(void *ptr) {
 }
 
 /* One option by its hak_config_t field name (or HAKMEM_<NAME> spelling),
- * value in decimal (oom_policy also "libc" or "null"); hak_configure checks
- * the bounds.  0 applied, EINVAL refused (nothing changed). */
+ * value as HAKMEM_<NAME> takes it (decimal; oom_policy also "libc" or
+ * "null"): 0 applied, EINVAL refused (nothing changed). */
 EXPORT int hakfuzz_configure(const char *key, const char *value) {
-  static const struct { const char *name; size_t offset, size; } fields[] = {
-#define F(f) {#f, offsetof(hak_config_t, f), sizeof(((hak_config_t *)0)->f)}
-    F(ss_cap), F(budget_bytes), F(oom_policy), F(cache_cap), F(refill_batch),
-    F(release_empty), F(ss_keep), F(checked), F(fail_map_at),
-#undef F
-  };
-  if (key == NULL || value == NULL) return EINVAL;
-  if (strncasecmp(key, "HAKMEM_", 7) == 0) key += 7;
-  unsigned long long v;
-  if (strcmp(value, "libc") == 0) v = HAK_OOM_LIBC;
-  else if (strcmp(value, "null") == 0) v = HAK_OOM_NULL;
-  else {
-    if (*value < '0' || *value > '9') return EINVAL;
-    char *end = NULL;
-    errno = 0;
-    v = strtoull(value, &end, 10);
-    if (errno != 0 || *end != '\0') return EINVAL;
-  }
-  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-    if (strcasecmp(key, fields[i].name) != 0) continue;
-    hak_config_t cfg;
-    hak_config_get(&cfg);
-    char *field = (char *)&cfg + fields[i].offset;
-    if (fields[i].size == sizeof(uint64_t)) *(uint64_t *)(void *)field = v;
-    else if (v > UINT32_MAX) return EINVAL;
-    else *(uint32_t *)(void *)field = (uint32_t)v;
-    return hak_configure(&cfg);
-  }
-  return EINVAL;
+  return _hak_option_set(key, value);
 }
