@@ -18,6 +18,7 @@ rule by rule, because the failure is raised from teardown.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from hypothesis import note
@@ -33,6 +34,14 @@ from hakfuzz.statemachine import MAX_THREADS, AllocatorMachine
 from hakfuzz.strategies import configs
 
 
+class OutOfTime(BaseException):
+    """Raised from teardown past :attr:`ForeignMachine.stop_at`.
+
+    A BaseException, so Hypothesis does not take it for a failure to shrink:
+    it ends the run at once, and the findings recorded so far stand.
+    """
+
+
 class ForeignMachine(AllocatorMachine):
     """AllocatorMachine's rules, run as one Program on :attr:`server` at teardown."""
 
@@ -44,6 +53,10 @@ class ForeignMachine(AllocatorMachine):
     ops_run: ClassVar[int] = 0
     outcomes: ClassVar[set[str]] = set()
     """Distinct results seen: ``ok`` and each finding's signature."""
+    stop_at: ClassVar[float] = float("inf")
+    """Unix time after which the run ends (:class:`OutOfTime`): shrinking has no
+    time limit of its own, so a failure found near the deadline keeps the
+    smallest program shrunk by then."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +93,8 @@ class ForeignMachine(AllocatorMachine):
         server = cls.server
         if server is None or self.config is None:
             return
+        if time.time() > cls.stop_at:
+            raise OutOfTime
         program = self.program()
         run = server.run(program)
         cls.programs_run += 1

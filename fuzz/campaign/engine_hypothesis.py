@@ -31,6 +31,9 @@ from hakfuzz.campaign.reached import Counter
 from hakfuzz.statemachine import AllocatorMachine, executor
 from hakfuzz.targets import Target
 
+_SHRINK_GRACE_S = 5.0
+"""How long past the deadline a foreign target's failure may still shrink."""
+
 FOREIGN_CAPABLE = True
 """This engine runs against a foreign target (``run(..., target=...)``)."""
 
@@ -105,7 +108,7 @@ def _run_foreign(
 ) -> None:
     """The state machine's programs on ``target``, through a serving child."""
     from hakfuzz.differential.foreign_server import ForeignServer
-    from hakfuzz.foreign_machine import ForeignMachine
+    from hakfuzz.foreign_machine import ForeignMachine, OutOfTime
 
     machine = ForeignMachine
     with ForeignServer(target, foreign_frees=foreign_frees, configure=target_config,
@@ -114,6 +117,7 @@ def _run_foreign(
             emit.notice(f"{target.name} has no hakfuzz_configure: the configure options "
                         "are not applied")
         machine.server, machine.journal, machine.variant = server, journal, variant
+        machine.stop_at = deadline + _SHRINK_GRACE_S
         reported = len(machine.findings)
         try:
             while time.time() < deadline:
@@ -121,7 +125,7 @@ def _run_foreign(
                     run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
                         machine, settings=_settings(db, steps)
                     )
-                except AssertionError:
+                except (AssertionError, OutOfTime):
                     pass  # the machine recorded the finding before raising
                 except Exception as exc:  # a bug of ours: say it, keep going
                     emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
@@ -135,6 +139,7 @@ def _run_foreign(
                 emit.stats(machine.programs_run, machine.ops_run, len(machine.outcomes))
         finally:
             machine.server = machine.journal = None
+            machine.stop_at = float("inf")
     emit.stats(machine.programs_run, machine.ops_run, len(machine.outcomes), force=True)
 
 
