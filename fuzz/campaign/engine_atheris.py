@@ -108,13 +108,10 @@ def run(  # noqa: D103 - see the module docstring
     target_config: Mapping[str, str] | None = None,
 ) -> None:
     if target is not None:
-        import atheris
-
-        with atheris.instrument_imports(include=["hakfuzz.program"]):
-            from hakfuzz.program import decode
+        _instrument_codec()
         one_input = foreign_input(emit, journal, deadline=deadline, variant=variant,
                                   target=target, foreign_frees=foreign_frees,
-                                  target_config=target_config, decode=decode)
+                                  target_config=target_config)
         _fuzz(one_input, seed=seed, deadline=deadline, corpus_dir=corpus_dir, workdir=workdir,
               seeds=seeds, libfuzzer_args=libfuzzer_args)
         return
@@ -184,6 +181,23 @@ def run(  # noqa: D103 - see the module docstring
           seeds=seeds, libfuzzer_args=libfuzzer_args)
 
 
+def _instrument_codec() -> None:
+    """Python coverage of the binary codec, already imported by the time we run.
+
+    The target's edges live in another process; the codec's branches are what
+    libFuzzer can see of how the bytes shaped the program.
+    """
+    import inspect
+
+    import atheris
+
+    from hakfuzz.program import binary
+
+    for name, obj in list(vars(binary).items()):
+        if inspect.isfunction(obj) and obj.__module__ == binary.__name__:
+            setattr(binary, name, atheris.instrument_func(obj))
+
+
 def foreign_input(
     emit: Emitter,
     journal: Journal,
@@ -193,7 +207,6 @@ def foreign_input(
     target: Target,
     foreign_frees: bool,
     target_config: Mapping[str, str] | None,
-    decode: Callable[[bytes], Any] | None = None,
 ) -> Callable[[bytes], None]:
     """The callback libFuzzer calls for a foreign target: bytes -> Program -> the serving child.
 
@@ -202,10 +215,7 @@ def foreign_input(
     """
     from hakfuzz.differential.foreign_server import ForeignServer
     from hakfuzz.parallel.runner import judge
-
-    if decode is None:
-        from hakfuzz.program import decode
-    assert decode is not None
+    from hakfuzz.program import binary
     server = ForeignServer(target, foreign_frees=foreign_frees, configure=target_config,
                            variant=variant)
     server.start()
@@ -217,7 +227,7 @@ def foreign_input(
 
     def test_one_input(data: bytes) -> None:
         journal.binary(data)
-        program = decode(data)
+        program = binary.decode(data)
         run = server.run(program)
         journal.clear()
         counters["execs"] += 1
