@@ -53,6 +53,10 @@ class ServerError(HakfuzzError):
     """The server could not be started, or kept dying."""
 
 
+class _Closed(Exception):
+    """The server's stdout ended: it is gone."""
+
+
 def parse_pairs(pairs: list[str] | tuple[str, ...], flag: str = "--configure") -> dict[str, str]:
     """``["KEY=VALUE", ...]`` as a dict; a malformed pair is a usage error naming ``flag``."""
     from hakfuzz._errors import UsageError
@@ -144,7 +148,10 @@ class ForeignServer:
         self._buffer.clear()
         self.starts += 1
         self._finalizer = weakref.finalize(self, _kill, proc)
-        line = self._read_line(time.monotonic() + _START_TIMEOUT_S)
+        try:
+            line = self._read_line(time.monotonic() + _START_TIMEOUT_S)
+        except _Closed:
+            line = None
         if line is None:
             err = self._stderr_of_dead()
             self._reap()
@@ -203,21 +210,24 @@ class ForeignServer:
         """Run a program already in the driver's binary form."""
         for attempt in (1, 2):
             self.start()
-            answer = self._request(data)
-            if answer is not None:
-                return answer
-            if self._proc is not None and self._proc.poll() is None:
+            try:
+                answer = self._request(data)
+            except _Closed:
+                err = self._stderr_of_dead()
+                self._reap()
+                if attempt == 2:
+                    raise ServerError(f"{self.target.name}: the foreign server died twice on "
+                                      f"one program: {err or 'no message'}") from None
+                continue
+            if answer is None:
                 # Alive but silent past the deadline: a hang of the server itself.
                 self._reap()
                 return RunResult(-1, None, "the foreign server stopped answering", True)
-            err = self._stderr_of_dead()
-            self._reap()
-            if attempt == 2:
-                raise ServerError(f"{self.target.name}: the foreign server died twice on one "
-                                  f"program: {err or 'no message'}")
+            return answer
         raise AssertionError("unreachable")
 
     def _request(self, data: bytes) -> RunResult | None:
+        """The answer; None past the deadline; :class:`_Closed` when the server is gone."""
         proc = self._proc
         assert proc is not None
         assert proc.stdin is not None
@@ -225,15 +235,15 @@ class ForeignServer:
         try:
             proc.stdin.write(struct.pack("<I", len(data)) + data)
             proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None
+        except OSError:  # BrokenPipeError: it died
+            raise _Closed from None
         line = self._read_line(time.monotonic() + self.timeout + _GRACE_S)
         if line is None:
             return None
         return _result(json.loads(line))
 
     def _read_line(self, deadline: float) -> str | None:
-        """One line from the server by ``deadline``; None when it closed or was too late."""
+        """One line from the server by ``deadline``; None if too late, :class:`_Closed` at EOF."""
         proc = self._proc
         assert proc is not None
         assert proc.stdout is not None
@@ -246,7 +256,7 @@ class ForeignServer:
                     return None
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    return None
+                    raise _Closed
                 self._buffer += chunk
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer[:] = rest
