@@ -81,12 +81,14 @@ class ForeignMachine(AllocatorMachine):
     def program(self) -> Program:
         """The Program the rules built so far."""
         assert self.config is not None
-        return Program(
+        program = Program(
             description="hypothesis (foreign target)",
             config=self.config,
             threads=self.threads,
             ops=tuple(self.ops),
         )
+        server = type(self).server
+        return program if server is None else server.stamp(program)
 
     def teardown(self) -> None:
         cls = type(self)
@@ -106,8 +108,6 @@ class ForeignMachine(AllocatorMachine):
             cls.outcomes.add("ok")
             return
         finding.extra["target"] = server.target.as_json()
-        if server.configure:
-            finding.extra["target_config"] = dict(server.configure)
         cls.outcomes.add(finding.signature)
         cls.findings.append(finding)
         note(dump_program(program))

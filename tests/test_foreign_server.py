@@ -217,3 +217,39 @@ def test_hakfuzz_stats_catches_a_mutant_that_strands_cached_blocks() -> None:
         finding = _judge(server, _one(16, Op.free(0, 0)))
     assert finding is not None
     assert finding.signature == "oracle-stats"
+
+
+def test_a_programs_target_config_round_trips_through_json(tmp_path: Path) -> None:
+    from hakfuzz.program import ProgramError, load_program, loads_program, save_program
+
+    program = Program(threads=1, ops=(Op.alloc(0, 16, 0),),
+                      target_config=(("arena", "tiny"), ("echo", "1")))
+    save_program(program, tmp_path / "p.json")
+    assert load_program(tmp_path / "p.json") == program
+    plain = (tmp_path / "p.json").read_text().replace(
+        '  "target_config": {"arena": "tiny", "echo": "1"},\n', "")
+    assert loads_program(plain).target_config == ()  # optional: old files load unchanged
+    with pytest.raises(ProgramError, match=r"target_config\.arena"):
+        loads_program((tmp_path / "p.json").read_text().replace('"tiny"', "3"))
+
+
+def test_a_programs_target_config_reaches_the_target_one_shot_and_served(
+    shim: Target,
+) -> None:
+    from hakfuzz.parallel.runner import run_driver
+    from hakfuzz.targets import child_env
+    from hakfuzz.variants import tool
+
+    program = Program(threads=1, ops=(Op.alloc(0, 16, 0),),
+                      target_config=(("echo", "1"), ("arena", "tiny")))
+    driver = tool("hakdriver-foreign", "release")
+    one_shot = judge(run_driver(driver, program, env=child_env(shim), foreign_frees=True),
+                     program, variant="release", seed=None)
+    with ForeignServer(shim, timeout=10) as server:
+        served = _judge(server, program)
+        assert server.configure == {"echo": "1", "arena": "tiny"}
+        assert server.stamp(_one(8)).target_config == program.target_config
+    for finding in (one_shot, served):
+        assert finding is not None
+        assert finding.signature == "oracle-hakfuzz-check"
+        assert "echo=1;arena=tiny;" in finding.message

@@ -227,7 +227,7 @@ def foreign_input(
 
     def test_one_input(data: bytes) -> None:
         journal.binary(data)
-        program = binary.decode(data)
+        program = server.stamp(binary.decode(data))
         run = server.run(program)
         journal.clear()
         counters["execs"] += 1
@@ -235,8 +235,6 @@ def foreign_input(
         finding = judge(run, program, variant=variant, seed=None, engine="atheris")
         if finding is not None:
             finding.extra["target"] = target.as_json()
-            if server.configure:
-                finding.extra["target_config"] = dict(server.configure)
             if finding.signature not in seen:
                 seen.add(finding.signature)
                 emit.finding(finding)

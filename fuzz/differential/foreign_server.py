@@ -25,6 +25,7 @@ dies, and :meth:`ForeignServer.close` reaps it (no zombie).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -203,8 +204,21 @@ class ForeignServer:
 
     # ---- requests -----------------------------------------------------------------
     def run(self, program: Program) -> RunResult:
-        """Run ``program`` in a fresh child of the server; what the driver said."""
+        """Run ``program`` in a fresh child of the server; what the driver said.
+
+        A program whose ``target_config`` differs from the server's options
+        restarts the server with its own (they are applied per process).
+        """
+        if program.target_config and dict(program.target_config) != self.configure:
+            self.configure = dict(program.target_config)
+            self._reap()
         return self.run_wire(to_wire(program))
+
+    def stamp(self, program: Program) -> Program:
+        """``program`` carrying the server's options, so a finding replays with them."""
+        if not self.configure or program.target_config:
+            return program
+        return dataclasses.replace(program, target_config=tuple(self.configure.items()))
 
     def run_wire(self, data: bytes) -> RunResult:
         """Run a program already in the driver's binary form."""

@@ -320,6 +320,10 @@ class Program:
     config: ProgramConfig = field(default=DEFAULT_CONFIG)
     threads: int = 1
     ops: tuple[Op, ...] = ()
+    target_config: tuple[tuple[str, str], ...] = ()
+    """Free-form ``(key, value)`` options a foreign target's ``hakfuzz_configure``
+    gets after the config fields (``--configure KEY=VALUE``); a tuple of pairs,
+    not a dict, so a Program stays hashable.  Empty for most programs."""
 
 
 def canonicalize(program: Program) -> Program:
@@ -347,7 +351,7 @@ def canonicalize(program: Program) -> Program:
         ops.append(op)
     return Program(
         program.format, program.description, program.config, program.threads,
-        tuple(ops),
+        tuple(ops), program.target_config,
     )
 
 
