@@ -282,6 +282,12 @@ void drv_be_final_checks(uint32_t last) {
   if (!drv_failed()) stats_final(last);
 }
 
+/* Only the hakfuzz_stats comparison needs glibc's thread bookkeeping out of
+ * the way; other targets keep glibc's own stacks (and a target whose calloc
+ * leaves garbage is judged by the calloc oracle, not by glibc freeing the
+ * garbage at a join). */
+int drv_be_own_stacks(void) { return drv_hook_stats != NULL; }
+
 void drv_be_print_identity(void) {
   printf("\"allocator\": \"target\", \"malloc_from\": ");
   drv_print_json_string(drv_malloc_from);

@@ -277,12 +277,15 @@ static int step(drv_thread_t *t, uint32_t i) {
 
 static void *run_thread(void *arg);
 
-/* Each pthread runs on a stack of ours, unmapped once it is joined: glibc
- * caches the stacks it makes, with the TLS vector it allocated through the
- * allocator under test, and a cached one would read as a block the program
- * never freed when the allocator's counters are compared at the end. */
+/* When the backend asks (drv_be_own_stacks), each pthread runs on a stack of
+ * ours, unmapped once it is joined: glibc caches the stacks it makes, with
+ * the TLS vector it allocated through the allocator under test, and a
+ * cached one would read as a block the program never freed when the
+ * allocator's counters are compared at the end. */
 #define DRV_STACK_SIZE ((size_t)1 << 20)
 static int spawn(drv_thread_t *t, uint32_t k) {
+  t->stacks[k] = NULL;
+  if (!drv_be_own_stacks()) return pthread_create(&t->chain[k], NULL, run_thread, t);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
   char *map = mmap(NULL, DRV_STACK_SIZE + page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
