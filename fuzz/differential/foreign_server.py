@@ -125,7 +125,9 @@ class ForeignServer:
         argv = [str(self._driver), "--foreign-frees", "on" if self.foreign_frees else "off"]
         for key, value in self.configure.items():
             argv += ["--configure", f"{key}={value}"]
-        return [*argv, "--wait-limit", str(self.timeout), "--serve", "--timeout",
+        # The driver's own wait limit comes first, so a program that cannot
+        # progress says which op waited rather than being killed mute.
+        return [*argv, "--wait-limit", str(self.timeout * 0.8), "--serve", "--timeout",
                 str(self.timeout)]
 
     @property
