@@ -45,7 +45,13 @@ TOOLS: dict[str, Tool] = {
     for t in (
         Tool(
             "hakdriver",
-            ("driver/driver.c", "driver/oracles.c", "driver/churn.c", "driver/backend_hakmem.c"),
+            (
+                "driver/driver.c",
+                "driver/oracles.c",
+                "driver/churn.c",
+                "driver/serve.c",
+                "driver/backend_hakmem.c",
+            ),
             True,
             summary="runs a Program on real pthreads (hakmem or glibc)",
         ),
@@ -55,6 +61,7 @@ TOOLS: dict[str, Tool] = {
                 "driver/driver.c",
                 "driver/oracles.c",
                 "driver/churn.c",
+                "driver/serve.c",
                 "driver/foreign.c",
                 "driver/backend_foreign.c",
             ),

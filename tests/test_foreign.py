@@ -212,7 +212,7 @@ def test_our_libhakmem_passes_both_modes_with_its_hooks_called(driver: Path) -> 
     run = run_driver(driver, _libc_block_freed(), env=child_env(target), foreign_frees=True)
     assert run.ok, run.stderr
     assert run.result is not None
-    assert run.result["hooks"] == ["check", "owns", "configure"]
+    assert run.result["hooks"] == ["check", "owns", "configure", "stats"]
     for on in (True, False):
         report = run_stress(_foreign(target, on), driver)
         assert report.findings == {}, [f.summary() for f in report.findings.values()]

@@ -9,6 +9,11 @@ the allocator's inline 8-bit counters register with it: libFuzzer then sees
 the C edges too, and ``hak_cov_edges`` reports how many native edges ran.
 Seeds are the corpus programs, encoded; the working corpus is a directory the
 user keeps; libFuzzer's own options pass through.
+
+With a ``target`` (a foreign allocator), each decoded Program runs on the
+target in a serving child (:mod:`hakfuzz.differential.foreign_server`):
+invariant mode, the foreign driver's allocator-neutral oracles, no model, and
+Python coverage only (the target's edges are in another process).
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
 from hakfuzz.campaign.reached import Counter
+from hakfuzz.targets import Target
+
+FOREIGN_CAPABLE = True
+"""This engine runs against a foreign target (``run(..., target=...)``)."""
 
 
 def native_coverage_available() -> bool:
@@ -93,7 +103,18 @@ def run(  # noqa: D103 - see the module docstring
     workdir: Path,
     seeds: list[Path],
     libfuzzer_args: list[str],
+    target: Target | None = None,
+    foreign_frees: bool = True,
+    target_config: Mapping[str, str] | None = None,
 ) -> None:
+    if target is not None:
+        _instrument_codec()
+        one_input = foreign_input(emit, journal, deadline=deadline, variant=variant,
+                                  target=target, foreign_frees=foreign_frees,
+                                  target_config=target_config)
+        _fuzz(one_input, seed=seed, deadline=deadline, corpus_dir=corpus_dir, workdir=workdir,
+              seeds=seeds, libfuzzer_args=libfuzzer_args)
+        return
     native_cov = variant == "release" and native_coverage_available()
     if native_cov:
         # atheris.Fuzz loads its libFuzzer core; with RTLD_GLOBAL its symbols
@@ -107,7 +128,6 @@ def run(  # noqa: D103 - see the module docstring
     ):
         from hakfuzz.differential import DifferentialExecutor
         from hakfuzz.program import decode
-    from hakfuzz.program.dictionary import libfuzzer_dict
     from hakfuzz.variants import load_module
 
     if not native_cov:
@@ -156,6 +176,91 @@ def run(  # noqa: D103 - see the module docstring
                 counters["execs"], counters["ops"], coverage, force=True, reached=reached.counts
             )
             os._exit(0)  # libFuzzer has no clean stop from inside; the journal is clear
+
+    _fuzz(test_one_input, seed=seed, deadline=deadline, corpus_dir=corpus_dir, workdir=workdir,
+          seeds=seeds, libfuzzer_args=libfuzzer_args)
+
+
+def _instrument_codec() -> None:
+    """Python coverage of the binary codec, already imported by the time we run.
+
+    The target's edges live in another process; the codec's branches are what
+    libFuzzer can see of how the bytes shaped the program.
+    """
+    import inspect
+
+    import atheris
+
+    from hakfuzz.program import binary
+
+    for name, obj in list(vars(binary).items()):
+        if inspect.isfunction(obj) and obj.__module__ == binary.__name__:
+            setattr(binary, name, atheris.instrument_func(obj))
+
+
+def foreign_input(
+    emit: Emitter,
+    journal: Journal,
+    *,
+    deadline: float,
+    variant: str,
+    target: Target,
+    foreign_frees: bool,
+    target_config: Mapping[str, str] | None,
+) -> Callable[[bytes], None]:
+    """The callback libFuzzer calls for a foreign target: bytes -> Program -> the serving child.
+
+    At the deadline it closes the server and ends the process (libFuzzer has
+    no clean stop from inside).
+    """
+    from hakfuzz.differential.foreign_server import ForeignServer
+    from hakfuzz.parallel.runner import judge
+    from hakfuzz.program import binary
+    server = ForeignServer(target, foreign_frees=foreign_frees, configure=target_config,
+                           variant=variant)
+    server.start()
+    if server.configure_ignored:
+        emit.notice(f"{target.name} has no hakfuzz_configure: the configure options are not "
+                    "applied")
+    seen: set[str] = set()
+    counters = {"execs": 0, "ops": 0}
+
+    def test_one_input(data: bytes) -> None:
+        journal.binary(data)
+        program = server.stamp(binary.decode(data))
+        run = server.run(program)
+        journal.clear()
+        counters["execs"] += 1
+        counters["ops"] += len(program.ops)
+        finding = judge(run, program, variant=variant, seed=None, engine="atheris")
+        if finding is not None:
+            finding.extra["target"] = target.as_json()
+            if finding.signature not in seen:
+                seen.add(finding.signature)
+                emit.finding(finding)
+        emit.stats(counters["execs"], counters["ops"], len(seen))
+        if time.time() > deadline:
+            emit.stats(counters["execs"], counters["ops"], len(seen), force=True)
+            server.close()
+            os._exit(0)
+
+    return test_one_input
+
+
+def _fuzz(
+    test_one_input: Callable[[bytes], None],
+    *,
+    seed: int,
+    deadline: float,
+    corpus_dir: Path,
+    workdir: Path,
+    seeds: list[Path],
+    libfuzzer_args: list[str],
+) -> None:
+    """Hand ``test_one_input`` to libFuzzer until the deadline."""
+    import atheris
+
+    from hakfuzz.program.dictionary import libfuzzer_dict
 
     dict_path = workdir / "ops.dict"
     dict_path.write_text(libfuzzer_dict())

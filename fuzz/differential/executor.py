@@ -22,6 +22,7 @@ differential`` measures it.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -263,9 +264,7 @@ def run_differential(
     if divergence is None:
         return None
     cut = len(program.ops) if divergence.op_index < 0 else divergence.op_index + 1
-    prefix = Program(
-        program.format, program.description, program.config, program.threads, program.ops[:cut]
-    )
+    prefix = dataclasses.replace(program, ops=program.ops[:cut])
     return Finding(
         engine,
         "divergence",

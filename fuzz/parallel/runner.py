@@ -69,7 +69,10 @@ def run_driver(
         argv = [str(driver), "--allocator", allocator, "-"]
         child_env = {**os.environ, **(env or {})}
     else:
-        argv = [str(driver), "--foreign-frees", "on" if foreign_frees else "off", "-"]
+        # The program's free-form options for the target's hakfuzz_configure.
+        pairs = [arg for key, value in program.target_config
+                 for arg in ("--configure", f"{key}={value}")]
+        argv = [str(driver), "--foreign-frees", "on" if foreign_frees else "off", *pairs, "-"]
         child_env = dict(os.environ if env is None else env)
     try:
         done = subprocess.run(

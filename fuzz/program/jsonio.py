@@ -39,7 +39,8 @@ from hakfuzz.program.validate import (
     validate,
 )
 
-_TOP_KEYS = ("format", "description", "config", "threads", "ops", "churn", "finding")
+_TOP_KEYS = ("format", "description", "config", "threads", "ops", "churn", "finding",
+             "target_config")
 # "finding": metadata a finding file carries (engine, signature, seed, ...);
 # it must be an object and is not part of the Program.
 
@@ -169,7 +170,18 @@ def _program_from_json(document: object, source: str) -> Program:
                 f"a churn section needs \"{FORMAT}\"", path=source, field="churn"
             )
         churn = churn_from_json(raw_churn, source)
-    return Program(FORMAT, description, config, threads, ops, churn)
+    return Program(FORMAT, description, config, threads, ops, churn,
+                   _target_config_from_json(top.get("target_config", _JsonObject([])), source))
+
+
+def _target_config_from_json(value: object, source: str) -> tuple[tuple[str, str], ...]:
+    """``"target_config": {"key": "value", ...}``: strings only."""
+    pairs = _check_object(value, source, field="target_config", prefix="target_config.")
+    for key, item in pairs.items():
+        if not isinstance(item, str):
+            raise ProgramError(f"expected a string, got {describe(item)}", path=source,
+                               field=f"target_config.{key}")
+    return tuple((str(key), str(item)) for key, item in pairs.items())
 
 
 def _config_from_json(value: object, source: str) -> ProgramConfig:
@@ -252,6 +264,9 @@ def dump_program(program: Program) -> str:
         lines.append(f'    "{name}": {json.dumps(getattr(config, name))}{comma}')
     lines.append("  },")
     lines.append(f'  "threads": {program.threads},')
+    if program.target_config:
+        pairs = json.dumps(dict(program.target_config), ensure_ascii=False)
+        lines.append(f'  "target_config": {pairs},')
     if program.ops:
         lines.append('  "ops": [')
         last = len(program.ops) - 1

@@ -311,6 +311,10 @@ class Program:
     threads: int = 1
     ops: tuple[Op, ...] = ()
     churn: ChurnSpec | None = None
+    target_config: tuple[tuple[str, str], ...] = ()
+    """Free-form ``(key, value)`` options a foreign target's ``hakfuzz_configure``
+    gets after the config fields (``--configure KEY=VALUE``); a tuple of pairs,
+    not a dict, so a Program stays hashable.  Empty for most programs."""
 
 
 def canonicalize(program: Program) -> Program:
@@ -338,7 +342,7 @@ def canonicalize(program: Program) -> Program:
         ops.append(op)
     return Program(
         program.format, program.description, program.config, program.threads,
-        tuple(ops), program.churn,
+        tuple(ops), program.churn, program.target_config,
     )
 
 

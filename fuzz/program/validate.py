@@ -84,6 +84,12 @@ def validate(program: Program, source: str = "<program>") -> None:
         raise ProgramError("expected a ProgramConfig", path=source, field="config")
     check_config(program.config, source)
     check_threads(program.threads, source)
+    for pair in program.target_config:
+        if (not isinstance(pair, tuple) or len(pair) != 2
+                or not all(isinstance(part, str) for part in pair) or not pair[0]
+                or "=" in pair[0]):
+            raise ProgramError(f"expected (key, value) strings, got {pair!r}", path=source,
+                               field="target_config")
     if not isinstance(program.ops, tuple):
         raise ProgramError(
             f"expected a tuple of Op, got {type(program.ops).__name__}",

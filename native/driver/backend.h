@@ -61,6 +61,11 @@ void drv_be_check(uint32_t op);
 /* After every live block was freed and every thread joined. */
 void drv_be_final_checks(uint32_t op);
 
+/* Whether the driver's pthreads must run on stacks the driver maps and
+ * unmaps itself (glibc's stack cache would otherwise keep blocks of the
+ * allocator's alive past the end: only a counter check at the end cares). */
+int drv_be_own_stacks(void);
+
 /* JSON members of the result, each ending in ", ": which allocator ran,
  * and (after the op counts) its counters, when it has any. */
 void drv_be_print_identity(void);

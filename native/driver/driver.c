@@ -20,6 +20,11 @@
  * A program with a churn section (churn.h) runs its churn phase once the
  * ops are done, before the end checks.
  *
+ *   hakdriver[-foreign] [options] --serve [--timeout S]
+ *
+ * serves programs instead (serve.c): each one, read from stdin, runs in a
+ * child forked for it, and its result is one JSON line on stdout.
+ *
  * Exit status: 0 clean, 3 an oracle failed, 2 bad input, 4 a wait timed out.
  * Crashes (SIGSEGV, glibc's "free(): invalid pointer" abort) are left to
  * kill the process: the Python side reads the signal and stderr. */
@@ -31,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +44,7 @@
 #include "churn.h"
 #include "driver.h"
 #include "oracles.h"
+#include "serve.h"
 
 static drv_header_t g_hdr;
 static drv_op_t *g_ops;
@@ -56,6 +63,7 @@ typedef struct {
   _Atomic uint64_t done;
   uint64_t executed;
   pthread_t *chain;  /* pthreads that ran this program thread, in order */
+  void **stacks;     /* their stacks (spawn) */
   _Atomic uint32_t nchain;
   _Atomic int finished;  /* set by the last pthread of the chain */
   char pad[64];
@@ -272,13 +280,48 @@ static int step(drv_thread_t *t, uint32_t i) {
   return 0;
 }
 
+static void *run_thread(void *arg);
+
+/* When the backend asks (drv_be_own_stacks), each pthread runs on a stack of
+ * ours, unmapped once it is joined: glibc caches the stacks it makes, with
+ * the TLS vector it allocated through the allocator under test, and a
+ * cached one would read as a block the program never freed when the
+ * allocator's counters are compared at the end. */
+#define DRV_STACK_SIZE ((size_t)1 << 20)
+static int spawn(drv_thread_t *t, uint32_t k) {
+  t->stacks[k] = NULL;
+  if (!drv_be_own_stacks()) return pthread_create(&t->chain[k], NULL, run_thread, t);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *map = mmap(NULL, DRV_STACK_SIZE + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (map == MAP_FAILED) return -1;
+  mprotect(map, page, PROT_NONE);  /* a guard page below the stack */
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstack(&attr, map + page, DRV_STACK_SIZE);
+  t->stacks[k] = map;
+  int rc = pthread_create(&t->chain[k], &attr, run_thread, t);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    munmap(map, DRV_STACK_SIZE + page);
+    t->stacks[k] = NULL;
+  }
+  return rc;
+}
+
+static void reap(drv_thread_t *t, uint32_t k) {
+  pthread_join(t->chain[k], NULL);
+  if (t->stacks[k] != NULL) munmap(t->stacks[k], DRV_STACK_SIZE + (size_t)sysconf(_SC_PAGESIZE));
+  t->stacks[k] = NULL;
+}
+
 static void *run_thread(void *arg) {
   drv_thread_t *t = arg;
   uint32_t k = atomic_load_explicit(&t->nchain, memory_order_acquire) - 1;
   if (k > 0) {
     /* The predecessor's TLS destructor (the allocator's thread exit) has
      * run once it is joined: only then is its thread_exit op done. */
-    pthread_join(t->chain[k - 1], NULL);
+    reap(t, k - 1);
     complete(t, t->ops[t->pos - 1]);
   }
   while (t->pos < t->nops && !drv_failed()) {
@@ -290,7 +333,7 @@ static void *run_thread(void *arg) {
       break;
     }
     atomic_store_explicit(&t->nchain, k + 2, memory_order_release);
-    if (pthread_create(&t->chain[k + 1], NULL, run_thread, t) != 0) {
+    if (spawn(t, k + 1) != 0) {
       drv_fail("driver", i, -1, "pthread_create failed after thread_exit");
       atomic_store_explicit(&t->nchain, k + 1, memory_order_release);
       break;
@@ -301,9 +344,7 @@ static void *run_thread(void *arg) {
   return NULL;
 }
 
-static int load(const char *path) {
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-  if (f == NULL) { fprintf(stderr, "hakdriver: %s: %s\n", path, strerror(errno)); return 2; }
+static int load(FILE *f, const char *path) {
   if (fread(&g_hdr, sizeof g_hdr, 1, f) != 1 || memcmp(g_hdr.magic, DRV_MAGIC, 8) != 0) {
     fprintf(stderr, "hakdriver: %s: not a hakfuzz-driver/1 file\n", path);
     return 2;
@@ -334,7 +375,6 @@ static int load(const char *path) {
       return 2;
     }
   }
-  if (f != stdin) fclose(f);
   uint32_t checks = 0, count[DRV_MAX_THREADS] = {0}, exits[DRV_MAX_THREADS] = {0};
   for (uint32_t i = 0; i < g_hdr.nops; i++) {
     drv_op_t *op = &g_ops[i];
@@ -356,7 +396,9 @@ static int load(const char *path) {
     g_threads[t].tid = t;
     g_threads[t].ops = malloc((count[t] ? count[t] : 1) * sizeof(uint32_t));
     g_threads[t].chain = calloc(exits[t] + 1, sizeof(pthread_t));
-    if (g_threads[t].ops == NULL || g_threads[t].chain == NULL) return 2;
+    g_threads[t].stacks = calloc(exits[t] + 1, sizeof(void *));
+    if (g_threads[t].ops == NULL || g_threads[t].chain == NULL || g_threads[t].stacks == NULL)
+      return 2;
   }
   for (uint32_t i = 0; i < g_hdr.nops; i++) {
     drv_thread_t *t = &g_threads[g_ops[i].thread];
@@ -399,28 +441,17 @@ static void print_result(double seconds) {
   fflush(stdout);
 }
 
-int main(int argc, char **argv) {
-  const char *path = NULL;
-  for (int i = 1; i < argc; i++) {
-    int mine = i + 1 < argc ? drv_be_option(argv[i], argv[i + 1]) : 0;
-    if (mine < 0) return 2;
-    if (mine > 0) {
-      i++;
-    } else
-    if (strcmp(argv[i], "--wait-limit") == 0 && i + 1 < argc) {
-      g_wait_limit = atof(argv[++i]);
-    } else path = argv[i];
-  }
-  if (path == NULL) { fprintf(stderr, "usage: hakdriver [--allocator hakmem|glibc] FILE|-\n"); return 2; }
-  int rc = 0;
-  rc = drv_be_init();
-  if (rc == 0) rc = load(path);
+/* Loads one program from f, runs it and prints its result: the exit status
+ * of a one-shot run (0 clean, 3 an oracle failed, 2 bad input, 4 no thread
+ * could start). */
+int drv_run_program(FILE *f, const char *path) {
+  int rc = load(f, path);
   if (rc == 0) rc = drv_be_configure(g_hdr.cfg, &g_null_possible);
   if (rc != 0) return rc;
   double start = now();
   for (uint32_t t = 0; t < g_hdr.threads; t++) {
     atomic_store(&g_threads[t].nchain, 1);  /* before the thread can read it */
-    if (pthread_create(&g_threads[t].chain[0], NULL, run_thread, &g_threads[t]) != 0) {
+    if (spawn(&g_threads[t], 0) != 0) {
       fprintf(stderr, "hakdriver: pthread_create failed\n");
       return 4;
     }
@@ -428,7 +459,7 @@ int main(int argc, char **argv) {
   /* Each pthread of a chain joins its predecessor; main joins the last. */
   for (uint32_t t = 0; t < g_hdr.threads; t++) {
     while (!atomic_load_explicit(&g_threads[t].finished, memory_order_acquire)) usleep(50);
-    pthread_join(g_threads[t].chain[atomic_load(&g_threads[t].nchain) - 1], NULL);
+    reap(&g_threads[t], atomic_load(&g_threads[t].nchain) - 1);
   }
   if ((g_hdr.flags & DRV_FLAG_CHURN) && !drv_failed())
     drv_churn_run(&g_churn, g_hdr.nops, g_null_possible);
@@ -436,4 +467,35 @@ int main(int argc, char **argv) {
   if (!drv_failed()) final_checks();
   print_result(seconds);
   return drv_failed() ? 3 : 0;
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL;
+  int serve = 0;
+  double serve_timeout = 60.0;
+  for (int i = 1; i < argc; i++) {
+    int mine = i + 1 < argc ? drv_be_option(argv[i], argv[i + 1]) : 0;
+    if (mine < 0) return 2;
+    if (mine > 0) {
+      i++;
+    } else if (strcmp(argv[i], "--wait-limit") == 0 && i + 1 < argc) {
+      g_wait_limit = atof(argv[++i]);
+    } else if (strcmp(argv[i], "--serve") == 0) {
+      serve = 1;
+    } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+      serve_timeout = atof(argv[++i]);
+      if (serve_timeout <= 0) { fprintf(stderr, "hakdriver: --timeout must be > 0\n"); return 2; }
+    } else path = argv[i];
+  }
+  if (!serve && path == NULL) {
+    fprintf(stderr, "usage: hakdriver [--allocator hakmem|glibc] FILE|-\n"
+                    "       hakdriver --serve [--timeout S] (programs on stdin, results on stdout)\n");
+    return 2;
+  }
+  int rc = drv_be_init();
+  if (rc != 0) return rc;
+  if (serve) return drv_serve(serve_timeout);
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (f == NULL) { fprintf(stderr, "hakdriver: %s: %s\n", path, strerror(errno)); return 2; }
+  return drv_run_program(f, path);
 }

@@ -13,6 +13,7 @@
 
 drv_libc_t drv_libc;
 int (*drv_hook_check)(char *, size_t);
+int (*drv_hook_stats)(char *, size_t);
 int (*drv_hook_owns)(void *);
 int (*drv_hook_configure)(const char *, const char *);
 int drv_target_usable;
@@ -109,6 +110,9 @@ int drv_foreign_init(void) {
   if ((sym = dlsym(RTLD_DEFAULT, "hakfuzz_check")) != NULL &&
       strcmp(object_of(sym, where, sizeof where), drv_malloc_from) == 0)
     drv_hook_check = (int (*)(char *, size_t))sym;
+  if ((sym = dlsym(RTLD_DEFAULT, "hakfuzz_stats")) != NULL &&
+      strcmp(object_of(sym, where, sizeof where), drv_malloc_from) == 0)
+    drv_hook_stats = (int (*)(char *, size_t))sym;
   if ((sym = dlsym(RTLD_DEFAULT, "hakfuzz_owns")) != NULL &&
       strcmp(object_of(sym, where, sizeof where), drv_malloc_from) == 0)
     drv_hook_owns = (int (*)(void *))sym;

@@ -20,8 +20,12 @@ extern drv_libc_t drv_libc;
 /* The target's hooks; NULL when it does not export them.
  *   hakfuzz_check(msg, len): its own heap check at quiescence, nonzero = broken
  *   hakfuzz_owns(p): 1 its own block, 0 not its memory, -1 cannot tell
- *   hakfuzz_configure(key, value): 0 when the option was applied */
+ *   hakfuzz_configure(key, value): 0 when the option was applied
+ *   hakfuzz_stats(buf, len): 0 after writing "key=value" counters (decimal,
+ *     separated by newlines or spaces) that are back where they started once
+ *     every block is freed and every thread gone */
 extern int (*drv_hook_check)(char *, size_t);
+extern int (*drv_hook_stats)(char *, size_t);
 extern int (*drv_hook_owns)(void *);
 extern int (*drv_hook_configure)(const char *, const char *);
 extern int drv_target_usable; /* the target's malloc_usable_size is its own */

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
@@ -84,4 +85,28 @@ EXPORT int hakfuzz_owns(void *ptr) {
  * "null"): 0 applied, EINVAL refused (nothing changed). */
 EXPORT int hakfuzz_configure(const char *key, const char *value) {
   return _hak_option_set(key, value);
+}
+
+/* Counters that are back to where they started once every block is freed
+ * and every thread has exited: blocks and bytes held in our SuperSlabs (by
+ * the program or a cache), blocks pending on remote stacks, and the slabs
+ * in use.  The calling thread's cache is returned to its slabs first (the
+ * other threads' caches were drained when they exited), so the counters
+ * are those of blocks really held.  "key=value" lines; 0, or ERANGE when
+ * len is too small. */
+EXPORT int hakfuzz_stats(char *buf, size_t len) {
+  hak_flush();
+  hak_stats_t st;
+  hak_stats(&st);
+  unsigned long long blocks = 0, bytes = 0, slabs = 0;
+  long long remote = 0;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    blocks += st.cls[c].active_blocks;
+    bytes += st.cls[c].active_blocks * ((unsigned long long)HAK_MIN_BLOCK << c);
+    remote += st.cls[c].remote_pending;
+    slabs += st.cls[c].slabs_in_use;
+  }
+  int n = snprintf(buf, len, "live_blocks=%llu\nlive_bytes=%llu\nremote_pending=%lld\nslabs_in_use=%llu\n",
+                   blocks, bytes, remote, slabs);
+  return n < 0 || (size_t)n >= len ? ERANGE : 0;
 }
