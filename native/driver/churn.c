@@ -40,8 +40,11 @@
 
 typedef struct {
   pthread_t prev;   /* the slot's previous pthread, to join; set before creating the next */
+  void *prev_stack; /* its stack when the driver owns stacks (drv_thread_start) */
   int has_prev;
   pthread_t last;   /* the slot's final pthread, for main to join */
+  void *last_stack;
+  void *stack;      /* the stack of the pthread running now */
   _Atomic int finished;
   char pad[64];
 } slot_t;
@@ -198,7 +201,7 @@ static void note_live(void) {
 
 static void *slot_main(void *arg) {
   slot_t *s = arg;
-  if (s->has_prev) pthread_join(s->prev, NULL);
+  if (s->has_prev) drv_thread_reap(s->prev, s->prev_stack);
   note_live();
   if (!s->has_prev) {  /* the first of its slot: wait until every slot has started */
     atomic_fetch_add_explicit(&g_arrived, 1, memory_order_release);
@@ -215,14 +218,17 @@ static void *slot_main(void *arg) {
   if (run) {
     atomic_fetch_add_explicit(&g_lifetimes_done, 1, memory_order_relaxed);
     s->prev = pthread_self();
+    s->prev_stack = s->stack;
     s->has_prev = 1;
     pthread_t next;
-    if (pthread_create(&next, NULL, slot_main, s) == 0)
+    if (drv_thread_start(&next, slot_main, s, &s->stack) == 0)
       return NULL;  /* this lifetime ends; the allocator's thread exit runs */
+    s->stack = s->prev_stack;
     s->has_prev = 0;
     atomic_fetch_add_explicit(&g_create_failures, 1, memory_order_relaxed);
   }
   s->last = pthread_self();
+  s->last_stack = s->stack;
   atomic_store_explicit(&s->finished, 1, memory_order_release);
   return NULL;
 }
@@ -278,7 +284,7 @@ void drv_churn_run(const drv_churn_t *spec, uint32_t op, int null_possible) {
   for (uint32_t t = 0; t < S.threads; t++) {
     pthread_t first;
     g_slots[t].has_prev = 0;
-    if (pthread_create(&first, NULL, slot_main, &g_slots[t]) != 0) {
+    if (drv_thread_start(&first, slot_main, &g_slots[t], &g_slots[t].stack) != 0) {
       atomic_fetch_add_explicit(&g_create_failures, 1, memory_order_relaxed);
       break;
     }
@@ -290,7 +296,7 @@ void drv_churn_run(const drv_churn_t *spec, uint32_t op, int null_possible) {
   if (started == 0) drv_fail("driver", op, -1, "churn: pthread_create failed for every slot");
   for (uint32_t t = 0; t < started; t++) {
     while (!atomic_load_explicit(&g_slots[t].finished, memory_order_acquire)) usleep(100);
-    pthread_join(g_slots[t].last, NULL);
+    drv_thread_reap(g_slots[t].last, g_slots[t].last_stack);
   }
   g_seconds = now() - g_started_at;
   drain();

@@ -288,9 +288,9 @@ static void *run_thread(void *arg);
  * cached one would read as a block the program never freed when the
  * allocator's counters are compared at the end. */
 #define DRV_STACK_SIZE ((size_t)1 << 20)
-static int spawn(drv_thread_t *t, uint32_t k) {
-  t->stacks[k] = NULL;
-  if (!drv_be_own_stacks()) return pthread_create(&t->chain[k], NULL, run_thread, t);
+int drv_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, void **stack) {
+  *stack = NULL;
+  if (!drv_be_own_stacks()) return pthread_create(th, NULL, fn, arg);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
   char *map = mmap(NULL, DRV_STACK_SIZE + page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -299,19 +299,24 @@ static int spawn(drv_thread_t *t, uint32_t k) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstack(&attr, map + page, DRV_STACK_SIZE);
-  t->stacks[k] = map;
-  int rc = pthread_create(&t->chain[k], &attr, run_thread, t);
+  int rc = pthread_create(th, &attr, fn, arg);
   pthread_attr_destroy(&attr);
-  if (rc != 0) {
-    munmap(map, DRV_STACK_SIZE + page);
-    t->stacks[k] = NULL;
-  }
+  if (rc != 0) munmap(map, DRV_STACK_SIZE + page);
+  else *stack = map;
   return rc;
 }
 
+void drv_thread_reap(pthread_t th, void *stack) {
+  pthread_join(th, NULL);
+  if (stack != NULL) munmap(stack, DRV_STACK_SIZE + (size_t)sysconf(_SC_PAGESIZE));
+}
+
+static int spawn(drv_thread_t *t, uint32_t k) {
+  return drv_thread_start(&t->chain[k], run_thread, t, &t->stacks[k]);
+}
+
 static void reap(drv_thread_t *t, uint32_t k) {
-  pthread_join(t->chain[k], NULL);
-  if (t->stacks[k] != NULL) munmap(t->stacks[k], DRV_STACK_SIZE + (size_t)sysconf(_SC_PAGESIZE));
+  drv_thread_reap(t->chain[k], t->stacks[k]);
   t->stacks[k] = NULL;
 }
 

@@ -41,6 +41,12 @@ typedef struct drv_op_s {
   uint32_t arg;              /* calloc count, memalign/aligned_alloc alignment, write seed */
 } drv_op_t;
 
+/* Start a pthread (on a stack of the driver's own when the backend asks,
+ * see drv_be_own_stacks) and join it, unmapping that stack. */
+#include <pthread.h>
+int drv_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, void **stack);
+void drv_thread_reap(pthread_t th, void *stack);
+
 _Static_assert(sizeof(drv_header_t) == 96, "header layout");
 _Static_assert(sizeof(drv_op_t) == 16, "op layout");
 #endif
