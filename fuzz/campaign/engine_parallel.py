@@ -5,6 +5,11 @@ the job), journals it, runs it in the C driver and judges it (driver oracles,
 then the model's invariant mode on the final counters).  Coverage counts
 distinct behaviours: (workload, which counters ended non-zero, which oracle
 or signal).
+
+With a foreign ``target`` the programs run in the foreign driver under the
+target's ``LD_PRELOAD`` (as ``hakfuzz stress --allocator`` does), glibc's
+blocks freed by the target when ``foreign_frees``; the oracles are the
+allocator-neutral ones, no model, and every run must be served by the target.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
 from hakfuzz.parallel.wire import to_wire
+from hakfuzz.targets import Target
 from hakfuzz.variants import tool
 
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
@@ -37,8 +43,15 @@ def run(  # noqa: D103 - see the module docstring
     threads: int = 4,
     program_ops: int = 4000,
     tree: object | None = None,
+    target: Target | None = None,
+    foreign_frees: bool = True,
 ) -> None:
-    driver = tool("hakdriver", variant)
+    if target is not None:
+        from hakfuzz.campaign.foreign import judge_foreign_run, run_foreign
+
+        tool("hakdriver-foreign", variant)
+    else:
+        driver = tool("hakdriver", variant)
     names = list(WORKLOADS)
     features: set[tuple[str, ...]] = set()
     reached = Counter()
@@ -55,13 +68,17 @@ def run(  # noqa: D103 - see the module docstring
         journal.begin(program.config, program.threads)
         for op in program.ops:
             journal.op(op)
-        result = run_driver(
-            driver, program, timeout=max(10.0, deadline - time.time() + 10), wire=wire
-        )
+        timeout = max(10.0, deadline - time.time() + 10)
+        if target is None:
+            result = run_driver(driver, program, timeout=timeout, wire=wire)
+            finding = judge_run(result, program, variant=variant, seed=program_seed)
+        else:
+            result = run_foreign(program, target, foreign_frees, variant, timeout=timeout)
+            finding = judge_foreign_run(result, program, target, foreign_frees, variant,
+                                        seed=program_seed)
         journal.clear()
         execs += 1
         ops += len(program.ops)
-        finding = judge_run(result, program, variant=variant, seed=program_seed)
         reached.program(program.config, driver_stats(result.result))
         stats = (result.result or {}).get("stats") or {}
         nonzero = tuple(

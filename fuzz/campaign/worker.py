@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from hakfuzz.campaign import ENGINES
 from hakfuzz.campaign.events import Emitter
@@ -51,23 +52,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=Path, action="append", default=[])
     parser.add_argument("--parent", type=int, default=None, help="the supervisor's pid")
+    parser.add_argument(
+        "--allocator",
+        default=None,
+        metavar="NAME|PATH",
+        help="a foreign target (resolved again here); default: the built-in hakmem",
+    )
+    parser.add_argument("--foreign-frees", choices=("on", "off"), default="on")
     parser.add_argument("rest", nargs="*", help="libFuzzer options (atheris)")
     args = parser.parse_args(argv)
     if args.parent is not None:
         _die_with(args.parent)
     emit = Emitter()
     journal = Journal(journal_path(args.workdir, args.job))
+    target = None
+    if args.allocator is not None:
+        from hakfuzz.targets import resolve_target
+
+        target = resolve_target(args.allocator, args.variant)
+    frees = args.foreign_frees == "on"
+    # Only a foreign target is passed on, so an engine without the parameters still runs hakmem.
+    foreign: dict[str, Any] = {} if target is None else {"target": target, "foreign_frees": frees}
     if args.engine == "preload":
         from hakfuzz.campaign import engine_preload
 
         engine_preload.run(
-            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
+            target=target, foreign_frees=frees,
         )
     elif args.engine == "parallel":
         from hakfuzz.campaign import engine_parallel
 
         engine_parallel.run(
-            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
+            target=target, foreign_frees=frees,
         )
     elif args.engine == "hypothesis":
         from hakfuzz.campaign import engine_hypothesis
@@ -83,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             variant=args.variant,
             database=args.db,
             local_database=args.workdir / "hypothesis-db",
+            **foreign,
         )
     else:
         from hakfuzz.campaign import engine_atheris
@@ -98,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=args.workdir,
             seeds=args.seeds,
             libfuzzer_args=args.rest,
+            **foreign,
         )
     journal.clear()
     emit.done()

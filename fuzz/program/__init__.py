@@ -34,6 +34,7 @@ from hakfuzz.program.model import (
     OpKind,
     Program,
     ProgramConfig,
+    ProgramTarget,
     canonicalize,
     is_canonical,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Program",
     "ProgramConfig",
     "ProgramError",
+    "ProgramTarget",
     "canonicalize",
     "decode",
     "dump_program",

@@ -312,14 +312,36 @@ DEFAULT_CONFIG = ProgramConfig()
 
 
 @dataclass(frozen=True, slots=True)
+class ProgramTarget:
+    """The allocator a program failed on, when it was not the built-in hakmem.
+
+    ``spec`` is what ``--allocator`` was given (a name, or the library's
+    path); ``real_path`` and ``sha256`` say which file that was, so a replay
+    can tell when the library has changed since.
+    """
+
+    spec: str
+    real_path: str
+    sha256: str
+
+
+TARGET_FIELDS = ("spec", "real_path", "sha256")
+"""ProgramTarget's fields in JSON order."""
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
-    """A versioned program: config, thread count and ops over handles."""
+    """A versioned program: config, thread count and ops over handles.
+
+    ``target`` is metadata, not input: the allocator a finding was met on.
+    """
 
     format: str = FORMAT
     description: str = ""
     config: ProgramConfig = field(default=DEFAULT_CONFIG)
     threads: int = 1
     ops: tuple[Op, ...] = ()
+    target: ProgramTarget | None = None
 
 
 def canonicalize(program: Program) -> Program:
@@ -347,7 +369,7 @@ def canonicalize(program: Program) -> Program:
         ops.append(op)
     return Program(
         program.format, program.description, program.config, program.threads,
-        tuple(ops),
+        tuple(ops), program.target,
     )
 
 

@@ -42,6 +42,7 @@ from hakfuzz.program.model import (
     OP_FIELDS,
     OVERFLOW_COUNT,
     REFILL_BATCH_MAX,
+    TARGET_FIELDS,
     U32_MAX,
     U64_MAX,
     V1_KINDS,
@@ -49,6 +50,7 @@ from hakfuzz.program.model import (
     OpKind,
     Program,
     ProgramConfig,
+    ProgramTarget,
 )
 
 MAX_HANDLE = (1 << 31) - 1
@@ -88,6 +90,12 @@ def validate(program: Program, source: str = "<program>") -> None:
         )
     if not isinstance(program.description, str):
         raise ProgramError("expected a string", path=source, field="description")
+    if program.target is not None and not (
+        isinstance(program.target, ProgramTarget)
+        and all(isinstance(getattr(program.target, name), str) for name in TARGET_FIELDS)
+    ):
+        raise ProgramError("expected a ProgramTarget of three strings", path=source,
+                           field="target")
     if not isinstance(program.config, ProgramConfig):
         raise ProgramError("expected a ProgramConfig", path=source, field="config")
     check_config(program.config, source)
