@@ -15,15 +15,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hakfuzz.program import Program, ProgramTarget
-from hakfuzz.targets import Target, TargetError, TargetKind, child_env, served_by
+from hakfuzz.targets import (
+    PRELOAD_VARIANTS,
+    Target,
+    TargetError,
+    TargetKind,
+    child_env,
+    served_by,
+)
+from hakfuzz.variants import flags_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hakfuzz.campaign.minimize import Oracle
     from hakfuzz.findings import Finding
     from hakfuzz.parallel.runner import RunResult
+    from hakfuzz.replay import ReplayResult
 
 RUN_TIMEOUT = 120.0
 
@@ -147,6 +159,109 @@ def finding_oracle(finding: Finding, variant: str, target: Target) -> Oracle:
     return foreign_oracle(target, frees, variant)
 
 
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """The target a replay or minimisation runs a file on, and what changed since."""
+
+    target: Target | None  # None: the built-in hakmem
+    change: str | None = None  # "changed" when the recorded library's file differs now
+    words: str | None = None  # the one line that says so
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "target": None if self.target is None else self.target.as_json(),
+            "target_change": self.change,
+            "target_note": self.words,
+        }
+
+
+class Resolver:
+    """Chooses each file's target: ``--allocator`` if given, else the one its program records.
+
+    Targets are resolved once per name or path.  A recorded library that is
+    gone is a usage error (exit 2) unless ``--allocator`` names another.
+    """
+
+    def __init__(self, allocator: str | None, prog: str, variant: str = "release") -> None:
+        self.allocator = allocator
+        self.prog = prog
+        self.variant = variant
+        self._known: dict[str, Target] = {}
+        self.given: Target | None = None
+        if allocator is not None and allocator != "hakmem":
+            self.given = self._resolve(allocator, "--allocator ")
+
+    def _resolve(self, spec: str, what: str) -> Target:
+        from hakfuzz._errors import HakfuzzError, UsageError
+        from hakfuzz.targets import resolve_target
+
+        if spec not in self._known:
+            try:
+                self._known[spec] = resolve_target(spec, self.variant)
+            except UsageError as exc:
+                raise UsageError(f"{self.prog}: {what}{exc}") from None
+            except HakfuzzError as exc:
+                raise UsageError(f"{self.prog}: {what}{spec}: {exc}") from None
+        return self._known[spec]
+
+    def choose(self, program: Program, path: object) -> Chosen:
+        """The target for ``program`` (read from ``path``)."""
+        from hakfuzz._errors import UsageError
+        from hakfuzz.targets import NAMES
+
+        if self.allocator is not None:
+            return Chosen(self.given)
+        recorded = program.target
+        if recorded is None:
+            return Chosen(None)
+        change = recorded_change(recorded)
+        if change is not None and change[0] == "gone":
+            raise UsageError(f"{self.prog}: {path}: {change[1]} (give --allocator to run it on "
+                             "another allocator)")
+        spec = recorded.spec if recorded.spec in NAMES else recorded.real_path
+        target = self._resolve(spec, f"{path}: recorded target ")
+        if change is None:
+            return Chosen(target)
+        return Chosen(target, change[0], f"{self.prog}: {path}: note: {change[1]}; running it "
+                      "on the library as it is now")
+
+
+def meta_finding(program: Program, meta: dict[str, object], variant: str) -> Finding:
+    """A finding file's program and metadata as a Finding (what its oracle needs)."""
+    from hakfuzz.findings import Finding
+
+    extra = {k: meta[k] for k in ("job", "foreign_frees") if k in meta}
+    return Finding(str(meta.get("engine", "replay")), str(meta.get("kind", "oracle")), "", "",
+                   program, None, variant, None, extra)
+
+
+def replay_foreign(
+    path: Path, program: Program, meta: dict[str, object], target: Target, *, repeat: int = 1
+) -> ReplayResult:
+    """One row of ``hakfuzz replay`` for a file run on a foreign target.
+
+    The program runs as its finding ran (its preload job, or the foreign
+    driver), ``repeat`` times or until it fails; there is no model to
+    compare with, so the row's verdict is in its ``parallel`` column.
+    """
+    import time
+
+    from hakfuzz.replay import ReplayResult
+
+    variant = str(meta.get("variant", "release"))
+    if flags_of(variant) not in PRELOAD_VARIANTS:
+        variant = "release"
+    oracle = finding_oracle(meta_finding(program, meta, variant), variant, target)
+    started = time.perf_counter()
+    verdict = None
+    for _ in range(repeat):
+        verdict = oracle(program)
+        if verdict is not None:
+            break
+    return ReplayResult(path, len(program.ops), program.threads, None, verdict, True,
+                        time.perf_counter() - started)
+
+
 def recorded_target(program: Program, variant: str = "release") -> Target:
     """The target ``program`` records, resolved again (its spec: a name or the path)."""
     from hakfuzz.targets import resolve_target
@@ -156,13 +271,17 @@ def recorded_target(program: Program, variant: str = "release") -> Target:
 
 
 __all__ = [
+    "Chosen",
+    "Resolver",
     "finding_oracle",
     "foreign_oracle",
     "frees_of",
     "judge_foreign_run",
+    "meta_finding",
     "record",
     "recorded_change",
     "recorded_target",
+    "replay_foreign",
     "run_foreign",
     "spec_of",
     "stamp",
