@@ -161,8 +161,10 @@ def _target(args: argparse.Namespace) -> Target | None:
     return target
 
 
-def _engines(args: argparse.Namespace, target: Target | None, err: Any) -> tuple[str, ...]:
-    """The engines asked for that apply to ``target``; the others are named and skipped."""
+def _engines(
+    args: argparse.Namespace, target: Target | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The engines asked for that apply to ``target``, and ``{engine: why}`` for the others."""
     from hakfuzz.campaign.applies import engines_for, skipped_for
 
     asked = parse_engines(args.engine, "hakfuzz fuzz")
@@ -173,9 +175,7 @@ def _engines(args: argparse.Namespace, target: Target | None, err: Any) -> tuple
             f"hakfuzz fuzz: no engine of {', '.join(asked)} applies to --allocator "
             f"{args.allocator} (those that do: {', '.join(engines_for(target))})"
         )
-    for engine, why in skipped.items():
-        err.print(f"{engine}: {why}", style="yellow", markup=False)
-    return engines
+    return engines, skipped
 
 
 def _variants(
@@ -247,11 +247,13 @@ def run(args: argparse.Namespace) -> int:
     err = console(stderr=True)
     parse_engines(args.engine, "hakfuzz fuzz")
     target = _target(args)
-    engines = _engines(args, target, err)
+    engines, skipped = _engines(args, target)
     variants = _variants(args.variant, engines, target)
     workdir: Path = args.workdir
     report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     _check_outputs(args, engines, report_dir)
+    for engine, why in skipped.items():
+        err.print(f"{engine}: {why}", style="yellow", markup=False)
     foreign_frees = args.foreign_frees != "off"
     if target is not None:
         from hakfuzz.targets import inherited_preload_notice
@@ -311,11 +313,9 @@ def run(args: argparse.Namespace) -> int:
         result.interrupted = result.interrupted or stop.name
         extra: dict[str, Any] = {}
         if target is not None:
-            from hakfuzz.campaign.applies import skipped_for
-
             extra["target"] = target.as_json()
             extra["foreign_frees"] = "on" if foreign_frees else "off"
-            extra["skipped_engines"] = skipped_for(target, parse_engines(args.engine, "x"))
+            extra["skipped_engines"] = skipped
         if shared is not None:  # offer the minimised programs: the smallest is kept
             for t in triaged:
                 program = load_program(t.path)
