@@ -487,6 +487,13 @@ def _summary(doc: dict[str, Any]) -> None:
             " / ".join(f"{v} {n:,}" for v, n in t["by_variant"].items()),
         )
     out.print(table)
+    if doc.get("target"):
+        target = doc["target"]
+        out.print(f"target {target['name']}: {target['real_path']} (sha256 "
+                  f"{target['sha256'][:12]}), foreign frees {doc['foreign_frees']}",
+                  soft_wrap=True, markup=False)
+        for name, why in doc.get("skipped_engines", {}).items():
+            out.print(f"{name}: {why}", style="yellow", markup=False)
     out.print(
         "coverage: hypothesis = distinct (op kind, counters changed) behaviours; atheris = "
         "libFuzzer's features (Python + native edges); parallel = distinct (workload, "
