@@ -230,7 +230,7 @@ def meta_finding(program: Program, meta: dict[str, object], variant: str) -> Fin
     """A finding file's program and metadata as a Finding (what its oracle needs)."""
     from hakfuzz.findings import Finding
 
-    extra = {k: meta[k] for k in ("job", "foreign_frees") if k in meta}
+    extra: dict[str, object] = {k: meta[k] for k in ("job", "foreign_frees") if k in meta}
     return Finding(str(meta.get("engine", "replay")), str(meta.get("kind", "oracle")), "", "",
                    program, None, variant, None, extra)
 
