@@ -272,3 +272,18 @@ def test_mutants_as_foreign_kills_the_header_guess(tmp_path: Path) -> None:
     row = doc["mutants"][0]
     assert row["killed"], done.stderr
     assert row["engine"] in ("parallel", "preload")
+
+
+# ---- the preload engine under a target -------------------------------------------------------
+
+
+def test_preload_jobs_run_under_the_target_and_their_findings_record_it() -> None:
+    from hakfuzz.campaign.engine_preload import rerun
+
+    assert rerun("calls", 7, "release", target=resolve_target("glibc")) is None
+    jemalloc = _peer("jemalloc")
+    # jemalloc does not define pvalloc: glibc's block reaches jemalloc's free
+    found = rerun("calls", 7, "release", target=jemalloc)
+    assert found is not None
+    assert found.kind == "signal"
+    assert found.program.target == ProgramTarget("jemalloc", jemalloc.real_path, jemalloc.sha256)
