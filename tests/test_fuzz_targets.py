@@ -287,3 +287,20 @@ def test_preload_jobs_run_under_the_target_and_their_findings_record_it() -> Non
     assert found is not None
     assert found.kind == "signal"
     assert found.program.target == ProgramTarget("jemalloc", jemalloc.real_path, jemalloc.sha256)
+
+
+def test_workers_get_the_target_as_arguments_never_through_ld_preload(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
+
+    monkeypatch.setenv("LD_PRELOAD", "/inherited/libother.so")
+    opts = CampaignOptions(engines=("parallel",), workdir=tmp_path, target=_fake(),
+                           foreign_frees=False)
+    supervisor = Supervisor(opts)
+    command = supervisor._command("parallel", 0, 1)
+    at = command.index("--allocator")
+    assert command[at: at + 4] == ["--allocator", "jemalloc", "--foreign-frees", "off"]
+    assert "LD_PRELOAD" not in supervisor._env("release")
+    hakmem = Supervisor(CampaignOptions(engines=("parallel",), workdir=tmp_path))
+    assert "--allocator" not in hakmem._command("parallel", 0, 1)
