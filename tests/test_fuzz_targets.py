@@ -304,3 +304,13 @@ def test_workers_get_the_target_as_arguments_never_through_ld_preload(
     assert "LD_PRELOAD" not in supervisor._env("release")
     hakmem = Supervisor(CampaignOptions(engines=("parallel",), workdir=tmp_path))
     assert "--allocator" not in hakmem._command("parallel", 0, 1)
+
+
+def test_a_foreign_targets_swarm_configs_never_use_the_null_policy() -> None:
+    from hakfuzz.campaign.engine_parallel import make_program
+
+    nulls = [seed for seed in range(60)
+             if make_program("mixed", seed, 3, 2, 50, foreign=False).config.oom_policy == "null"]
+    assert nulls  # the swarm does reach the null policy for hakmem
+    for seed in nulls:
+        assert make_program("mixed", seed, 3, 2, 50, foreign=True).config.oom_policy == "libc"

@@ -27,10 +27,26 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
 from hakfuzz.parallel.wire import to_wire
+from hakfuzz.program import Program
 from hakfuzz.targets import Target
 from hakfuzz.variants import tool
 
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
+
+
+def make_program(
+    name: str, program_seed: int, n: int, threads: int, program_ops: int, *, foreign: bool
+) -> Program:
+    """The ``n``-th program (from 1) of workload ``name``; every third at a config boundary."""
+    program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
+    if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
+        config = swarm_config(random.Random(program_seed))
+        if foreign:
+            # A preloaded target serves the C library too (pthread_create's own
+            # allocations): with the null policy they fail by design, not by a bug.
+            config = replace(config, oom_policy="libc")
+        program = replace(program, config=config)
+    return program
 
 
 def run(  # noqa: D103 - see the module docstring
@@ -61,9 +77,8 @@ def run(  # noqa: D103 - see the module docstring
         name = names[n % len(names)]
         program_seed = seed * 1_000_003 + n
         n += 1
-        program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
-        if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
-            program = replace(program, config=swarm_config(random.Random(program_seed)))
+        program = make_program(name, program_seed, n, threads, program_ops,
+                               foreign=target is not None)
         wire = to_wire(program)
         journal.begin(program.config, program.threads)
         for op in program.ops:
@@ -98,4 +113,4 @@ def run(  # noqa: D103 - see the module docstring
     emit.stats(execs, ops, len(features), force=True, reached=reached.counts)
 
 
-__all__ = ["Path", "run"]
+__all__ = ["Path", "make_program", "run"]
