@@ -19,6 +19,7 @@ allocator-neutral oracles alone can kill.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,8 +183,8 @@ def _foreign_kill(result: MutantResult, opts: KillOptions, workdir: Path,
         result.error = f"none of {', '.join(opts.engines)} runs a foreign target"
         return result
     started = time.time()
-    foreign = KillOptions(opts.seconds, engines, ("release",), opts.jobs, False, (),
-                          opts.minimise_seconds, opts.seed, True)
+    foreign = dataclasses.replace(opts, engines=engines, builds=("release",), replay=False,
+                                  corpus=())
     _campaign_kill(result, foreign, ("release",), workdir, started, say, target=target)
     result.seconds = time.time() - started
     if result.killed:
