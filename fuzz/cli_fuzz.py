@@ -19,6 +19,7 @@ from hakfuzz.variants import DEFAULT_VARIANTS
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
+    from hakfuzz.targets import Target
 
 
 
@@ -50,10 +51,26 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--variant",
-        default=",".join(DEFAULT_VARIANTS),
+        default=None,
         help="comma list of builds to spread each engine's time over (default "
         f"{','.join(DEFAULT_VARIANTS)}; tsan only for the parallel engine, whose C driver "
-        "can own the whole process): release, debug, asan, tsan, mutant:NAME, testfault:NAME",
+        "can own the whole process; with a foreign --allocator: release or debug, default "
+        "release): release, debug, asan, tsan, mutant:NAME, testfault:NAME",
+    )
+    parser.add_argument(
+        "--allocator",
+        default="hakmem",
+        metavar="NAME|PATH",
+        help="hakmem (default: every engine, with the model); glibc, jemalloc, mimalloc, "
+        "tcmalloc or the path of an LD_PRELOAD library: the engines that apply to a foreign "
+        "allocator run under it, with the allocator-neutral oracles (docs/targets.md)",
+    )
+    parser.add_argument(
+        "--foreign-frees",
+        choices=("on", "off"),
+        default=None,
+        help="with a foreign --allocator: glibc's blocks are freed by the allocator (on, the "
+        "default: pointers it did not make) or by glibc (off)",
     )
     parser.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
     parser.add_argument(
@@ -117,10 +134,60 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
+def _target(args: argparse.Namespace) -> Target | None:
+    """The foreign target, proven to load and serve malloc (None: the built-in hakmem).
+
+    Any problem is one line, exit 2, before any build or worker starts.
+    """
+    from hakfuzz._errors import HakfuzzError
+    from hakfuzz.targets import check_env, child_env, resolve_target
+
+    if args.allocator == "hakmem":
+        if args.foreign_frees is not None:
+            raise UsageError(
+                "hakfuzz fuzz: --foreign-frees needs a foreign --allocator (hakmem's engines "
+                "always free glibc's blocks through hak_free)"
+            )
+        return None
+    try:
+        target = resolve_target(args.allocator)
+    except UsageError as exc:
+        raise UsageError(f"hakfuzz fuzz: --allocator {exc}") from None
+    except HakfuzzError as exc:
+        raise UsageError(f"hakfuzz fuzz: --allocator {args.allocator}: {exc}") from None
+    seen = check_env(target, child_env(target))
+    if not seen.ok:
+        raise UsageError(f"hakfuzz fuzz: --allocator {args.allocator}: {seen.problem}")
+    return target
+
+
+def _engines(
+    args: argparse.Namespace, target: Target | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The engines asked for that apply to ``target``, and ``{engine: why}`` for the others."""
+    from hakfuzz.campaign.applies import engines_for, skipped_for
+
+    asked = parse_engines(args.engine, "hakfuzz fuzz")
+    skipped = skipped_for(target, asked)
+    engines = tuple(e for e in asked if e in engines_for(target))
+    if not engines:
+        raise UsageError(
+            f"hakfuzz fuzz: no engine of {', '.join(asked)} applies to --allocator "
+            f"{args.allocator} (those that do: {', '.join(engines_for(target))})"
+        )
+    return engines, skipped
+
+
+def _variants(
+    text: str | None, engines: tuple[str, ...], target: Target | None = None
+) -> tuple[str, ...]:
     """The builds named by ``--variant``, each checked; every engine must have one to run."""
     from hakfuzz.campaign.supervisor import engine_variants
+    from hakfuzz.targets import PRELOAD_VARIANTS
     from hakfuzz.variants import split
+
+    if text is None:
+        text = ",".join(DEFAULT_VARIANTS) if target is None else "release"
 
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
@@ -130,8 +197,14 @@ def _variants(text: str, engines: tuple[str, ...]) -> tuple[str, ...]:
             split(name)
         except UsageError as exc:
             raise UsageError(f"hakfuzz fuzz: --variant: {exc}") from None
+    if target is not None and not engine_variants(engines[0], names, foreign=True):
+        raise UsageError(
+            f"hakfuzz fuzz: --variant {text} cannot run under --allocator {target.name} (a "
+            "sanitizer's runtime must be loaded before any preloaded allocator); choose from "
+            f"{', '.join(PRELOAD_VARIANTS)}"
+        )
     for engine in engines:
-        if not engine_variants(engine, names):
+        if target is None and not engine_variants(engine, names):
             raise UsageError(
                 f"hakfuzz fuzz: the {engine} engine cannot run {', '.join(names)} (in-process "
                 "engines cannot load tsan; preload only release and debug builds): add one "
@@ -171,15 +244,33 @@ def run(args: argparse.Namespace) -> int:
     from hakfuzz.program import load_program
     from hakfuzz.variants import prepare, tool
 
-    engines = parse_engines(args.engine, "hakfuzz fuzz")
-    variants = _variants(args.variant, engines)
+    err = console(stderr=True)
+    parse_engines(args.engine, "hakfuzz fuzz")
+    target = _target(args)
+    engines, skipped = _engines(args, target)
+    variants = _variants(args.variant, engines, target)
     workdir: Path = args.workdir
     report_dir = args.report or workdir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     _check_outputs(args, engines, report_dir)
-    err = console(stderr=True)
+    for engine, why in skipped.items():
+        err.print(f"{engine}: {why}", style="yellow", markup=False)
+    foreign_frees = args.foreign_frees != "off"
+    if target is not None:
+        from hakfuzz.targets import inherited_preload_notice
+
+        notice = inherited_preload_notice("hakfuzz fuzz")
+        if notice is not None:
+            err.print(notice, soft_wrap=True, markup=False)
+        err.print(f"target {target.describe()}, foreign frees {'on' if foreign_frees else 'off'}",
+                  style="dim", markup=False)
     # Build once, here, so workers do not race to compile and the clock is fair.
     err.print(f"building hakmem ({', '.join(variants)}) and the driver...", style="dim")
     for variant in variants:
+        if target is not None:
+            tool("hakdriver-foreign", variant)
+            if "preload" in engines:
+                tool("preloadcalls", variant)
+            continue
         prepare(variant)
         if "parallel" in engines or "preload" in engines:
             tool("hakdriver", variant)
@@ -204,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
         seeds=seeds,
         libfuzzer_args=tuple(args.libfuzzer),
         findings_dir=args.findings,
+        target=target,
+        foreign_frees=foreign_frees,
     )
     shared = _shared(args, opts, err)
     stop = StopSignals()
@@ -219,6 +312,10 @@ def run(args: argparse.Namespace) -> int:
         )
         result.interrupted = result.interrupted or stop.name
         extra: dict[str, Any] = {}
+        if target is not None:
+            extra["target"] = target.as_json()
+            extra["foreign_frees"] = "on" if foreign_frees else "off"
+            extra["skipped_engines"] = skipped
         if shared is not None:  # offer the minimised programs: the smallest is kept
             for t in triaged:
                 program = load_program(t.path)
@@ -228,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
                 "corpus_pulled": shared.pulled,
                 "up": shared.up,
             }
-        if stop.signum is None and args.gaps:
+        if stop.signum is None and args.gaps and target is None:  # gaps are hakmem's lines
             err.print("measuring which native lines the campaign's programs reach...", style="dim")
             sources = [*opts.seeds, args.findings]
             if opts.corpus_dir is not None:
@@ -390,6 +487,13 @@ def _summary(doc: dict[str, Any]) -> None:
             " / ".join(f"{v} {n:,}" for v, n in t["by_variant"].items()),
         )
     out.print(table)
+    if doc.get("target"):
+        target = doc["target"]
+        out.print(f"target {target['name']}: {target['real_path']} (sha256 "
+                  f"{target['sha256'][:12]}), foreign frees {doc['foreign_frees']}",
+                  soft_wrap=True, markup=False)
+        for name, why in doc.get("skipped_engines", {}).items():
+            out.print(f"{name}: {why}", style="yellow", markup=False)
     out.print(
         "coverage: hypothesis = distinct (op kind, counters changed) behaviours; atheris = "
         "libFuzzer's features (Python + native edges); parallel = distinct (workload, "

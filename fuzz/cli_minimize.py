@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,15 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3, help="runs per candidate (default 3)")
     parser.add_argument("--time", type=float, default=120.0, help="time budget in seconds")
     parser.add_argument("--out", type=Path, default=None, help="where to write the result")
+    parser.add_argument(
+        "--allocator",
+        default=None,
+        metavar="NAME|PATH",
+        help="run the candidates on this allocator: hakmem, glibc, jemalloc, mimalloc, tcmalloc "
+        "or the path of an LD_PRELOAD library (the foreign driver, or the finding's preload "
+        "job). Default: the target the file records (said when its library has changed; an "
+        "error, exit 2, when it is gone), else hakmem",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
@@ -125,10 +135,12 @@ def oracle(engine: str, variant: str) -> Oracle:
 def run(args: argparse.Namespace) -> int:
     """Minimise and report."""
     from hakfuzz._paths import writable_dir
+    from hakfuzz.campaign.foreign import Resolver, finding_oracle, meta_finding, stamp
     from hakfuzz.campaign.minimize import minimize
     from hakfuzz.campaign.store import read_meta
     from hakfuzz.program import load_program, save_program
-    from hakfuzz.variants import split
+    from hakfuzz.targets import PRELOAD_VARIANTS
+    from hakfuzz.variants import flags_of, split
 
     if not args.file.is_file():
         raise UsageError(f"hakfuzz minimize: {args.file}: no such file")
@@ -138,10 +150,19 @@ def run(args: argparse.Namespace) -> int:
     meta = read_meta(args.file)
     variant = str(args.variant or meta.get("variant") or "release")
     split(variant)
+    chosen = Resolver(args.allocator, "hakfuzz minimize").choose(program, args.file)
+    if chosen.words is not None:
+        print(chosen.words, file=sys.stderr, flush=True)
     out: Path = args.out or default_out(args.file)
     writable_dir(out.parent, "--out")
-    engine = choose_engine(args.engine, meta, program.threads, variant)
-    run_once = oracle(engine, variant)
+    if chosen.target is not None:
+        if flags_of(variant) not in PRELOAD_VARIANTS:
+            variant = "release"  # the driver under a preloaded target: no sanitizer runtime
+        engine = f"foreign ({chosen.target.name})"
+        run_once = finding_oracle(meta_finding(program, meta, variant), variant, chosen.target)
+    else:
+        engine = choose_engine(args.engine, meta, program.threads, variant)
+        run_once = oracle(engine, variant)
     signature = None
     for _ in range(args.runs):
         signature = run_once(program)
@@ -153,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.runs} runs): nothing to minimise"
         )
     result = minimize(program, signature, run_once, runs=args.runs, budget_seconds=args.time)
-    save_program(result.program, out)
+    save_program(stamp(result.program, chosen.target), out)
     doc = {
         "file": str(args.file),
         "out": str(out),
@@ -166,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         "reproduction_rate": result.reproduction_rate,
         "candidates_tried": result.candidates_tried,
         "seconds": round(result.seconds, 2),
+        **chosen.as_json(),
     }
     if args.json:
         print(json.dumps(doc, indent=2))

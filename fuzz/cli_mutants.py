@@ -113,6 +113,13 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help="write each mutant's killing program to DIR/NAME.json, ready for hakfuzz replay",
     )
+    parser.add_argument(
+        "--as-foreign",
+        action="store_true",
+        help="build each mutant as an LD_PRELOAD libhakmem.so (release) and fuzz it as a foreign "
+        "allocator: only the engines that apply to one, its hakfuzz_* hooks ignored, no model, "
+        "no corpus; shows what the allocator-neutral oracles alone kill",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
@@ -140,10 +147,11 @@ def _options(args: argparse.Namespace) -> KillOptions:
         engines=engines,
         builds=builds,
         jobs=args.jobs,
-        replay=not args.no_replay,
+        replay=not args.no_replay and not args.as_foreign,  # a foreign target has no model
         corpus=corpus,
         minimise_seconds=args.minimise_time,
         seed=args.seed,
+        as_foreign=args.as_foreign,
     )
 
 
@@ -176,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{mutant.name}: {mutant.title}")
         return 0
     opts = _options(args)
+    if opts.as_foreign:  # the workers and the drivers they start inherit it
+        from hakfuzz.mutants.kill import NO_HOOKS_ENV
+
+        os.environ[NO_HOOKS_ENV] = "1"
     only = tuple(catalogue)
     if args.only:
         only = parse_names(args.only, only, "mutant", "hakfuzz mutants")
@@ -202,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     doc = mutants_json(opts, results, time.time() - started)
+    if opts.as_foreign:
+        doc["as_foreign"] = {"hooks": False, "model": False}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hakfuzz._errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from hakfuzz.cli import Subparsers
+    from hakfuzz.program import Program
+    from hakfuzz.replay import ReplayResult
+    from hakfuzz.targets import Target
 
 
 def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
@@ -57,8 +63,63 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         help="replay only the K-th of N shares of the files (every N-th from the K-th), so N "
         "CI jobs replay the corpus once between them",
     )
+    parser.add_argument(
+        "--allocator",
+        default=None,
+        metavar="NAME|PATH",
+        help="run every file on this allocator: hakmem (the model and the driver), glibc, "
+        "jemalloc, mimalloc, tcmalloc or the path of an LD_PRELOAD library (the foreign "
+        "driver). Default: the target a finding records (said on stderr when its library "
+        "has changed; an error, exit 2, when it is gone), else hakmem",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
+
+
+def _split_foreign(
+    files: list[Path], allocator: str | None
+) -> tuple[list[Path], list[tuple[Path, Program, Target]], dict[Path, dict[str, object]]]:
+    """Files for the built-in replay, files to run on a foreign target, and each one's notes.
+
+    Every target is resolved (and a gone library refused) before anything runs.
+    """
+    from hakfuzz.campaign.foreign import Resolver
+    from hakfuzz.program import ProgramError, load_program
+
+    resolver = Resolver(allocator, "hakfuzz replay")
+    if allocator is None and not any(_records_target(f) for f in files):
+        return files, [], {}
+    ours: list[Path] = []
+    foreign: list[tuple[Path, Program, Target]] = []
+    notes: dict[Path, dict[str, object]] = {}
+    for path in files:
+        try:
+            program = load_program(path)
+        except ProgramError:
+            ours.append(path)  # the built-in replay names the problem in its row
+            continue
+        chosen = resolver.choose(program, path)
+        notes[path] = chosen.as_json()
+        if chosen.words is not None:
+            print(chosen.words, file=sys.stderr, flush=True)
+        if chosen.target is None:
+            ours.append(path)
+        else:
+            foreign.append((path, program, chosen.target))
+    return ours, foreign, notes
+
+
+def _target_name(note: dict[str, object] | None) -> str | None:
+    """The foreign target a row ran on, by name; None for the built-in hakmem."""
+    target = (note or {}).get("target")
+    return str(target["name"]) if isinstance(target, dict) else None
+
+
+def _records_target(path: Path) -> bool:
+    try:
+        return '"target"' in path.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def program_files(paths: list[str]) -> list[Path]:
@@ -74,10 +135,19 @@ def program_files(paths: list[str]) -> list[Path]:
     return found
 
 
+def _chain(ours: Iterator[ReplayResult], foreign: list[tuple[Path, Program, Target]],
+           repeat: int) -> Iterator[ReplayResult]:
+    """The built-in replay's rows, then one row per file run on its foreign target."""
+    from hakfuzz.campaign.foreign import replay_foreign
+    from hakfuzz.campaign.store import read_meta
+
+    yield from ours
+    for path, program, target in foreign:
+        yield replay_foreign(path, program, read_meta(path), target, repeat=repeat)
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay and report."""
-    import sys
-
     from rich.markup import escape
     from rich.table import Table
 
@@ -99,12 +169,17 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"hakfuzz replay: --shard: {exc}") from None
     results = []
     err = console(stderr=True)
-    for result in replay(
-        files,
-        variant=args.variant,
-        parallel=not args.no_parallel,
-        repeat=args.repeat,
-        isolate=args.isolate,
+    files, foreign, notes = _split_foreign(files, args.allocator)
+    for result in _chain(
+        replay(
+            files,
+            variant=args.variant,
+            parallel=not args.no_parallel,
+            repeat=args.repeat,
+            isolate=args.isolate,
+        ),
+        foreign,
+        args.repeat,
     ):
         results.append(result)
         if result.error is not None:
@@ -121,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                     "passed": len(results) - len(failed),
                     "failed": len(failed),
                     "malformed": len(malformed),
-                    "results": [r.as_json() for r in results],
+                    "results": [{**r.as_json(), **notes.get(r.path, {})} for r in results],
                 },
                 indent=2,
             )
@@ -140,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
                 escape(str(r.path)),
                 str(r.ops),
                 str(r.threads),
-                "[green]agree[/green]"
+                f"- (no model for {on})"
+                if (on := _target_name(notes.get(r.path))) is not None
+                else "[green]agree[/green]"
                 if r.differential is None
                 else f"[red]{escape(r.differential)}[/red]",
                 "-"

@@ -6,6 +6,11 @@ then the model's invariant mode on the final counters).  Coverage counts
 distinct behaviours: (workload, which counters ended non-zero, which oracle
 or signal).  A workload with a churn section (``thread_churn``) counts its
 block allocations as ops, and its lifetimes and peak threads as milestones.
+
+With a foreign ``target`` the programs run in the foreign driver under the
+target's ``LD_PRELOAD`` (as ``hakfuzz stress --allocator`` does), glibc's
+blocks freed by the target when ``foreign_frees``; the oracles are the
+allocator-neutral ones, no model, and every run must be served by the target.
 """
 
 from __future__ import annotations
@@ -23,10 +28,27 @@ from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import run_driver
 from hakfuzz.parallel.stress import judge_run
 from hakfuzz.parallel.wire import to_wire
+from hakfuzz.program import Program
 from hakfuzz.program.churn import churn_weight
+from hakfuzz.targets import Target
 from hakfuzz.variants import tool
 
 _COUNTERS = ("ss_released", "fallback_allocs", "oom_nulls")
+
+
+def make_program(
+    name: str, program_seed: int, n: int, threads: int, program_ops: int, *, foreign: bool
+) -> Program:
+    """The ``n``-th program (from 1) of workload ``name``; every third at a config boundary."""
+    program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
+    if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
+        config = swarm_config(random.Random(program_seed))
+        if foreign:
+            # A preloaded target serves the C library too (pthread_create's own
+            # allocations): with the null policy they fail by design, not by a bug.
+            config = replace(config, oom_policy="libc")
+        program = replace(program, config=config)
+    return program
 
 
 def run(  # noqa: D103 - see the module docstring
@@ -39,8 +61,15 @@ def run(  # noqa: D103 - see the module docstring
     threads: int = 4,
     program_ops: int = 4000,
     tree: object | None = None,
+    target: Target | None = None,
+    foreign_frees: bool = True,
 ) -> None:
-    driver = tool("hakdriver", variant)
+    if target is not None:
+        from hakfuzz.campaign.foreign import judge_foreign_run, run_foreign
+
+        tool("hakdriver-foreign", variant)
+    else:
+        driver = tool("hakdriver", variant)
     names = list(WORKLOADS)
     features: set[tuple[str, ...]] = set()
     reached = Counter()
@@ -50,20 +79,23 @@ def run(  # noqa: D103 - see the module docstring
         name = names[n % len(names)]
         program_seed = seed * 1_000_003 + n
         n += 1
-        program = WORKLOADS[name](program_seed, threads, program_ops, 0.3)
-        if n % 3 == 0:  # swarm: a third of the programs run at a config boundary
-            program = replace(program, config=swarm_config(random.Random(program_seed)))
+        program = make_program(name, program_seed, n, threads, program_ops,
+                               foreign=target is not None)
         wire = to_wire(program)
         journal.begin(program.config, program.threads, program.churn)
         for op in program.ops:
             journal.op(op)
-        result = run_driver(
-            driver, program, timeout=max(10.0, deadline - time.time() + 10), wire=wire
-        )
+        timeout = max(10.0, deadline - time.time() + 10)
+        if target is None:
+            result = run_driver(driver, program, timeout=timeout, wire=wire)
+            finding = judge_run(result, program, variant=variant, seed=program_seed)
+        else:
+            result = run_foreign(program, target, foreign_frees, variant, timeout=timeout)
+            finding = judge_foreign_run(result, program, target, foreign_frees, variant,
+                                        seed=program_seed)
         journal.clear()
         execs += 1
         ops += len(program.ops) + churn_weight(program.churn)
-        finding = judge_run(result, program, variant=variant, seed=program_seed)
         reached.program(program.config, driver_stats(result.result), driver_churn(result.result))
         stats = (result.result or {}).get("stats") or {}
         nonzero = tuple(
@@ -83,4 +115,4 @@ def run(  # noqa: D103 - see the module docstring
     emit.stats(execs, ops, len(features), force=True, reached=reached.counts)
 
 
-__all__ = ["Path", "run"]
+__all__ = ["Path", "make_program", "run"]

@@ -19,6 +19,10 @@ and the two must agree (exit status and stdout); a crash or a sanitizer
 report under the preload is a finding whatever glibc did.  A job is named
 by ``(name, seed)`` and made again from them, so a finding replays: the
 finding file records the job, and :func:`rerun` runs it again.
+
+With a foreign ``target`` the preloaded library is the target's (no
+``HAKMEM_*`` config), and the ``driver`` job runs the foreign driver under
+it, glibc's blocks freed by the target when ``foreign_frees``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hakfuzz.campaign.events import Emitter
 from hakfuzz.campaign.journal import Journal
@@ -40,7 +44,7 @@ from hakfuzz.model.options import OPTION
 from hakfuzz.parallel.generators import WORKLOADS
 from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.program import Program, ProgramConfig
-from hakfuzz.targets import PRELOAD_VARIANTS
+from hakfuzz.targets import PRELOAD_VARIANTS, Target, preload_vars
 from hakfuzz.variants import flags_of, tool
 
 _TIMEOUT = 60.0
@@ -155,7 +159,7 @@ def _env(library: str | None, extra: dict[str, str] | None = None) -> dict[str, 
     return {**env, **(extra or {})}
 
 
-def _compare(job: Job, library: str, variant: str) -> Finding | None:
+def _compare(job: Job, library: str | None, variant: str) -> Finding | None:
     """Run ``job`` under glibc and under the preload; a finding if they disagree."""
     glibc = run_measured(job.argv, env=_env(None), stdin=job.stdin, timeout=_TIMEOUT)
     ours = run_measured(job.argv, env=_env(library), stdin=job.stdin, timeout=_TIMEOUT)
@@ -179,21 +183,54 @@ def _compare(job: Job, library: str, variant: str) -> Finding | None:
     return None
 
 
-def rerun(name: str, seed: int, variant: str, *, threads: int = 4) -> Finding | None:
-    """Run job ``(name, seed)`` again on ``variant``; the finding it makes, or None."""
-    library = str(tool("libhakmem.so", variant))
+def _library(variant: str, target: Target | None) -> str | None:
+    """What the job preloads: our libhakmem.so, the target's library, or nothing (glibc)."""
+    if target is None:
+        return str(tool("libhakmem.so", variant))
+    return preload_vars(target).get("LD_PRELOAD")
+
+
+def rerun(
+    name: str,
+    seed: int,
+    variant: str,
+    *,
+    threads: int = 4,
+    target: Target | None = None,
+    foreign_frees: bool = True,
+) -> Finding | None:
+    """Run job ``(name, seed)`` again on ``variant`` (or ``target``); its finding, or None."""
+    library = _library(variant, target)
+    found: Finding | None
     if name == "driver":
         program = _workload(seed, threads)
-        return _driver(program, library, variant, seed)
+        return _driver(program, library, variant, seed, target, foreign_frees)
     if name == "calls":
         calls = str(tool("preloadcalls", variant))
-        return _compare(Job(name, seed, (calls, str(seed), "200"), b""), library, variant)
-    job = _real(name, seed)
-    assert job is not None, name
-    return _compare(job, library, variant)
+        found = _compare(Job(name, seed, (calls, str(seed), "200"), b""), library, variant)
+    else:
+        job = _real(name, seed)
+        assert job is not None, name
+        found = _compare(job, library, variant)
+    return _stamped(found, target)
 
 
-def run_job(job: dict[str, object], program: Program, variant: str) -> Finding | None:
+def _stamped(found: Finding | None, target: Target | None) -> Finding | None:
+    if found is None or target is None:
+        return found
+    from hakfuzz.campaign.foreign import stamp
+
+    return replace(found, program=stamp(found.program, target))
+
+
+def run_job(
+    job: dict[str, object],
+    program: Program,
+    variant: str,
+    *,
+    target: Target | None = None,
+    foreign_frees: bool = True,
+) -> Finding | None:
     """Replay a finding's job; the finding it makes again, or None.
 
     A ``driver`` job runs ``program`` (the file's, maybe minimised); any other
@@ -201,8 +238,8 @@ def run_job(job: dict[str, object], program: Program, variant: str) -> Finding |
     """
     name, seed = str(job["name"]), int(str(job["seed"]))
     if name == "driver":
-        return _driver(program, str(tool("libhakmem.so", variant)), variant, seed)
-    return rerun(name, seed, variant)
+        return _driver(program, _library(variant, target), variant, seed, target, foreign_frees)
+    return rerun(name, seed, variant, target=target, foreign_frees=foreign_frees)
 
 
 def _workload(seed: int, threads: int) -> Program:
@@ -210,11 +247,26 @@ def _workload(seed: int, threads: int) -> Program:
     return WORKLOADS[names[seed % len(names)]](seed, threads, 3000, 0.3)
 
 
-def _driver(program: Program, library: str, variant: str, seed: int) -> Finding | None:
-    driver = tool("hakdriver", variant)
-    env = {"LD_PRELOAD": library, **config_env(program.config)}
-    run = run_driver(driver, program, allocator="glibc", timeout=_TIMEOUT, env=env)
-    found = judge(run, program, variant=variant, seed=seed, engine="preload")
+def _driver(
+    program: Program,
+    library: str | None,
+    variant: str,
+    seed: int,
+    target: Target | None = None,
+    foreign_frees: bool = True,
+) -> Finding | None:
+    if target is not None:
+        from hakfuzz.campaign.foreign import judge_foreign_run, run_foreign
+
+        run = run_foreign(program, target, foreign_frees, variant, timeout=_TIMEOUT)
+        found = judge_foreign_run(run, program, target, foreign_frees, variant, seed=seed,
+                                  engine="preload")
+    else:
+        assert library is not None
+        driver = tool("hakdriver", variant)
+        env = {"LD_PRELOAD": library, **config_env(program.config)}
+        run = run_driver(driver, program, allocator="glibc", timeout=_TIMEOUT, env=env)
+        found = judge(run, program, variant=variant, seed=seed, engine="preload")
     if found is None:
         return None
     extra = {**found.extra, "job": {"name": "driver", "seed": seed}}
@@ -229,6 +281,8 @@ def run(  # noqa: D103 - see the module docstring
     seed: int,
     deadline: float,
     variant: str,
+    target: Target | None = None,
+    foreign_frees: bool = True,
 ) -> None:
     available = [j for j in JOBS if j in ("driver", "calls") or _installed(j)]
     missing = [j for j in REAL_PROGRAMS if j not in available]
@@ -249,7 +303,7 @@ def run(  # noqa: D103 - see the module docstring
             for op in program.ops:  # but a journal lets the supervisor name the input
                 journal.op(op)
             ops += len(program.ops)
-        found = rerun(name, job_seed, variant)
+        found = rerun(name, job_seed, variant, target=target, foreign_frees=foreign_frees)
         journal.clear()
         execs += 1
         outcomes.add((name, found.signature if found else "pass"))

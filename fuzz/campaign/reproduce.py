@@ -79,6 +79,10 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
 
 def oracle_for(finding: Finding, variant: str) -> Oracle:
     """How to re-run a program to see whether it still fails like ``finding``."""
+    if finding.program.target is not None:  # met on a foreign allocator: run it there
+        from hakfuzz.campaign.foreign import finding_oracle, recorded_target
+
+        return finding_oracle(finding, variant, recorded_target(finding.program, variant))
     job = finding.extra.get("job")
     if finding.engine == "preload" and isinstance(job, dict):
         from hakfuzz.campaign.engine_preload import run_job

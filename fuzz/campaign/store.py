@@ -153,8 +153,12 @@ class FindingStore:
         }
         if "job" in finding.extra:  # a preload job: how to run it again
             meta["job"] = finding.extra["job"]
+        if "foreign_frees" in finding.extra:  # met on a foreign target: how its frees ran
+            meta["foreign_frees"] = finding.extra["foreign_frees"]
         description = program.description or f"{finding.engine}: {finding.message}"[:500]
-        program = dataclasses.replace(program, description=description)
+        program = dataclasses.replace(
+            program, description=description, target=program.target or finding.program.target
+        )
         _write_atomic(path, finding_document(program, meta))
         return Saved(path, replace is None)
 

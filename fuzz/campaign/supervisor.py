@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,15 +44,22 @@ from hakfuzz.campaign.worker import journal_path
 from hakfuzz.diagnostics import first_diagnostic
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
-from hakfuzz.variants import in_process
+from hakfuzz.targets import PRELOAD_VARIANTS, Target
+from hakfuzz.variants import flags_of, in_process
 
 
-def engine_variants(engine: str, variants: tuple[str, ...]) -> tuple[str, ...]:
+def engine_variants(
+    engine: str, variants: tuple[str, ...], *, foreign: bool = False
+) -> tuple[str, ...]:
     """The builds of ``variants`` that ``engine`` runs.
 
     The C driver runs every one; the in-process engines every one a Python
     process can load; the preload engine those a real program can preload.
+    Against a ``foreign`` target every engine runs under its ``LD_PRELOAD``,
+    so only builds without a sanitizer runtime (which must come first).
     """
+    if foreign:
+        return tuple(v for v in variants if flags_of(v) in PRELOAD_VARIANTS)
     if engine == "parallel":
         return variants
     if engine == "preload":
@@ -76,6 +83,8 @@ class CampaignOptions:
     seeds: tuple[Path, ...] = ()  # JSON programs for atheris seeds
     libfuzzer_args: tuple[str, ...] = ()
     findings_dir: Path | None = None  # findings are saved here the moment they are met
+    target: Target | None = None  # a foreign allocator; None: the built-in hakmem
+    foreign_frees: bool = True  # foreign target: glibc's blocks freed by the target
 
     @property
     def variant(self) -> str:
@@ -207,7 +216,7 @@ class Supervisor:
         more builds than slots, the campaign is cut into equal rounds and
         each slot moves to its next build at the start of each round.
         """
-        builds = engine_variants(engine, self.opts.variants)
+        builds = engine_variants(engine, self.opts.variants, foreign=self.opts.target is not None)
         slots = self.slots[engine]
         place, width = slots.index(job), len(slots)
         rounds = -(-len(builds) // width)
@@ -242,6 +251,11 @@ class Supervisor:
         ]
         if o.db is not None:
             cmd += ["--db", o.db]
+        if o.target is not None:  # the worker resolves it again and hands it to its engine
+            from hakfuzz.campaign.foreign import spec_of
+
+            cmd += ["--allocator", spec_of(o.target),
+                    "--foreign-frees", "on" if o.foreign_frees else "off"]
         if engine == "atheris":
             cmd += ["--corpus-dir", str(o.corpus_dir or o.workdir / "atheris-corpus")]
             for s in o.seeds:
@@ -260,7 +274,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            env=child_env(variant),
+            env=self._env(variant),
             start_new_session=True,  # a terminal's Ctrl-C is the supervisor's to handle
         )
         worker = _Worker(engine, job, seed, variant, proc, now)
@@ -272,6 +286,17 @@ class Supervisor:
         self.workers.append(worker)
         if not restart:
             self.tallies[engine].workers += 1
+
+    def _env(self, variant: str) -> dict[str, str]:
+        """A worker's environment: a foreign target reaches it by ``--allocator`` only.
+
+        Its own Python must not run under an inherited ``LD_PRELOAD``: the
+        engines preload the target into the children that are meant to have it.
+        """
+        env = child_env(variant)
+        if self.opts.target is not None:
+            env.pop("LD_PRELOAD", None)
+        return env
 
     def _signal(self, worker: _Worker, sig: int) -> None:
         """Send ``sig`` to a worker and everything it started (its process group)."""
@@ -403,8 +428,22 @@ class Supervisor:
         elif kind == "done":
             worker.done = True
 
+    def _on_target(self, finding: Finding) -> Finding:
+        """On a foreign target the program records it, and the finding how frees ran.
+
+        So triage, ``replay`` and ``minimize`` run it there again.
+        """
+        if self.opts.target is None:
+            return finding
+        from hakfuzz.campaign.foreign import stamp
+
+        frees = "on" if self.opts.foreign_frees else "off"
+        return replace(finding, program=stamp(finding.program, self.opts.target),
+                       extra={**finding.extra, "foreign_frees": frees})
+
     def _add(self, engine: str, finding: Finding) -> None:
         """Record a finding met by a worker of ``engine`` (the engine credited with it)."""
+        finding = self._on_target(finding)
         if self.ledger.add(finding, engine):
             self.tallies[engine].findings += 1
             if self.on_finding is not None:
@@ -483,7 +522,7 @@ class Supervisor:
             worker.engine, code, stderr, program, variant=worker.variant, seed=worker.seed
         )
         if external:
-            self.ledger.suspect(finding, worker.job, how)
+            self.ledger.suspect(self._on_target(finding), worker.job, how)
         else:
             self._add(worker.engine, finding)
 
@@ -504,7 +543,9 @@ class Supervisor:
             tally.by_variant = {
                 v: self.finished_by_variant.get((engine, v), 0)
                 + sum(w.execs for w in live if w.variant == v)
-                for v in engine_variants(engine, self.opts.variants)
+                for v in engine_variants(
+                    engine, self.opts.variants, foreign=self.opts.target is not None
+                )
             }
             tally.seconds = max(elapsed, 0.0)
             if not tally.history or now - self.started - tally.history[-1][0] >= 1.0:

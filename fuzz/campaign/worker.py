@@ -51,30 +51,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=Path, action="append", default=[])
     parser.add_argument("--parent", type=int, default=None, help="the supervisor's pid")
+    parser.add_argument(
+        "--allocator",
+        default=None,
+        metavar="NAME|PATH",
+        help="a foreign target (resolved again here); default: the built-in hakmem",
+    )
+    parser.add_argument("--foreign-frees", choices=("on", "off"), default="on")
     parser.add_argument("rest", nargs="*", help="libFuzzer options (atheris)")
     args = parser.parse_args(argv)
     if args.parent is not None:
         _die_with(args.parent)
     emit = Emitter()
     journal = Journal(journal_path(args.workdir, args.job))
+    target = None
+    if args.allocator is not None:
+        from hakfuzz.targets import resolve_target
+
+        target = resolve_target(args.allocator, args.variant)
+    frees = args.foreign_frees == "on"
     if args.engine == "preload":
         from hakfuzz.campaign import engine_preload
 
         engine_preload.run(
-            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
+            target=target, foreign_frees=frees,
         )
     elif args.engine == "parallel":
         from hakfuzz.campaign import engine_parallel
 
         engine_parallel.run(
-            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant
+            emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
+            target=target, foreign_frees=frees,
         )
     elif args.engine == "hypothesis":
         from hakfuzz.campaign import engine_hypothesis
         from hakfuzz.statemachine import use_module
         from hakfuzz.variants import load_module
 
-        use_module(load_module(args.variant))
+        if target is None:  # a foreign target runs in the serving child, not in-process
+            use_module(load_module(args.variant))
         engine_hypothesis.run(
             emit,
             journal,
@@ -83,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             variant=args.variant,
             database=args.db,
             local_database=args.workdir / "hypothesis-db",
+            target=target,
+            foreign_frees=frees,
         )
     else:
         from hakfuzz.campaign import engine_atheris
@@ -98,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir=args.workdir,
             seeds=args.seeds,
             libfuzzer_args=args.rest,
+            target=target,
+            foreign_frees=frees,
         )
     journal.clear()
     emit.done()

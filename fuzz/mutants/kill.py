@@ -9,15 +9,22 @@ finding.  The finding is minimised and re-run like any other.  So what this
 measures is what ``hakfuzz fuzz`` does, not a second set of engines; with
 the corpus left out (``replay=False``: no replay, no seeds), it measures
 the engines alone.
+
+``as_foreign``: each mutant is built as an ``LD_PRELOAD`` ``libhakmem.so``
+(release) and fuzzed the way any foreign allocator is, by the engines that
+apply to one (:func:`~hakfuzz.campaign.applies.engines_for`), with its
+``hakfuzz_*`` hooks ignored (``HAKFUZZ_NO_HOOKS=1``) and no model: what the
+allocator-neutral oracles alone can kill.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hakfuzz.campaign import ENGINES
 from hakfuzz.campaign.engine_preload import can_preload
@@ -28,6 +35,9 @@ from hakfuzz.native._mutants import Mutant
 from hakfuzz.program import Program, load_program
 from hakfuzz.replay import corpus_files, replay
 from hakfuzz.variants import DEFAULT_VARIANTS, MUTANT_PREFIX, prepare, tool, with_flags
+
+if TYPE_CHECKING:
+    from hakfuzz.targets import Target
 
 Progress = Callable[[str], None]
 
@@ -44,6 +54,7 @@ class KillOptions:
     corpus: tuple[Path, ...] = ()
     minimise_seconds: float = 20.0
     seed: int = 1
+    as_foreign: bool = False  # the mutant's libhakmem.so as a foreign target, no hooks, no model
 
 
 @dataclass(slots=True)
@@ -113,6 +124,8 @@ def run_mutant(
     """Build ``mutant`` with every flag set, then replay and fuzz it until its first finding."""
     say = progress or (lambda line: None)
     result = MutantResult(mutant)
+    if opts.as_foreign:
+        return _foreign_kill(result, opts, workdir / mutant.name, say)
     variants = tuple(with_flags(f"{MUTANT_PREFIX}{mutant.name}", f) for f in opts.builds)
     began = time.time()
     try:
@@ -144,6 +157,45 @@ def run_mutant(
     return result
 
 
+NO_HOOKS_ENV = "HAKFUZZ_NO_HOOKS"
+"""Set to 1, the foreign driver ignores a target's hakfuzz_* hooks (native/driver/foreign.c)."""
+
+
+def _foreign_kill(result: MutantResult, opts: KillOptions, workdir: Path,
+                  say: Progress) -> MutantResult:
+    """Fuzz the mutant's ``libhakmem.so`` as a foreign target until its first finding."""
+    from hakfuzz.campaign.applies import engines_for
+    from hakfuzz.targets import resolve_target
+
+    variant = f"{MUTANT_PREFIX}{result.mutant.name}"
+    began = time.time()
+    try:
+        library = tool("libhakmem.so", variant)
+        tool("hakdriver-foreign", "release")
+        tool("preloadcalls", "release")
+        target = resolve_target(str(library))
+    except Exception as exc:  # a patch that no longer applies or compiles: say which
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    result.build_seconds = time.time() - began
+    engines = tuple(e for e in opts.engines if e in engines_for(target))
+    if not engines:
+        result.error = f"none of {', '.join(opts.engines)} runs a foreign target"
+        return result
+    started = time.time()
+    foreign = dataclasses.replace(opts, engines=engines, builds=("release",), replay=False,
+                                  corpus=())
+    _campaign_kill(result, foreign, ("release",), workdir, started, say, target=target)
+    result.seconds = time.time() - started
+    if result.killed:
+        result.build = f"{variant} (LD_PRELOAD)"
+        say(f"{result.mutant.name}: killed by {result.killed_by} as a foreign target after "
+            f"{result.time_to_kill or 0:.1f} s ({result.signature})")
+    elif result.error is None:
+        say(f"{result.mutant.name}: survived {opts.seconds:.0f} s as a foreign target")
+    return result
+
+
 def _campaign_kill(
     result: MutantResult,
     opts: KillOptions,
@@ -151,6 +203,8 @@ def _campaign_kill(
     workdir: Path,
     started: float,
     say: Progress,
+    *,
+    target: Target | None = None,
 ) -> None:
     seeds = tuple(corpus_files(opts.corpus)) if opts.replay and opts.corpus else ()
     campaign = CampaignOptions(
@@ -164,6 +218,7 @@ def _campaign_kill(
         db=str(workdir / "hypothesis-db"),
         seeds=seeds,
         findings_dir=workdir / "findings",
+        target=target,
     )
     say(f"{result.mutant.name}: campaign of {', '.join(opts.engines)} on {', '.join(variants)}")
     supervisor = Supervisor(campaign)
@@ -186,4 +241,4 @@ def _campaign_kill(
     result.program = load_program(killing.path)
 
 
-__all__ = ["KillOptions", "MutantResult", "run_mutant"]
+__all__ = ["NO_HOOKS_ENV", "KillOptions", "MutantResult", "run_mutant"]

@@ -35,6 +35,7 @@ from hakfuzz.program.model import (
     OpKind,
     Program,
     ProgramConfig,
+    ProgramTarget,
     canonicalize,
     is_canonical,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Program",
     "ProgramConfig",
     "ProgramError",
+    "ProgramTarget",
     "canonicalize",
     "decode",
     "dump_program",

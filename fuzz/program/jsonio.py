@@ -27,9 +27,11 @@ from hakfuzz.program.model import (
     NO_HANDLE,
     OP_FIELDS,
     READ_FORMATS,
+    TARGET_FIELDS,
     Op,
     Program,
     ProgramConfig,
+    ProgramTarget,
 )
 from hakfuzz.program.validate import (
     OpChecker,
@@ -39,8 +41,8 @@ from hakfuzz.program.validate import (
     validate,
 )
 
-_TOP_KEYS = ("format", "description", "config", "threads", "ops", "churn", "finding",
-             "target_config")
+_TOP_KEYS = ("format", "description", "target", "config", "threads", "ops", "churn",
+             "finding", "target_config")
 # "finding": metadata a finding file carries (engine, signature, seed, ...);
 # it must be an object and is not part of the Program.
 
@@ -141,6 +143,7 @@ def _program_from_json(document: object, source: str) -> Program:
             f"expected a string, got {describe(description)}", path=source,
             field="description",
         )
+    target = _target_from_json(top["target"], source) if "target" in top else None
     config = _config_from_json(top.get("config", _JsonObject([])), source)
     threads = top.get("threads", 1)
     check_threads(threads, source)
@@ -171,7 +174,8 @@ def _program_from_json(document: object, source: str) -> Program:
             )
         churn = churn_from_json(raw_churn, source)
     return Program(FORMAT, description, config, threads, ops, churn,
-                   _target_config_from_json(top.get("target_config", _JsonObject([])), source))
+                   _target_config_from_json(top.get("target_config", _JsonObject([])), source),
+                   target)
 
 
 def _target_config_from_json(value: object, source: str) -> tuple[tuple[str, str], ...]:
@@ -182,6 +186,19 @@ def _target_config_from_json(value: object, source: str) -> tuple[tuple[str, str
             raise ProgramError(f"expected a string, got {describe(item)}", path=source,
                                field=f"target_config.{key}")
     return tuple((str(key), str(item)) for key, item in pairs.items())
+
+
+def _target_from_json(value: object, source: str) -> ProgramTarget:
+    """The allocator a finding was met on: three strings, all present."""
+    top = _check_object(value, source, field="target", prefix="target.")
+    unknown = [key for key in top if key not in TARGET_FIELDS]
+    if unknown:
+        raise _unknown_key_error(unknown, TARGET_FIELDS, "target", source, prefix="target.")
+    for name in TARGET_FIELDS:
+        if not isinstance(top.get(name), str):
+            got = "missing" if name not in top else f"got {describe(top[name])}"
+            raise ProgramError(f"expected a string ({got})", path=source, field=f"target.{name}")
+    return ProgramTarget(top["spec"], top["real_path"], top["sha256"])
 
 
 def _config_from_json(value: object, source: str) -> ProgramConfig:
@@ -257,8 +274,14 @@ def dump_program(program: Program) -> str:
         "{",
         f'  "format": {json.dumps(program.format)},',
         f'  "description": {json.dumps(program.description, ensure_ascii=False)},',
-        '  "config": {',
     ]
+    if program.target is not None:
+        fields = ", ".join(
+            f'"{name}": {json.dumps(getattr(program.target, name), ensure_ascii=False)}'
+            for name in TARGET_FIELDS
+        )
+        lines.append(f'  "target": {{{fields}}},')
+    lines.append('  "config": {')
     for position, name in enumerate(CONFIG_FIELDS):
         comma = "," if position < len(CONFIG_FIELDS) - 1 else ""
         lines.append(f'    "{name}": {json.dumps(getattr(config, name))}{comma}')

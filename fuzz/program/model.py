@@ -298,11 +298,30 @@ DEFAULT_CONFIG = ProgramConfig()
 
 
 @dataclass(frozen=True, slots=True)
+class ProgramTarget:
+    """The allocator a program failed on, when it was not the built-in hakmem.
+
+    ``spec`` is what ``--allocator`` was given (a name, or the library's
+    path); ``real_path`` and ``sha256`` say which file that was, so a replay
+    can tell when the library has changed since.
+    """
+
+    spec: str
+    real_path: str
+    sha256: str
+
+
+TARGET_FIELDS = ("spec", "real_path", "sha256")
+"""ProgramTarget's fields in JSON order."""
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """A versioned program: config, thread count and ops over handles.
 
     ``churn``, when set, is a phase run after the ops: many short thread
     lifetimes on more threads than ``threads`` (see ``program.churn``).
+    ``target`` is metadata, not input: the allocator a finding was met on.
     """
 
     format: str = FORMAT
@@ -315,6 +334,7 @@ class Program:
     """Free-form ``(key, value)`` options a foreign target's ``hakfuzz_configure``
     gets after the config fields (``--configure KEY=VALUE``); a tuple of pairs,
     not a dict, so a Program stays hashable.  Empty for most programs."""
+    target: ProgramTarget | None = None
 
 
 def canonicalize(program: Program) -> Program:
@@ -342,7 +362,7 @@ def canonicalize(program: Program) -> Program:
         ops.append(op)
     return Program(
         program.format, program.description, program.config, program.threads,
-        tuple(ops), program.churn, program.target_config,
+        tuple(ops), program.churn, program.target_config, program.target,
     )
 
 

@@ -41,11 +41,13 @@ from hakfuzz.program.model import (
     NO_HANDLE,
     OP_FIELDS,
     OVERFLOW_COUNT,
+    TARGET_FIELDS,
     V1_KINDS,
     Op,
     OpKind,
     Program,
     ProgramConfig,
+    ProgramTarget,
 )
 
 MAX_HANDLE = (1 << 31) - 1
@@ -80,6 +82,12 @@ def validate(program: Program, source: str = "<program>") -> None:
         )
     if not isinstance(program.description, str):
         raise ProgramError("expected a string", path=source, field="description")
+    if program.target is not None and not (
+        isinstance(program.target, ProgramTarget)
+        and all(isinstance(getattr(program.target, name), str) for name in TARGET_FIELDS)
+    ):
+        raise ProgramError("expected a ProgramTarget of three strings", path=source,
+                           field="target")
     if not isinstance(program.config, ProgramConfig):
         raise ProgramError("expected a ProgramConfig", path=source, field="config")
     check_config(program.config, source)

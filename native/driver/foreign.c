@@ -104,9 +104,12 @@ int drv_foreign_init(void) {
       strcmp(object_of(dlsym(RTLD_DEFAULT, "malloc_usable_size"), usable_from,
                        sizeof usable_from),
              drv_malloc_from) == 0;
-  /* The hooks count only when they live in the object that serves malloc. */
+  /* The hooks count only when they live in the object that serves malloc.
+   * HAKFUZZ_NO_HOOKS=1 ignores them, to judge a target as one without hooks. */
   char where[4096];
   void *sym;
+  const char *no_hooks = getenv("HAKFUZZ_NO_HOOKS");
+  if (no_hooks != NULL && strcmp(no_hooks, "1") == 0) goto hooks_done;
   if ((sym = dlsym(RTLD_DEFAULT, "hakfuzz_check")) != NULL &&
       strcmp(object_of(sym, where, sizeof where), drv_malloc_from) == 0)
     drv_hook_check = (int (*)(char *, size_t))sym;
@@ -119,6 +122,7 @@ int drv_foreign_init(void) {
   if ((sym = dlsym(RTLD_DEFAULT, "hakfuzz_configure")) != NULL &&
       strcmp(object_of(sym, where, sizeof where), drv_malloc_from) == 0)
     drv_hook_configure = (int (*)(const char *, const char *))sym;
+hooks_done:;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_crash;
