@@ -57,6 +57,11 @@ class Expansion:
     ops: tuple[Op, ...]
     survivors: tuple[int, ...]
 
+    @property
+    def created(self) -> int:
+        """How many handles the ops create (numbered from the macro's ``first_handle``)."""
+        return sum(op.kind is _ALLOC for op in self.ops)
+
 
 def blocks_to_cap(config: ProgramConfig, class_idx: int) -> int:
     """Blocks of ``class_idx`` that a fresh heap serves before a cap binds (one past them).
