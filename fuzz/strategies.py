@@ -166,7 +166,8 @@ MACRO = None
 """The entry of the kind table that is a macro (:mod:`hakfuzz.macros`)."""
 
 # Weighted: alloc and free make most of a real workload, and glibc pointers
-# reaching free are the bug this project hunts.  The first entry is what a
+# reaching free are the bug this project hunts; a pattern is only checked when
+# a verify meets a write of the same block, hence two of each.  The first entry is what a
 # shrunk choice becomes; the macro is last, so nothing shrinks into one.
 _KIND_TABLE: tuple[OpKind | None, ...] = (
     OpKind.ALLOC, OpKind.FREE, OpKind.ALLOC, OpKind.FREE, OpKind.LIBC_ALLOC,
@@ -174,11 +175,11 @@ _KIND_TABLE: tuple[OpKind | None, ...] = (
     OpKind.MEMALIGN, OpKind.FLUSH, OpKind.THREAD_EXIT, OpKind.CHECK,
     OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL, OpKind.USABLE_SIZE,
     OpKind.FREE_NULL, OpKind.USABLE_SIZE_NULL, OpKind.LIBC_ALLOC, OpKind.FREE,
-    MACRO,
+    OpKind.WRITE, OpKind.VERIFY, MACRO,
 )
 SWARM_KINDS: tuple[OpKind | None, ...] = tuple(dict.fromkeys(_KIND_TABLE))
 """The kinds a program's swarm mask turns off, one bit each (None: the macros)."""
-_KIND_INDEX = st.integers(0, len(_KIND_TABLE) - 1)
+_KINDS = st.sampled_from(_KIND_TABLE)
 _SWARM = st.booleans()  # False (the shrink target): every kind is on
 _KIND_OFF = st.booleans()  # False (the shrink target): the kind is on
 _MACROS = st.integers(0, len(Macro) - 1)
@@ -200,31 +201,10 @@ def _threads(threads: int) -> st.SearchStrategy[int]:
     return st.integers(0, threads - 1)
 
 
-@functools.lru_cache(maxsize=4096)
-def kind_table(off: frozenset[int]) -> tuple[OpKind | None, ...]:
-    """The kind table with every entry of a kind turned off moved to the next kind on.
-
-    ``off`` holds indices into :data:`SWARM_KINDS`.  Moving (not dropping) keeps
-    every drawn choice an op, and with nothing off the table is unchanged, so a
-    choice means the same kind once the mask has shrunk.
-    """
-    on = [kind for index, kind in enumerate(SWARM_KINDS) if index not in off]
-    if not on:
-        return _KIND_TABLE
-    table: list[OpKind | None] = []
-    size = len(_KIND_TABLE)
-    for index in range(size):
-        step = 0
-        while _KIND_TABLE[(index + step) % size] not in on:
-            step += 1
-        table.append(_KIND_TABLE[(index + step) % size])
-    return tuple(table)
-
-
 @st.composite
-def _choice(draw: st.DrawFn, threads: int, table: tuple[OpKind | None, ...]) -> _Choice:
+def _choice(draw: st.DrawFn, threads: int) -> _Choice:
     # Few draws per op: generation speed is dominated by their number.
-    kind = table[draw(_KIND_INDEX)]
+    kind = draw(_KINDS)
     thread = draw(_threads(threads)) if threads > 1 else 0
     if kind is None:
         return _Choice(None, thread, draw(_MACROS), draw(_MACRO_ARGS))
@@ -242,17 +222,19 @@ def _choice(draw: st.DrawFn, threads: int, table: tuple[OpKind | None, ...]) -> 
     return _Choice(kind, thread)
 
 
-@functools.lru_cache(maxsize=4096)
-def _choice_lists(threads: int, max_ops: int,
-                  table: tuple[OpKind | None, ...]) -> st.SearchStrategy[list[_Choice]]:
+@functools.cache
+def _choice_lists(threads: int, max_ops: int) -> st.SearchStrategy[list[_Choice]]:
     # Flat on purpose: nested lists (runs of ops) made longer programs but
     # shrank to non-minimal ones, and slowly.
-    return st.lists(_choice(threads, table), max_size=max_ops)
+    return st.lists(_choice(threads), max_size=max_ops)
 
 
 def _interpret(choices: list[_Choice], config: ProgramConfig = DEFAULT_CONFIG,
-               threads: int = 1) -> tuple[Op, ...]:
-    """Bind choices to live handles, expand macros: a valid, canonical op sequence."""
+               threads: int = 1, off: frozenset[OpKind | None] = frozenset()) -> tuple[Op, ...]:
+    """Bind choices to live handles, expand macros: a valid, canonical op sequence.
+
+    A choice of a kind in ``off`` (the program's swarm mask) is dropped.
+    """
     ops: list[Op] = []
     live: list[int] = []  # oldest first
     big: set[int] = set()  # live handles holding a size above MAX_SIZE
@@ -260,6 +242,8 @@ def _interpret(choices: list[_Choice], config: ProgramConfig = DEFAULT_CONFIG,
     macro_room = _PROGRAM_MACRO_OPS
     for position, choice in enumerate(choices):
         kind = choice.kind
+        if kind in off:
+            continue
         if kind is None:
             # Room for the macro and one op per choice after it: at most MAX_OPS.
             room = min(macro_room, MAX_OPS - len(ops) - (len(choices) - position - 1))
@@ -310,16 +294,19 @@ def _fit_big(size: int, handle: int, big: set[int]) -> int:
 
 
 @st.composite
-def _kind_mask(draw: st.DrawFn, macros: bool) -> frozenset[int]:
-    """Swarm over op kinds: the indices of :data:`SWARM_KINDS` this program turns off.
+def _kind_mask(draw: st.DrawFn, macros: bool) -> frozenset[OpKind | None]:
+    """Swarm over op kinds: the kinds (of :data:`SWARM_KINDS`) this program turns off.
 
     Half the programs keep every kind; the others turn each off with odds of
     one half, so kinds that are rare in a mixed stream meet without the
-    common ones in between.  Everything shrinks to "every kind on".
+    common ones in between.  The mask drops the choices of the kinds it turns
+    off (it does not redirect them to other kinds), so a shrinker can delete
+    those choices without changing the program, and then turn the mask off:
+    a shrunk program has every kind on and its choices mean what they say.
     """
-    off = set() if macros else {SWARM_KINDS.index(MACRO)}
+    off: set[OpKind | None] = set() if macros else {MACRO}
     if draw(_SWARM):
-        off.update(index for index in range(len(SWARM_KINDS)) if draw(_KIND_OFF))
+        off.update(kind for kind in SWARM_KINDS if draw(_KIND_OFF))
     return frozenset(off)
 
 
@@ -351,10 +338,10 @@ def programs(
     def build(draw: st.DrawFn) -> Program:
         drawn_config = draw(config_strategy)
         count = draw(thread_counts)
-        table = kind_table(draw(masks))
-        choices = draw(_choice_lists(count, max_ops, table))
+        off = draw(masks)
+        choices = draw(_choice_lists(count, max_ops))
         return Program(config=drawn_config, threads=count,
-                       ops=_interpret(choices, drawn_config, count))
+                       ops=_interpret(choices, drawn_config, count, off))
 
     return build()
 
