@@ -5,9 +5,9 @@ a batch larger than the cache, a budget just under, at or just over one
 SuperSlab, a cap of one SuperSlab, no SuperSlab kept, the first mapping
 failing.  :data:`BOUNDARY_VALUES` lists, per option, its boundary values
 (0, 1, 2, max-1, max, and the values where two limits meet), boundary first;
-it is the one home of those values: the Hypothesis strategies, the state
-machine and the binary form's header tables all draw from it (tests check
-each of them reaches every value).  :data:`VALID_RANGES` is each integer
+it is the one home of those values: the Hypothesis strategies and the state
+machine draw from it, and the binary form's header tables hold every one of
+them (tests check that each engine reaches every value).  :data:`VALID_RANGES` is each integer
 option's whole valid range.
 
 :func:`swarm_config` turns a random subset of the options to boundary values
