@@ -88,6 +88,7 @@ def test_the_binary_macro_opcodes_expand_and_stay_bounded() -> None:
     assert decode(L2 + bytes((0x0C, 0, 0x08))).ops == (Op.realloc_null(0, 8),)
 
 
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 def test_hypothesis_programs_expand_macros_within_max_ops() -> None:
     program = find(strategies.programs(threads=2), lambda p: len(p.ops) > 1000,
                    settings=settings(database=None, derandomize=True, max_examples=500))
