@@ -8,8 +8,11 @@ realloc across owners, the ops on NULL, usable sizes and glibc blocks past
 its mmap threshold (at most MAX_BIG_LIVE live: a size that would make one
 more is cut to 16 bits), on up to three program threads (real pthreads,
 serialised, so the model predicts every counter).  Configs come from
-:func:`hakfuzz.strategies.configs` with tiny caps, so growth, fallback, NULL
-and release happen within a few dozen ops.
+:func:`hakfuzz.strategies.configs` (each option at its default, a boundary
+value or anywhere in its range, swarm-style), and one rule per program may
+run a macro (:mod:`hakfuzz.macros`: a class filled to its cap, a SuperSlab
+exhausted and released, thread lifetimes), so growth, fallback, NULL and
+release happen within a few steps.
 Every step compares every ``hak_stats`` counter; ``check`` runs ``hak_check``
 and the model's self-check; teardown verifies all live blocks.
 
@@ -28,12 +31,21 @@ from typing import Any, ClassVar
 
 from hypothesis import note
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, multiple, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    multiple,
+    precondition,
+    rule,
+)
 
 from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
 from hakfuzz.findings import Finding
+from hakfuzz.macros import Macro, expand
 from hakfuzz.program import MAX_BIG_LIVE, Op, ProgramConfig, dump_program, save_program
-from hakfuzz.program.model import MAX_SIZE, OVERFLOW_COUNT
+from hakfuzz.program.model import MAX_OPS, MAX_SIZE, OVERFLOW_COUNT
 from hakfuzz.strategies import ALIGNED_ALLOC_ALIGNS, ALIGNS, configs, sizes
 
 MAX_THREADS = 3
@@ -60,6 +72,10 @@ def executor() -> DifferentialExecutor:
 threads_st = st.integers(0, MAX_THREADS - 1)
 big_ok_sizes = sizes(big=True)
 
+MACRO_OPS = 4200
+"""The most ops the machine's macro expands to: a class-7 or class-6 SuperSlab and a
+few blocks more (a macro runs in one step; examples stay fast)."""
+
 
 class AllocatorMachine(RuleBasedStateMachine):
     """Model vs native, one op per rule."""
@@ -78,10 +94,15 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.next_handle = 0
         self.failed = False
         self.big: set[int] = set()  # live handles holding a size above MAX_SIZE
+        self.macros = 0
 
     # ---- set-up and helpers ---------------------------------------------------
-    @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS))
-    def start(self, config: ProgramConfig, threads: int) -> None:
+    @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS),
+                macros=st.booleans())
+    def start(self, config: ProgramConfig, threads: int, macros: bool) -> None:
+        # One macro in half the programs: each runs thousands of ops, and a
+        # shrunk program (macros False) has none.
+        self.macros = 0 if macros else 1
         self.session = executor().session(config, threads)
         type(self).programs_run += 1
         if self.session.divergence is not None:
@@ -109,6 +130,12 @@ class AllocatorMachine(RuleBasedStateMachine):
     def _do(self, op: Op) -> None:
         assert self.session is not None
         divergence = self.session.step(op)
+        if divergence is not None:
+            self._fail(divergence)
+
+    def _do_all(self, ops: tuple[Op, ...]) -> None:
+        assert self.session is not None
+        divergence = self.session.step_all(ops)
         if divergence is not None:
             self._fail(divergence)
 
@@ -201,6 +228,24 @@ class AllocatorMachine(RuleBasedStateMachine):
     @rule(thread=threads_st)
     def usable_size_null(self, thread: int) -> None:
         self._do(Op.usable_size_null(self._thread(thread)))
+
+    # ---- macros: deep states, as plain ops ----------------------------------------------
+    @precondition(lambda self: self.macros < 1)
+    @rule(macro=st.integers(0, len(Macro) - 1), arg=st.integers(0, 255))
+    def macro(self, macro: int, arg: int) -> None:
+        """A macro of hakfuzz.macros.
+
+        The blocks it leaves live stay out of the bundle: they keep a class at
+        its cap for the rules that follow, and a failure shrinks to the rules'
+        own blocks (a bundle of thousands would also print as thousands).
+        """
+        assert self.session is not None
+        self.macros += 1
+        expansion = expand(macro, arg, config=self.session.config,
+                           threads=self.session.threads, first_handle=self.next_handle,
+                           room=min(MACRO_OPS, MAX_OPS - len(self.session.ops)))
+        self.next_handle += expansion.created
+        self._do_all(expansion.ops)
 
     # ---- contents and threads ---------------------------------------------------------
     @rule(handle=live, thread=threads_st, seed=st.integers(0, 255))

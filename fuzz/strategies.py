@@ -3,12 +3,18 @@
 ``programs()`` draws a list of op *choices* and interprets it against the
 live handles, so every list is a valid canonical program and deleting any
 choice while shrinking keeps it valid (an op that needs a live handle when
-none is live is dropped).  With ``tiny_caps`` the configs make growth,
-fallback, fault injection and release happen within a few dozen ops
-(a 2 MiB budget is one SuperSlab over all classes; ``fail_map_at`` fails an
-early mapping; ``cache_cap`` 0 releases a SuperSlab as soon as its blocks
-are freed), so the short programs Hypothesis favours (lists average about
-seven choices) already reach them.
+none is live is dropped).
+
+Swarm testing, twice.  Each config moves a random subset of its options
+off their defaults, each to a boundary value (:mod:`hakfuzz.configs`) or
+any value of its range; each program turns off a random subset of op kinds
+(half the programs keep them all).  Both shrink to "nothing moved, nothing
+off", so a shrunk program has the default config and plain choices.
+
+Deep states (a class at its cap, a second SuperSlab, a released one,
+orphaned slabs) are thousands of ops away; a macro choice expands to the
+plain ops that walk there (:mod:`hakfuzz.macros`), so the short programs
+Hypothesis favours (lists average about seven choices) reach them.
 
 Every op kind of ``hakfuzz-program/2`` is drawn, the ops on NULL included;
 one size in sixteen of the kinds that allow it is big (past glibc's mmap
@@ -24,10 +30,12 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from hakfuzz.configs import BOUNDARY_VALUES, VALID_RANGES
+from hakfuzz.macros import MACRO_ROOM, Macro, expand
 from hakfuzz.program.binary import decode
 from hakfuzz.program.model import (
     BIG_KINDS,
-    CACHE_CAP_MAX,
+    CONFIG_FIELDS,
     CREATING_KINDS,
     DEFAULT_CONFIG,
     HANDLE_KINDS,
@@ -36,14 +44,12 @@ from hakfuzz.program.model import (
     MAX_BIG_SIZE,
     MAX_CALLOC_BYTES,
     MAX_COUNT,
+    MAX_OPS,
     MAX_SEED,
     MAX_SIZE,
     MAX_THREADS,
     MIN_ALIGN,
     OVERFLOW_COUNT,
-    REFILL_BATCH_MAX,
-    U32_MAX,
-    U64_MAX,
     Op,
     OpKind,
     Program,
@@ -97,49 +103,57 @@ def _with_big(draw: st.DrawFn, small: st.SearchStrategy[int]) -> int:
     return draw(small)
 
 
-def _int_field(default: int, low: int, high: int,
-               tiny: tuple[int, ...], tiny_caps: bool) -> st.SearchStrategy[int]:
-    # Default first so that shrinking returns to the default configuration.
+_LEAVES_DEFAULT = st.booleans()
+"""Swarm: per option, whether it leaves its default (False, the shrink target: it keeps it)."""
+
+
+@functools.cache
+def _moved(name: str, tiny_caps: bool) -> st.SearchStrategy[object]:
+    """A non-default value of option ``name``: a boundary value first, else any valid one."""
+    boundary = st.sampled_from(BOUNDARY_VALUES[name])
+    if name not in VALID_RANGES:
+        return boundary
+    whole = st.integers(*VALID_RANGES[name])
+    # one_of shrinks to its first branch: a boundary value.  tiny_caps weighs the
+    # boundary values three to one, so caps and budgets mostly bind early.
     if tiny_caps:
-        return st.sampled_from((default, *(v for v in tiny if v != default)))
-    return st.one_of(st.just(default), st.integers(low, high))
+        return st.one_of(boundary, boundary, boundary, whole)
+    return st.one_of(boundary, whole)
+
+
+@st.composite
+def _configs(draw: st.DrawFn, tiny_caps: bool) -> ProgramConfig:
+    values: dict[str, object] = {}
+    for name in CONFIG_FIELDS:
+        if draw(_LEAVES_DEFAULT):
+            values[name] = draw(_moved(name, tiny_caps))
+    return ProgramConfig(**values)  # type: ignore[arg-type]
 
 
 def configs(*, tiny_caps: bool = True) -> st.SearchStrategy[ProgramConfig]:
-    """Valid configs; shrink towards the defaults of docs/policy.md.
+    """Valid configs, swarm-style; shrink towards the defaults of docs/policy.md.
 
-    ``tiny_caps=True`` draws from small values that reach the caps, the
-    budget, fault injection and release quickly; ``False`` draws any valid
-    value.
+    Each option independently keeps its default or leaves it (so each config
+    moves a random subset of options, and a shrunk one moves none); a moved
+    option takes a boundary value of :data:`hakfuzz.configs.BOUNDARY_VALUES`
+    or any value of its whole valid range.  ``tiny_caps=True`` takes the
+    boundary values three times as often as the whole range, so the caps,
+    the budget, fault injection and release bind within short programs;
+    ``False`` takes both equally often.
     """
-    base = DEFAULT_CONFIG
-    return st.builds(
-        ProgramConfig,
-        ss_cap=_int_field(base.ss_cap, 0, U32_MAX, (1, 2), tiny_caps),
-        budget_bytes=_int_field(
-            base.budget_bytes, 0, U64_MAX, (SS_BYTES, 2 * SS_BYTES), tiny_caps
-        ),
-        oom_policy=st.sampled_from(("libc", "null")),
-        cache_cap=_int_field(base.cache_cap, 0, CACHE_CAP_MAX, (0, 4), tiny_caps),
-        refill_batch=_int_field(
-            base.refill_batch, 1, REFILL_BATCH_MAX, (1, 2, 4), tiny_caps
-        ),
-        release_empty=st.sampled_from((True, False)),
-        ss_keep=_int_field(base.ss_keep, 0, U32_MAX, (0, 1), tiny_caps),
-        checked=st.sampled_from((False, True)),
-        fail_map_at=_int_field(base.fail_map_at, 0, U32_MAX, (1, 2, 3), tiny_caps),
-    )
+    return _configs(tiny_caps)
 
 
 @dataclass(frozen=True, slots=True)
 class _Choice:
-    """One op before it is bound to a handle.
+    """One op before it is bound to a handle, or a macro (``kind`` None).
 
     ``ref`` picks a live handle (0 = the newest) modulo their number, so
     deleting an earlier choice rarely changes which handle a later one names.
+    A macro's number is in ``ref`` and its argument byte in ``size``.
     """
 
-    kind: OpKind
+    kind: OpKind | None
     thread: int
     ref: int = 0
     size: int = 0
@@ -148,16 +162,31 @@ class _Choice:
     seed: int = 0
 
 
+MACRO = None
+"""The entry of the kind table that is a macro (:mod:`hakfuzz.macros`)."""
+
 # Weighted: alloc and free make most of a real workload, and glibc pointers
-# reaching free are the bug this project hunts.  The first entry is what a
-# shrunk choice becomes.
-_KINDS = st.sampled_from((
+# reaching free are the bug this project hunts; a pattern is only checked when
+# a verify meets a write of the same block, hence two of each.  The first entry is what a
+# shrunk choice becomes; the macro is last, so nothing shrinks into one.
+_KIND_TABLE: tuple[OpKind | None, ...] = (
     OpKind.ALLOC, OpKind.FREE, OpKind.ALLOC, OpKind.FREE, OpKind.LIBC_ALLOC,
     OpKind.REALLOC, OpKind.WRITE, OpKind.VERIFY, OpKind.CALLOC,
     OpKind.MEMALIGN, OpKind.FLUSH, OpKind.THREAD_EXIT, OpKind.CHECK,
     OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL, OpKind.USABLE_SIZE,
     OpKind.FREE_NULL, OpKind.USABLE_SIZE_NULL, OpKind.LIBC_ALLOC, OpKind.FREE,
-))
+    OpKind.WRITE, OpKind.VERIFY, MACRO,
+)
+SWARM_KINDS: tuple[OpKind | None, ...] = tuple(dict.fromkeys(_KIND_TABLE))
+"""The kinds a program's swarm mask turns off, one bit each (None: the macros)."""
+_KINDS = st.sampled_from(_KIND_TABLE)
+_SWARM = st.booleans()  # False (the shrink target): every kind is on
+_KIND_OFF = st.booleans()  # False (the shrink target): the kind is on
+_MACROS = st.integers(0, len(Macro) - 1)
+_MACRO_ARGS = st.integers(0, 255)
+_PROGRAM_MACRO_OPS = MACRO_ROOM
+"""The most ops the macros of one drawn program expand to (generation and run speed)."""
+
 _SIZES = sizes()
 _BIG_OK_SIZES = sizes(big=True)
 _ALIGNED_ALLOC_ALIGNS = st.sampled_from(ALIGNED_ALLOC_ALIGNS)
@@ -177,6 +206,8 @@ def _choice(draw: st.DrawFn, threads: int) -> _Choice:
     # Few draws per op: generation speed is dominated by their number.
     kind = draw(_KINDS)
     thread = draw(_threads(threads)) if threads > 1 else 0
+    if kind is None:
+        return _Choice(None, thread, draw(_MACROS), draw(_MACRO_ARGS))
     if kind in CREATING_KINDS:
         count = draw(_COUNTS) if kind is OpKind.CALLOC else 0
         align = (draw(_ALIGNS) if kind is OpKind.MEMALIGN
@@ -198,15 +229,31 @@ def _choice_lists(threads: int, max_ops: int) -> st.SearchStrategy[list[_Choice]
     return st.lists(_choice(threads), max_size=max_ops)
 
 
-def _interpret(choices: list[_Choice]) -> tuple[Op, ...]:
-    """Bind choices to live handles: a valid, canonical op sequence."""
+def _interpret(choices: list[_Choice], config: ProgramConfig = DEFAULT_CONFIG,
+               threads: int = 1, off: frozenset[OpKind | None] = frozenset()) -> tuple[Op, ...]:
+    """Bind choices to live handles, expand macros: a valid, canonical op sequence.
+
+    A choice of a kind in ``off`` (the program's swarm mask) is dropped.
+    """
     ops: list[Op] = []
     live: list[int] = []  # oldest first
     big: set[int] = set()  # live handles holding a size above MAX_SIZE
     next_handle = 0
-    for choice in choices:
+    macro_room = _PROGRAM_MACRO_OPS
+    for position, choice in enumerate(choices):
         kind = choice.kind
-        if kind in CREATING_KINDS:
+        if kind in off:
+            continue
+        if kind is None:
+            # Room for the macro and one op per choice after it: at most MAX_OPS.
+            room = min(macro_room, MAX_OPS - len(ops) - (len(choices) - position - 1))
+            expansion = expand(choice.ref, choice.size, config=config, threads=threads,
+                               first_handle=next_handle, room=room)
+            ops += expansion.ops
+            live += expansion.survivors
+            macro_room -= len(expansion.ops)
+            next_handle += expansion.created
+        elif kind in CREATING_KINDS:
             count = choice.count
             if count == OVERFLOW_COUNT:
                 ops.append(Op(kind, choice.thread, next_handle, max(choice.size, 2), count))
@@ -246,17 +293,38 @@ def _fit_big(size: int, handle: int, big: set[int]) -> int:
     return size
 
 
+@st.composite
+def _kind_mask(draw: st.DrawFn, macros: bool) -> frozenset[OpKind | None]:
+    """Swarm over op kinds: the kinds (of :data:`SWARM_KINDS`) this program turns off.
+
+    Half the programs keep every kind; the others turn each off with odds of
+    one half, so kinds that are rare in a mixed stream meet without the
+    common ones in between.  The mask drops the choices of the kinds it turns
+    off (it does not redirect them to other kinds), so a shrinker can delete
+    those choices without changing the program, and then turn the mask off:
+    a shrunk program has every kind on and its choices mean what they say.
+    """
+    off: set[OpKind | None] = set() if macros else {MACRO}
+    if draw(_SWARM):
+        off.update(kind for kind in SWARM_KINDS if draw(_KIND_OFF))
+    return frozenset(off)
+
+
 def programs(
     *,
     threads: int | None = 1,
     max_ops: int = 40,
     tiny_caps: bool = True,
     config: ProgramConfig | None = None,
+    macros: bool = True,
 ) -> st.SearchStrategy[Program]:
     """Valid canonical programs (empty description).
 
     ``threads=None`` draws 1..4 threads; ``config`` fixes the config instead
-    of drawing it from ``configs(tiny_caps=...)``.
+    of drawing it from ``configs(tiny_caps=...)``.  ``max_ops`` bounds the
+    choices; a macro choice (``macros=True``) expands to up to MACRO_ROOM
+    plain ops, so a program may be longer (never past MAX_OPS).  Each program
+    also draws which op kinds it uses (:func:`_kind_mask`).
     """
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"threads={threads} is out of range 1..{MAX_THREADS}")
@@ -264,14 +332,16 @@ def programs(
     config_strategy = (
         st.just(config) if config is not None else configs(tiny_caps=tiny_caps)
     )
+    masks = _kind_mask(macros)
 
     @st.composite
     def build(draw: st.DrawFn) -> Program:
         drawn_config = draw(config_strategy)
         count = draw(thread_counts)
+        off = draw(masks)
         choices = draw(_choice_lists(count, max_ops))
         return Program(config=drawn_config, threads=count,
-                       ops=_interpret(choices))
+                       ops=_interpret(choices, drawn_config, count, off))
 
     return build()
 

@@ -18,9 +18,15 @@ share of allocations made by glibc (``libc_alloc``) that later reach
   threshold, aligned_alloc, usable_size, the ops on NULL).
 - ``pressure``: ``mixed`` under tiny SuperSlab caps and both OOM policies, so
   growth, glibc fallback and NULL happen under contention (the seed's exact
-  failure shape).
+  failure shape); half the programs start with a macro of
+  :mod:`hakfuzz.macros` (a class filled to its cap, a SuperSlab exhausted and
+  released, thread lifetimes) and run the rest against that heap.
 - ``thread_churn`` (``generators_churn``): a churn section, thousands of
   thread lifetimes on 17..64 concurrent pthreads under a capped config.
+
+``mixed`` and ``pressure`` are swarm-style: half the seeds turn off a random
+subset of the op kinds besides alloc and free (:func:`swarm_off`), so the
+rarer kinds meet without the others in between.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from hakfuzz.macros import expand
 from hakfuzz.program import (
     CREATING_KINDS,
     MAX_BIG_LIVE,
@@ -54,6 +61,24 @@ def _size(rnd: random.Random) -> int:
     return rnd.randint(top // 2 + 1, top) if top > 8 else rnd.randint(1, 8)
 
 
+SWARM_KINDS: tuple[str, ...] = (
+    "calloc", "memalign", "realloc", "write", "verify", "flush", "thread_exit", "check",
+)
+"""The op kinds of ``_Builder.any_op`` a swarm mask may turn off (alloc and free stay)."""
+
+
+def swarm_off(seed: int) -> frozenset[str]:
+    """The kinds ``mixed`` and ``pressure`` leave out for ``seed``: none for half the seeds.
+
+    A stream of its own, so the other choices of a seed's workload stay as
+    they were where no kind is off.
+    """
+    rnd = random.Random(f"swarm {seed}")
+    if rnd.random() < 0.5:
+        return frozenset()
+    return frozenset(kind for kind in SWARM_KINDS if rnd.random() < 0.5)
+
+
 V2_RATE = 0.02
 """Share of ``any_op`` calls that also emit one op of hakfuzz-program/2."""
 
@@ -71,8 +96,9 @@ class _Builder:
     """
 
     def __init__(self, rnd: random.Random, threads: int, libc_ratio: float,
-                 v2_seed: str = "") -> None:
+                 v2_seed: str = "", off: frozenset[str] = frozenset()) -> None:
         self.rnd = rnd
+        self.off = off  # kinds any_op leaves out (swarm); a free or an alloc instead
         self.threads = threads
         self.libc_ratio = libc_ratio
         self.ops: list[Op] = []
@@ -164,13 +190,14 @@ class _Builder:
         rnd = self.rnd
         roll = rnd.random()
         owners = [t for t in range(self.threads) if self.live[t]]
+        off = self.off
         if roll < 0.40 or not owners:
             kind = rnd.random()
             handle = self.next_handle
-            if kind < 0.08:
+            if kind < 0.08 and "calloc" not in off:
                 self.next_handle += 1
                 self.ops.append(Op.calloc(handle, rnd.randint(0, 16), rnd.randint(0, 96), thread))
-            elif kind < 0.14:
+            elif 0.08 <= kind < 0.14 and "memalign" not in off:
                 self.next_handle += 1
                 align = 1 << rnd.randint(3, 10)
                 self.ops.append(Op.memalign(handle, align, rnd.randint(0, 1100), thread))
@@ -182,6 +209,8 @@ class _Builder:
         handles = self.live[owner]
         pick = rnd.randrange(len(handles))
         handle = handles[pick]
+        if off and self._off(roll):
+            roll = 0.0  # a kind this program leaves out: a free instead
         if roll < 0.75:
             handles[pick] = handles[-1]
             handles.pop()
@@ -202,6 +231,22 @@ class _Builder:
             self.ops.append(Op.thread_exit(thread))
         else:
             self.ops.append(Op.check(thread))
+
+    def _off(self, roll: float) -> bool:
+        """True if the handle op that ``roll`` picks in ``any_op`` is of a kind left out."""
+        for top, kind in ((0.75, ""), (0.85, "realloc"), (0.92, "write"), (0.97, "verify"),
+                          (0.985, "flush"), (0.995, "thread_exit"), (2.0, "check")):
+            if roll < top:
+                return kind in self.off
+        return False
+
+    def macro(self, rnd: random.Random, config: ProgramConfig, room: int) -> None:
+        """A macro of hakfuzz.macros (drawn from ``rnd``); its live blocks join thread 0's."""
+        expansion = expand(rnd.randrange(4), rnd.randrange(256), config=config,
+                           threads=self.threads, first_handle=self.next_handle, room=room)
+        self.ops += expansion.ops
+        self.next_handle += expansion.created
+        self.live[0] += expansion.survivors
 
     def program(self, description: str, config: ProgramConfig | None = None) -> Program:
         ops = self.ops[:MAX_OPS]
@@ -300,7 +345,7 @@ def churn(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
 def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
     """Every op kind, every class, frees and reallocs from any thread."""
     rnd = random.Random(seed)
-    b = _Builder(rnd, threads, libc_ratio, f"mixed {seed}")
+    b = _Builder(rnd, threads, libc_ratio, f"mixed {seed}", swarm_off(seed))
     budget = _budget(ops)
     while not b.full(budget):
         b.any_op(rnd.randrange(threads))
@@ -311,12 +356,10 @@ def mixed(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
 
 
 def pressure(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
-    """``mixed`` at tiny caps: growth, fallback and NULL under contention."""
+    """``mixed`` at tiny caps: growth, fallback and NULL under contention, after a macro."""
     rnd = random.Random(seed)
-    b = _Builder(rnd, threads, libc_ratio, f"pressure {seed}")
+    b = _Builder(rnd, threads, libc_ratio, f"pressure {seed}", swarm_off(seed))
     budget = _budget(ops)
-    while not b.full(budget):
-        b.any_op(rnd.randrange(threads))
     config = ProgramConfig(
         ss_cap=rnd.choice((1, 1, 2)),
         oom_policy=rnd.choice(("libc", "null")),
@@ -325,6 +368,11 @@ def pressure(seed: int, threads: int, ops: int, libc_ratio: float) -> Program:
         ss_keep=rnd.choice((0, 1)),
         fail_map_at=rnd.choice((0, 0, 0, 3)),
     )
+    macros = random.Random(f"pressure macros {seed}")
+    if macros.random() < 0.5:
+        b.macro(macros, config, budget // 2)
+    while not b.full(budget):
+        b.any_op(rnd.randrange(threads))
     return _closed(b, "pressure: a class exhausts its SuperSlabs under contention", config)
 
 

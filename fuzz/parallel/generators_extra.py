@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import random
 
-from hakfuzz.model.limits import CACHE_CAP_MAX, CLASS_SIZES, SLABS_PER_SS, slab_capacity
+from hakfuzz.macros import SS_BLOCKS
+from hakfuzz.model.limits import CACHE_CAP_MAX, CLASS_SIZES
 from hakfuzz.program import MAX_OPS, Op, Program, ProgramConfig
 
 _STORM_SIZES = (16, 64, 256)
@@ -73,7 +74,7 @@ def fill_to_cap(seed: int, threads: int, ops: int, libc_ratio: float) -> Program
     rnd = random.Random(seed)
     class_idx = rnd.choice((5, 6, 7))  # 256 B .. 1 KiB: one SuperSlab fits the op budget
     size = CLASS_SIZES[class_idx] - rnd.choice((0, 1))
-    capacity = sum(slab_capacity(class_idx, s) for s in range(SLABS_PER_SS))
+    capacity = SS_BLOCKS[class_idx]
     threads = max(1, threads)
     extra = rnd.randint(threads + 1, 64)
     blocks = min(capacity + extra, (MAX_OPS - 1) // 2)

@@ -29,7 +29,18 @@ the default configuration with one thread::
         bit  6    release_empty off (0 means on)
         bit  7    checked
     H2  bits 0-2  fail_map_at   [0, 1, 2, 3, 4, 5, 8, 16]
-        bits 3-7  ignored (encode writes 0)
+        bit  3    budget_bytes reads [0, 2 MiB - 1, 2 MiB + 1, 1]
+        bits 4-5  cache_cap reads table 0 (above), or
+                  1: [64, 1, 2, 1024], 2: [64, 1023, 1024, 1], 3: [64, 2, 1023, 0]
+        bit  6    refill_batch reads [16, 1023, 1024, 3]
+        bit  7    ss_cap reads [0, 2**32 - 1, 1, 2], ss_keep [2, 2**32 - 1, 0, 1],
+                  fail_map_at [0, 2**32 - 1, 1, 2, 3, 4, 5, 8]
+
+The tables of H2's bits 3-7 hold the boundary values of hakfuzz.configs the
+first tables lack (a budget just under and over one SuperSlab, a cache of
+one block and the largest, the largest batch, the 32-bit maxima), so random
+headers land on them often.  Each starts with the default, so an H2 of
+0xF8 still reads the default configuration.
 
 Header, explicit form (26 bytes), for configs the tables cannot express
 (and for the one compact header that would read 0xFF)::
@@ -58,6 +69,8 @@ arguments:
     write               REF, u8 seed
     verify              REF
     flush, thread_exit, check                 (no arguments)
+    macro               u8 m, u8 arg          (layout 2: the opcodes 0xCC, 0xDC,
+                                               0xEC, 0xFC; see below)
 
 Layout 1: an op that needs a handle (realloc, free, write, verify) when no
 handle is live is an ``alloc`` instead: it reads NUM size at that point.
@@ -68,6 +81,14 @@ len(live)`` is NULL), so NULL is one more pointer to pass, and these ops
 never lack one.  On NULL they are ``realloc_null`` (which creates the next
 handle), ``free_null`` and ``usable_size_null``.  write and verify with no
 live handle are an ``alloc``, as in layout 1.
+
+Layout 2 macros: an opcode whose low nibble is 12 (the second realloc slot,
+which ``encode`` never writes: it writes realloc as 5) and whose high nibble
+is 12 or more is a macro of :mod:`hakfuzz.macros`, ``expand(m, arg)``: the
+plain ops that fill a class to its cap, free every k-th block, run thread
+lifetimes, or exhaust and release a SuperSlab.  The macros of one input
+expand to at most MACRO_ROOM ops in all (a macro past that expands to
+nothing), so a program stays bounded; ``encode`` writes their plain ops.
 
 NUM (1 to 4 bytes), by its first byte ``b0``:
 
@@ -92,6 +113,9 @@ REF (an index, 1 or 2 bytes):
 
 from __future__ import annotations
 
+# The module, not its names: hakfuzz.macros imports hakfuzz.program.model,
+# whose package imports this module (either may be imported first).
+from hakfuzz import macros as _macros
 from hakfuzz.program.model import (
     CACHE_CAP_MAX,
     MAX_BIG_LIVE,
@@ -103,6 +127,7 @@ from hakfuzz.program.model import (
     NO_HANDLE,
     OVERFLOW_COUNT,
     REFILL_BATCH_MAX,
+    U32_MAX,
     Op,
     OpKind,
     Program,
@@ -124,6 +149,27 @@ CACHE_CAP_TABLE = (64, 0, 4, 16)
 REFILL_TABLE = (16, 1, 2, 4)
 SS_KEEP_TABLE = (2, 0, 1, 3)
 FAIL_MAP_TABLE = (0, 1, 2, 3, 4, 5, 8, 16)
+# H2 bits 3-7: tables of boundary values, each led by the default.
+BUDGET_TABLE_2 = (0, SS_BYTES - 1, SS_BYTES + 1, 1)
+CACHE_CAP_TABLES = (
+    CACHE_CAP_TABLE,
+    (64, 1, 2, CACHE_CAP_MAX),
+    (64, CACHE_CAP_MAX - 1, CACHE_CAP_MAX, 1),
+    (64, 2, CACHE_CAP_MAX - 1, 0),
+)
+REFILL_TABLE_2 = (16, REFILL_BATCH_MAX - 1, REFILL_BATCH_MAX, 3)
+SS_CAP_TABLE_2 = (0, U32_MAX, 1, 2)
+SS_KEEP_TABLE_2 = (2, U32_MAX, 0, 1)
+FAIL_MAP_TABLE_2 = (0, U32_MAX, 1, 2, 3, 4, 5, 8)
+_BUDGET_TABLES = (BUDGET_TABLE, BUDGET_TABLE_2)
+_REFILL_TABLES = (REFILL_TABLE, REFILL_TABLE_2)
+_SS_CAP_TABLES = (SS_CAP_TABLE, SS_CAP_TABLE_2)
+_SS_KEEP_TABLES = (SS_KEEP_TABLE, SS_KEEP_TABLE_2)
+_FAIL_MAP_TABLES = (FAIL_MAP_TABLE, FAIL_MAP_TABLE_2)
+MACRO_NIBBLE = 12
+MACRO_MIN_HIGH = 12
+"""A layout-2 opcode with this low nibble and a high nibble of at least MACRO_MIN_HIGH
+is a macro."""
 ALIGN_CHOICES = 10  # memalign: 8 << 0 .. 8 << 9 == 4096
 ALIGNED_ALLOC_CHOICES = 13  # aligned_alloc: 1 << 0 .. 1 << 12 == 4096
 
@@ -228,16 +274,18 @@ def _decode_header(buf: bytes) -> tuple[ProgramConfig, int, int, bool]:
         )
         return config, (e0 & 15) + 1, 26, bool(e0 & LAYOUT_2)
     h1 = buf[1]
+    h2 = buf[2]
+    huge = h2 >> 7
     config = ProgramConfig(
-        ss_cap=SS_CAP_TABLE[(h0 >> 2) & 3],
-        budget_bytes=BUDGET_TABLE[(h0 >> 4) & 3],
+        ss_cap=_SS_CAP_TABLES[huge][(h0 >> 2) & 3],
+        budget_bytes=_BUDGET_TABLES[(h2 >> 3) & 1][(h0 >> 4) & 3],
         oom_policy="null" if h0 & 0x40 else "libc",
-        cache_cap=CACHE_CAP_TABLE[h1 & 3],
-        refill_batch=REFILL_TABLE[(h1 >> 2) & 3],
+        cache_cap=CACHE_CAP_TABLES[(h2 >> 4) & 3][h1 & 3],
+        refill_batch=_REFILL_TABLES[(h2 >> 6) & 1][(h1 >> 2) & 3],
         release_empty=not h1 & 0x40,
-        ss_keep=SS_KEEP_TABLE[(h1 >> 4) & 3],
+        ss_keep=_SS_KEEP_TABLES[huge][(h1 >> 4) & 3],
         checked=bool(h1 & 0x80),
-        fail_map_at=FAIL_MAP_TABLE[buf[2] & 7],
+        fail_map_at=_FAIL_MAP_TABLES[huge][h2 & 7],
     )
     return config, (h0 & 3) + 1, 3, bool(h0 & LAYOUT_2)
 
@@ -247,7 +295,10 @@ def decode(data: bytes) -> Program:
     end = len(data)
     buf = bytes(data) + _PAD
     config, threads, pos, layout_2 = _decode_header(buf)
-    ops = (_decode_ops_2 if layout_2 else _decode_ops_1)(buf, pos, end, threads)
+    if layout_2:
+        ops = _decode_ops_2(buf, pos, end, threads, config)
+    else:
+        ops = _decode_ops_1(buf, pos, end, threads)
     return Program(config=config, threads=threads, ops=tuple(ops))
 
 
@@ -319,17 +370,29 @@ def _calloc_count(count: int, size: int) -> int:
     return count
 
 
-def _decode_ops_2(buf: bytes, pos: int, end: int, threads: int) -> list[Op]:
+def _decode_ops_2(buf: bytes, pos: int, end: int, threads: int,
+                  config: ProgramConfig) -> list[Op]:
     read_num = _read_num_2
     ops: list[Op] = []
     append = ops.append
     live: list[int] = []  # live handles, oldest first
     big: set[int] = set()  # live handles holding a size above MAX_SIZE
     next_handle = 0
+    macro_room = _macros.MACRO_ROOM
     while pos < end and len(ops) < MAX_OPS:
         opcode = buf[pos]
         pos += 1
         nibble = opcode & 15
+        if nibble == MACRO_NIBBLE and opcode >> 4 >= MACRO_MIN_HIGH:
+            expansion = _macros.expand(buf[pos], buf[pos + 1], config=config, threads=threads,
+                               first_handle=next_handle,
+                               room=min(macro_room, MAX_OPS - len(ops)))
+            pos += 2
+            ops += expansion.ops
+            live += expansion.survivors
+            next_handle += expansion.created
+            macro_room -= len(expansion.ops)
+            continue
         kind = OPCODES_2[nibble]
         action = _OPCODE_ACTIONS_2[nibble]
         thread = (opcode >> 4) % threads
@@ -447,25 +510,45 @@ def _encode_ref(index: int, out: bytearray) -> None:
         out += bytes((0x80 | index >> 8, index & 0xFF))
 
 
+def _table_index(value: int, tables: tuple[tuple[int, ...], ...]) -> tuple[int, int]:
+    """(table, index) of the first table holding ``value``; ValueError if none does."""
+    for which, table in enumerate(tables):
+        if value in table:
+            return which, table.index(value)
+    raise ValueError(value)
+
+
 def _encode_header(config: ProgramConfig, threads: int) -> bytes:
     try:
         if threads > COMPACT_THREADS_MAX:
             raise ValueError
+        # ss_cap, ss_keep and fail_map_at share H2's bit 7: all read the first
+        # tables, or all the second.
+        for huge in (0, 1):
+            if (config.ss_cap in _SS_CAP_TABLES[huge] and config.ss_keep in _SS_KEEP_TABLES[huge]
+                    and config.fail_map_at in _FAIL_MAP_TABLES[huge]):
+                break
+        else:
+            raise ValueError
+        budget_table, budget = _table_index(config.budget_bytes, _BUDGET_TABLES)
+        cache_table, cache = _table_index(config.cache_cap, CACHE_CAP_TABLES)
+        refill_table, refill = _table_index(config.refill_batch, _REFILL_TABLES)
         h0 = (
             (threads - 1)
-            | SS_CAP_TABLE.index(config.ss_cap) << 2
-            | BUDGET_TABLE.index(config.budget_bytes) << 4
+            | _SS_CAP_TABLES[huge].index(config.ss_cap) << 2
+            | budget << 4
             | (0x40 if config.oom_policy == "null" else 0)
             | LAYOUT_2
         )
         h1 = (
-            CACHE_CAP_TABLE.index(config.cache_cap)
-            | REFILL_TABLE.index(config.refill_batch) << 2
-            | SS_KEEP_TABLE.index(config.ss_keep) << 4
+            cache
+            | refill << 2
+            | _SS_KEEP_TABLES[huge].index(config.ss_keep) << 4
             | (0 if config.release_empty else 0x40)
             | (0x80 if config.checked else 0)
         )
-        h2 = FAIL_MAP_TABLE.index(config.fail_map_at)
+        h2 = (_FAIL_MAP_TABLES[huge].index(config.fail_map_at) | budget_table << 3
+              | cache_table << 4 | refill_table << 6 | huge << 7)
         if h0 != EXPLICIT_MARK:  # 4 threads, every table at its last entry, null
             return bytes((h0, h1, h2))
     except ValueError:
