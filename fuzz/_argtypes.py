@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from hakfuzz._errors import UsageError
+
 
 def _number(text: str) -> float:
     try:
@@ -72,8 +74,6 @@ def parse_names(text: str, known: tuple[str, ...], what: str, prog: str) -> tupl
 
     An unknown name, or none at all, is a usage error naming ``prog`` and the choices.
     """
-    from hakfuzz._errors import UsageError
-
     if text == "all":
         return known
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))

@@ -25,7 +25,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.campaign.foreign import finding_oracle, meta_finding
+from hakfuzz.campaign.forked import Death, run_once, stream
+from hakfuzz.campaign.reproduce import run_in_child
+from hakfuzz.campaign.store import read_meta
+from hakfuzz.differential import DifferentialExecutor
+from hakfuzz.differential.driver import run_driver
+from hakfuzz.engines.parallel.stress import judge_run
+from hakfuzz.engines.preload_engine import run_job
+from hakfuzz.native import LoadError
 from hakfuzz.program import Program, ProgramError, load_program
+from hakfuzz.targets import PRELOAD_VARIANTS, Target
+from hakfuzz.variants import flags_of, load_module, tool
 
 if TYPE_CHECKING:
     from hakfuzz.campaign.forked import Death
@@ -132,10 +143,6 @@ def replay(
     killed and fails.  With no ``variant``, a finding replays on the variant
     it was found on (its metadata), anything else on ``release``.
     """
-    from hakfuzz.campaign.forked import Death, stream
-    from hakfuzz.campaign.store import read_meta
-    from hakfuzz.differential import DifferentialExecutor  # noqa: F401  (imported once, here)
-
     if repeat < 1:
         raise UsageError(f"hakfuzz replay: --repeat must be at least 1, got {repeat}")
     entries: list[_Entry | ReplayResult] = []
@@ -198,8 +205,6 @@ class _DifferentialJob:
         self.executors: dict[str, Any] = {}  # filled in the child, one per variant
 
     def __call__(self, index: int) -> dict[str, Any]:
-        from hakfuzz.differential import DifferentialExecutor
-        from hakfuzz.variants import load_module
 
         entry = self.entries[index]
         executor = self.executors.get(entry.variant)
@@ -243,9 +248,6 @@ def loads_here(variant: str) -> bool:
     preloaded, which :func:`~hakfuzz.campaign.reproduce.run_in_child` arranges.
     Loading happens here, before any fork, so every forked child inherits it.
     """
-    from hakfuzz.native import LoadError
-    from hakfuzz.variants import load_module
-
     try:
         load_module(variant)
     except LoadError:
@@ -269,8 +271,6 @@ def _crashed(death: Death, job: _DifferentialJob, index: int, timeout: float) ->
     the program's own or left behind by the programs before it.  A hang is
     not run again: that would cost another ``timeout``.
     """
-    from hakfuzz.campaign.forked import Death, run_once
-
     if death.returncode is None:
         return f"hung: {death.detail} [{death.signature}]"
     again = run_once(lambda: job(index), timeout=timeout)
@@ -286,10 +286,8 @@ def _crashed(death: Death, job: _DifferentialJob, index: int, timeout: float) ->
 
 
 def _in_fresh_child(entry: _Entry, timeout: float) -> str | None:
-    from hakfuzz.campaign.reproduce import run_in_child
 
     if entry.job is not None:  # a preload finding: its job, under LD_PRELOAD again
-        from hakfuzz.campaign.engine_preload import run_job
 
         found = run_job(entry.job, entry.program, entry.variant)
         return None if found is None else f"under the preload: {found.signature}"
@@ -300,10 +298,6 @@ def _in_fresh_child(entry: _Entry, timeout: float) -> str | None:
 
 def _on_pthreads(entry: _Entry, drivers: dict[str, Path], repeat: int) -> str | None:
     """The C driver's verdict (a child process already), ``repeat`` runs."""
-    from hakfuzz.parallel.runner import run_driver
-    from hakfuzz.parallel.stress import judge_run
-    from hakfuzz.variants import tool
-
     if entry.variant not in drivers:
         drivers[entry.variant] = tool("hakdriver", entry.variant)
     for _ in range(repeat):
@@ -322,5 +316,29 @@ __all__ = [
     "loads_here",
     "parse_shard",
     "replay",
+    "replay_foreign",
     "shard",
 ]
+
+
+def replay_foreign(
+    path: Path, program: Program, meta: dict[str, object], target: Target, *, repeat: int = 1
+) -> ReplayResult:
+    """One row of ``hakfuzz replay`` for a file run on a foreign target.
+
+    The program runs as its finding ran (its preload job, or the foreign
+    driver), ``repeat`` times or until it fails; there is no model to
+    compare with, so the row's verdict is in its ``parallel`` column.
+    """
+    variant = str(meta.get("variant", "release"))
+    if flags_of(variant) not in PRELOAD_VARIANTS:
+        variant = "release"
+    oracle = finding_oracle(meta_finding(program, meta, variant), variant, target)
+    started = time.perf_counter()
+    verdict = None
+    for _ in range(repeat):
+        verdict = oracle(program)
+        if verdict is not None:
+            break
+    return ReplayResult(path, len(program.ops), program.threads, None, verdict, True,
+                        time.perf_counter() - started)

@@ -42,6 +42,7 @@ from enum import Enum
 from typing import Any
 
 from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.native._tools import build_tool
 
 PRELOAD_VARIANTS: tuple[str, ...] = ("release", "debug")
 """Variants whose ``libhakmem.so`` can be preloaded: a sanitizer's runtime
@@ -229,8 +230,6 @@ def _status(returncode: int) -> str:
 
 def probe(env: Mapping[str, str], library: str | None = None) -> Probe:
     """Run ``servedby [library]`` with exactly ``env`` and read its answer."""
-    from hakfuzz.native._tools import build_tool
-
     argv = [str(build_tool("servedby")), *([library] if library is not None else [])]
     try:
         done = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
@@ -347,7 +346,6 @@ def resolve_target(text: str, variant: str = "release") -> Target:
             raise TargetError(f"hakmem: variant {variant!r} cannot be preloaded (a sanitizer "
                               "runtime defines malloc itself and would shadow hakmem's); "
                               f"choose from {', '.join(PRELOAD_VARIANTS)}")
-        from hakfuzz.native._tools import build_tool
 
         library = str(build_tool("libhakmem.so", variant))
         return _target("hakmem", TargetKind.HAKMEM, text, library)

@@ -18,7 +18,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hakfuzz import native
 from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.native import VARIANTS, NativeTree
+from hakfuzz.native._build import default_tree
+from hakfuzz.native._mutants import mutant_tree, resolve_variant, split_build
+from hakfuzz.native._tools import build_tool
 
 TESTFAULT_PREFIX = "testfault:"
 MUTANT_PREFIX = "mutant:"
@@ -55,9 +60,6 @@ def with_flags(text: str, flags: str) -> str:
 
 def split(text: str) -> tuple[str, Any]:
     """(base variant, source tree or None) for a variant name."""
-    from hakfuzz.native import VARIANTS
-    from hakfuzz.native._mutants import mutant_tree, resolve_variant, split_build
-
     if text.startswith(_PATCHED):
         prefix, _, rest = text.partition(":")
         try:
@@ -76,8 +78,6 @@ def split(text: str) -> tuple[str, Any]:
 
 
 def _mutant_tree(name: str) -> Any:
-    from hakfuzz.native import NativeTree
-    from hakfuzz.native._mutants import mutant_tree
 
     directory, source = os.environ.get(MUTANTS_DIR_ENV), os.environ.get(MUTANTS_SOURCE_ENV)
     return mutant_tree(
@@ -88,23 +88,18 @@ def _mutant_tree(name: str) -> Any:
 
 
 def _testfaults_dir() -> Path:
-    from hakfuzz.native._build import default_tree
 
     return default_tree().root / "testfaults"
 
 
 def load_module(text: str) -> Any:
     """The loaded allocator module of a variant (built on first use)."""
-    from hakfuzz import native
-
     base, tree = split(text)
     return native.load(base, tree=tree, progress=None)
 
 
 def prepare(text: str) -> None:
     """Build a variant's module now; load it here only if this process can."""
-    from hakfuzz import native
-
     base, tree = split(text)
     if base in ("asan", "tsan"):
         native.build(base, tree=tree)  # loads only under its runtime: the workers get that
@@ -114,7 +109,5 @@ def prepare(text: str) -> None:
 
 def tool(name: str, text: str) -> Path:
     """A built tool (``hakdriver``, ...) of a variant."""
-    from hakfuzz.native._tools import build_tool
-
     base, tree = split(text)
     return build_tool(name, base, tree=tree)

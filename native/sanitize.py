@@ -20,6 +20,7 @@ import os
 import sys
 
 from hakfuzz._errors import HakfuzzError
+from hakfuzz.native._build import build
 from hakfuzz.native._toolchain import sanitizer_env
 
 
@@ -36,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no command given (put it after --)")
     try:
-        from hakfuzz.native._build import build
 
         build(args.variant, progress=lambda line: print(line, file=sys.stderr, flush=True))
         env = {**os.environ, **sanitizer_env(args.variant), "HAKFUZZ_VARIANT": args.variant}

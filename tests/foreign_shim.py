@@ -11,7 +11,7 @@ is one request size or one ``-D`` away:
 - ``hakfuzz_stats`` reports ``live_blocks``; ``-DLEAKY_STATS`` forgets to count
   the free of a 100-byte block;
 - a pointer without the header (glibc's) is handed back to glibc, unless
-  ``-DGUESS_OWNER``: then, like the seed's allocator, it decides ownership
+  ``-DGUESS_OWNER``: then, like the allocator of the original crash, it decides ownership
   from the bytes in front of the pointer and aborts with glibc's words;
 - ``-DNO_MALLOC``: a library that loads but replaces nothing.
 """

@@ -294,7 +294,7 @@ def test_preload_of_something_not_executable_exits_126(
 
 
 def test_run_program_refuses_a_missing_command_before_building() -> None:
-    from hakfuzz.larson.preload import CommandNotFound, run_program
+    from hakfuzz.perf.larson.preload import CommandNotFound, run_program
 
     with pytest.raises(CommandNotFound, match="/nonexistent: command not found"):
         run_program(["/nonexistent"], variant="no-such-variant")  # never gets to build
@@ -317,10 +317,10 @@ def test_stress_save_is_checked_before_any_run(
 def test_stress_save_falls_back_when_writing_fails_late(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import hakfuzz.parallel.stress as stress
-    import hakfuzz.variants
+    import hakfuzz.engines.parallel.stress as stress
+    from hakfuzz.cli import stress as cli_stress
+    from hakfuzz.engines.parallel.workloads import WORKLOADS
     from hakfuzz.findings import Finding
-    from hakfuzz.parallel.generators import WORKLOADS
     from hakfuzz.program import load_program
 
     save = tmp_path / "save"
@@ -336,8 +336,8 @@ def test_stress_save_falls_back_when_writing_fails_late(
         on_finding(finding)
         return stress.StressReport(opts, findings={finding.signature: finding})
 
-    monkeypatch.setattr(stress, "run_stress", fake_run)
-    monkeypatch.setattr(hakfuzz.variants, "tool", lambda name, variant: tmp_path / name)
+    monkeypatch.setattr(cli_stress, "run_stress", fake_run)
+    monkeypatch.setattr(cli_stress, "tool", lambda name, variant: tmp_path / name)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where fallback_dir goes
 

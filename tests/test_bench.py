@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hakfuzz.bench import ENGINES, BenchOptions, EngineResult, Row, select
-from hakfuzz.bench.larson_engine import configs
-from hakfuzz.bench.malloc_engine import run_malloc_engine
-from hakfuzz.bench.report import markdown, write_chart, write_json
+from hakfuzz.perf.bench import ENGINES, BenchOptions, EngineResult, Row, select
+from hakfuzz.perf.bench.larson_engine import configs
+from hakfuzz.perf.bench.malloc_engine import run_malloc_engine
+from hakfuzz.perf.bench.report import markdown, write_chart, write_json
 
 
 def _quiet(_what: str, _done: int, _total: int) -> None:

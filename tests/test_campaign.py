@@ -9,13 +9,13 @@ from pathlib import Path
 
 from cli_helpers import hakfuzz
 
-from hakfuzz.campaign.journal import Journal, recover
-from hakfuzz.campaign.minimize import minimize
 from hakfuzz.campaign.store import FindingStore, read_meta
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
+from hakfuzz.engines.journal import Journal, recover
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, OpKind, Program, ProgramConfig, load_program, save_program
+from hakfuzz.program.minimize import minimize
 from hakfuzz.variants import tool
 
 MAGIC = 1021  # native/testfaults/abort-on-magic.patch aborts on hak_malloc(1021)
@@ -159,9 +159,9 @@ def test_bad_input_is_a_clear_usage_error(tmp_path: Path) -> None:
 
 
 def test_driver_rejects_a_truncated_input(tmp_path: Path) -> None:
+    from hakfuzz.differential.wire import to_wire
+    from hakfuzz.engines.parallel.workloads import WORKLOADS
     from hakfuzz.native._tools import build_tool
-    from hakfuzz.parallel.generators import WORKLOADS
-    from hakfuzz.parallel.wire import to_wire
 
     wire = to_wire(WORKLOADS["mixed"](1, 2, 200, 0.3))
     cut = tmp_path / "cut.bin"

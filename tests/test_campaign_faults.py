@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from cli_helpers import hakfuzz
 
-from hakfuzz import cli_fuzz
 from hakfuzz.campaign.ledger import Ledger
 from hakfuzz.campaign.reproduce import crash_finding
 from hakfuzz.campaign.store import FindingStore, read_meta
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
 from hakfuzz.cli import build_parser
+from hakfuzz.cli import fuzz as cli_fuzz
 from hakfuzz.diagnostics import diagnose
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, Program, load_program

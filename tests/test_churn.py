@@ -15,16 +15,15 @@ from typing import Any
 import pytest
 
 from hakfuzz._errors import HakfuzzError
-from hakfuzz.campaign.journal import Journal, recover
-from hakfuzz.campaign.minimize import minimize
-from hakfuzz.campaign.reached import MILESTONES, Counter, driver_churn
 from hakfuzz.campaign.store import program_digest
+from hakfuzz.differential.driver import RunResult, judge, run_driver
+from hakfuzz.differential.wire import FLAG_CHURN, to_wire
+from hakfuzz.engines.journal import Journal, recover
+from hakfuzz.engines.parallel.stress import StressOptions, final_stats_problems, run_stress
+from hakfuzz.engines.parallel.workloads import WORKLOADS
+from hakfuzz.engines.reached import MILESTONES, Counter, driver_churn
 from hakfuzz.native._toolchain import sanitizer_env
 from hakfuzz.native._tools import build_tool
-from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import RunResult, judge, run_driver
-from hakfuzz.parallel.stress import StressOptions, final_stats_problems, run_stress
-from hakfuzz.parallel.wire import FLAG_CHURN, to_wire
 from hakfuzz.program import (
     ChurnSpec,
     Op,
@@ -38,6 +37,7 @@ from hakfuzz.program import (
     save_program,
     validate,
 )
+from hakfuzz.program.minimize import minimize
 from hakfuzz.targets import child_env, resolve_target
 from hakfuzz.variants import tool
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hakfuzz.configs import BOUNDARY_VALUES, SS_BYTES, swarm_config
+from hakfuzz.engines.configs import BOUNDARY_VALUES, SS_BYTES, swarm_config
 from hakfuzz.program import Program, ProgramConfig, decode, validate
 from hakfuzz.program.dictionary import dictionary_entries
 

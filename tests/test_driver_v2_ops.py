@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from hakfuzz.differential.driver import RunResult, judge, run_driver
+from hakfuzz.differential.wire import to_wire
 from hakfuzz.native import NativeTree, default_tree
 from hakfuzz.native._tools import build_tool
-from hakfuzz.parallel.runner import RunResult, judge, run_driver
-from hakfuzz.parallel.wire import to_wire
 from hakfuzz.program import MAX_BIG_SIZE, Op, OpKind, Program, ProgramConfig, validate
 
 MIB = 1 << 20

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hakfuzz.campaign.engine_preload import (
+from hakfuzz.campaign.store import FindingStore, read_meta
+from hakfuzz.engines.preload_engine import (
     JOBS,
     REAL_PROGRAMS,
     can_preload,
@@ -18,7 +19,6 @@ from hakfuzz.campaign.engine_preload import (
     rerun,
     run_job,
 )
-from hakfuzz.campaign.store import FindingStore, read_meta
 from hakfuzz.program import Program, ProgramConfig
 
 

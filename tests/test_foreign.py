@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from hakfuzz._errors import HakfuzzError
+from hakfuzz.differential.driver import judge, run_driver
+from hakfuzz.engines.parallel.stress import StressOptions, run_stress
+from hakfuzz.engines.parallel.workloads import WORKLOADS
 from hakfuzz.native._tools import build_tool
-from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import judge, run_driver
-from hakfuzz.parallel.stress import StressOptions, run_stress
 from hakfuzz.program import Op, Program
 from hakfuzz.program.model import OVERFLOW_COUNT
 from hakfuzz.targets import PEERS, Target, TargetError, TargetKind, child_env, resolve_target

@@ -4,7 +4,7 @@ With ``target=...`` the Hypothesis engine builds Programs with the state
 machine's rules and atheris decodes bytes to Programs; both run them on the
 target through the serving child and report findings through the same
 emitter as against hakmem.  The targets are the test shim built to decide
-ownership from the bytes in front of a pointer (the seed's crash, on the
+ownership from the bytes in front of a pointer (the original crash, on the
 first glibc block it frees) and a hakmem mutant built as an ``LD_PRELOAD``
 library.  atheris runs in a child process (libFuzzer ends its process).
 """
@@ -21,9 +21,9 @@ from typing import Any
 import foreign_shim
 import pytest
 
-from hakfuzz.campaign import engine_atheris, engine_hypothesis
-from hakfuzz.campaign.events import Emitter
-from hakfuzz.campaign.journal import Journal
+from hakfuzz.engines import atheris_engine, hypothesis_engine
+from hakfuzz.engines.events import Emitter
+from hakfuzz.engines.journal import Journal
 from hakfuzz.program import Op, Program, save_program
 from hakfuzz.targets import Target, resolve_target
 
@@ -54,18 +54,18 @@ def mutant() -> Target:
 
 def _hypothesis(target: Target, tmp_path: Path, seconds: float, *, foreign_frees: bool = True,
                 monkeypatch: pytest.MonkeyPatch) -> _Events:
-    monkeypatch.setattr(engine_hypothesis, "_SHRINK_GRACE_S", 2.0)
+    monkeypatch.setattr(hypothesis_engine, "_SHRINK_GRACE_S", 2.0)
     events = _Events()
     journal = Journal(tmp_path / "journal")
-    engine_hypothesis.run(events, journal, seed=1, deadline=time.time() + seconds,
+    hypothesis_engine.run(events, journal, seed=1, deadline=time.time() + seconds,
                           variant="release", target=target, foreign_frees=foreign_frees)
     assert (tmp_path / "journal").read_bytes() == b""  # nothing in flight at the end
     return events
 
 
 def test_both_engines_say_they_can_aim_at_a_foreign_target() -> None:
-    assert engine_hypothesis.FOREIGN_CAPABLE is True
-    assert engine_atheris.FOREIGN_CAPABLE is True
+    assert hypothesis_engine.FOREIGN_CAPABLE is True
+    assert atheris_engine.FOREIGN_CAPABLE is True
 
 
 def test_hypothesis_finds_the_crash_on_a_foreign_free(
@@ -107,12 +107,12 @@ def _atheris(
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from hakfuzz.campaign import engine_atheris\n"
-        "from hakfuzz.campaign.events import Emitter\n"
-        "from hakfuzz.campaign.journal import Journal\n"
+        "from hakfuzz.engines import atheris_engine\n"
+        "from hakfuzz.engines.events import Emitter\n"
+        "from hakfuzz.engines.journal import Journal\n"
         "from hakfuzz.targets import resolve_target\n"
         "work = Path(sys.argv[2])\n"
-        "engine_atheris.run(Emitter(0.0), Journal(work / 'journal'), seed=1,\n"
+        "atheris_engine.run(Emitter(0.0), Journal(work / 'journal'), seed=1,\n"
         "    deadline=time.time() + float(sys.argv[3]), variant='release',\n"
         "    corpus_dir=work / 'corpus', workdir=work, seeds=[Path(p) for p in sys.argv[4:]],\n"
         "    libfuzzer_args=['-runs=100000'], target=resolve_target(sys.argv[1]))\n"

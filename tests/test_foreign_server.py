@@ -21,10 +21,10 @@ from pathlib import Path
 import foreign_shim
 import pytest
 
+from hakfuzz.differential.driver import judge
 from hakfuzz.differential.foreign_server import ForeignServer, parse_pairs
+from hakfuzz.engines.parallel.workloads import WORKLOADS
 from hakfuzz.findings import Finding
-from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import judge
 from hakfuzz.program import Op, Program
 from hakfuzz.targets import Target, TargetError, TargetKind, resolve_target
 
@@ -148,7 +148,7 @@ def test_a_server_not_served_by_its_target_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_protocol_is_one_json_line_per_length_prefixed_program(shim: Target) -> None:
-    from hakfuzz.parallel.wire import to_wire
+    from hakfuzz.differential.wire import to_wire
     from hakfuzz.targets import child_env
     from hakfuzz.variants import tool
 
@@ -236,7 +236,7 @@ def test_a_programs_target_config_round_trips_through_json(tmp_path: Path) -> No
 def test_a_programs_target_config_reaches_the_target_one_shot_and_served(
     shim: Target,
 ) -> None:
-    from hakfuzz.parallel.runner import run_driver
+    from hakfuzz.differential.driver import run_driver
     from hakfuzz.targets import child_env
     from hakfuzz.variants import tool
 

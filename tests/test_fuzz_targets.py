@@ -19,8 +19,8 @@ import pytest
 from cli_helpers import hakfuzz
 
 from hakfuzz._errors import HakfuzzError
-from hakfuzz.campaign import ENGINES, engine_hypothesis
 from hakfuzz.campaign.applies import engines_for, skipped_for
+from hakfuzz.engines import ENGINES, hypothesis_engine
 from hakfuzz.native._tools import build_tool
 from hakfuzz.program import (
     Op,
@@ -71,7 +71,7 @@ def _peer(name: str) -> Target:
 
 def test_engines_for_hakmem_is_every_engine_and_a_foreign_target_the_neutral_ones() -> None:
     assert engines_for(None) == ENGINES
-    if getattr(engine_hypothesis, "FOREIGN_CAPABLE", False):
+    if getattr(hypothesis_engine, "FOREIGN_CAPABLE", False):
         assert engines_for(_fake()) == ENGINES
     else:
         assert engines_for(_fake()) == ("parallel", "preload")
@@ -84,9 +84,9 @@ def test_engines_for_hakmem_is_every_engine_and_a_foreign_target_the_neutral_one
 def test_in_process_engines_apply_once_their_module_says_it_can(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine_hypothesis, "FOREIGN_CAPABLE", True, raising=False)
+    monkeypatch.setattr(hypothesis_engine, "FOREIGN_CAPABLE", True, raising=False)
     assert engines_for(_fake()) == ENGINES
-    monkeypatch.setattr(engine_hypothesis, "FOREIGN_CAPABLE", False, raising=False)
+    monkeypatch.setattr(hypothesis_engine, "FOREIGN_CAPABLE", False, raising=False)
     assert engines_for(_fake()) == ("parallel", "preload")
 
 
@@ -154,7 +154,7 @@ def test_a_library_that_does_not_replace_malloc_is_one_line_exit_2(
     ],
 )
 def test_fuzz_allocator_usage_errors(argv: list[str], words: str, tmp_path: Path) -> None:
-    if "hypothesis" in argv and getattr(engine_hypothesis, "FOREIGN_CAPABLE", False):
+    if "hypothesis" in argv and getattr(hypothesis_engine, "FOREIGN_CAPABLE", False):
         pytest.skip("hypothesis runs foreign targets on this branch")
     _one_line_exit_2(hakfuzz("fuzz", *argv, cwd=tmp_path), words)
 
@@ -248,7 +248,7 @@ def test_fuzz_a_peer_records_the_target_and_replay_and_minimize_use_it(tmp_path:
 
 
 def test_no_hooks_env_makes_the_driver_ignore_a_targets_hooks() -> None:
-    from hakfuzz.parallel.runner import run_driver
+    from hakfuzz.differential.driver import run_driver
 
     driver = build_tool("hakdriver-foreign")
     target = resolve_target("hakmem")
@@ -258,7 +258,7 @@ def test_no_hooks_env_makes_the_driver_ignore_a_targets_hooks() -> None:
                        foreign_frees=True)
     assert hooked.result is not None, hooked.stderr
     assert plain.result is not None, plain.stderr
-    assert hooked.result["hooks"] == ["check", "owns", "configure"]
+    assert hooked.result["hooks"] == ["check", "owns", "configure", "stats"]
     assert plain.ok
     assert plain.result["hooks"] == []
 
@@ -278,7 +278,7 @@ def test_mutants_as_foreign_kills_the_header_guess(tmp_path: Path) -> None:
 
 
 def test_preload_jobs_run_under_the_target_and_their_findings_record_it() -> None:
-    from hakfuzz.campaign.engine_preload import rerun
+    from hakfuzz.engines.preload_engine import rerun
 
     assert rerun("calls", 7, "release", target=resolve_target("glibc")) is None
     jemalloc = _peer("jemalloc")
@@ -307,7 +307,7 @@ def test_workers_get_the_target_as_arguments_never_through_ld_preload(
 
 
 def test_a_foreign_targets_swarm_configs_never_use_the_null_policy() -> None:
-    from hakfuzz.campaign.engine_parallel import make_program
+    from hakfuzz.engines.parallel_engine import make_program
 
     nulls = [seed for seed in range(60)
              if make_program("mixed", seed, 3, 2, 50, foreign=False).config.oom_policy == "null"]

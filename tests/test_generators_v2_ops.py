@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from hakfuzz.differential.driver import judge, run_driver
+from hakfuzz.engines.parallel import generators
+from hakfuzz.engines.parallel.stress import final_stats_problems
+from hakfuzz.engines.parallel.workloads import WORKLOADS
 from hakfuzz.native._tools import build_tool
-from hakfuzz.parallel import generators
-from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import judge, run_driver
-from hakfuzz.parallel.stress import final_stats_problems
 from hakfuzz.program import (
     MAX_BIG_LIVE,
     OpKind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hakfuzz.campaign.journal import Journal, recover
+from hakfuzz.engines.journal import Journal, recover
 from hakfuzz.program import MAX_BIG_SIZE, Op, Program, ProgramConfig, decode, encode
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from hakfuzz import targets
 from hakfuzz._errors import HakfuzzError
-from hakfuzz.larson import peers
-from hakfuzz.larson.peers import Kind, find_library, parse_allocators
-from hakfuzz.larson.process import parse_all_hakmem_stats, parse_served_by
-from hakfuzz.larson.runner import LarsonConfig, Launch, compare, prepare, run_once
-from hakfuzz.larson.stability import protocol, run_stability
+from hakfuzz._process import parse_all_hakmem_stats, parse_served_by
+from hakfuzz.perf.larson import peers
+from hakfuzz.perf.larson.peers import Kind, find_library, parse_allocators
+from hakfuzz.perf.larson.runner import LarsonConfig, Launch, compare, prepare, run_once
+from hakfuzz.perf.larson.stability import protocol, run_stability
 from hakfuzz.targets import Target, TargetKind
 
 QUICK = LarsonConfig(0.3, 8, 128, 1024, 100, 12345, 2)

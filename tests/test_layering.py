@@ -2,9 +2,10 @@
 
 The layers, lowest first: the C's facts (``hakfuzz.model.limits`` mirrors
 hakmem.h, ``hakfuzz.model.options`` the option table of config.c) → the
-program format and the records of a run → the model and the native
-allocator → the differential executor → the engines, the campaign and the
-CLI (everything not listed here).  Every ``import`` counts, including those
+program format and the records of a run → the model, the native allocator
+and the targets and builds it runs as → the executors (``differential``) →
+the engines → the campaign → replay, mutants and the benchmarks → the CLI
+(and anything not listed here).  Every ``import`` counts, including those
 inside functions and under ``TYPE_CHECKING``: a deferred import is still a
 dependency.
 """
@@ -18,12 +19,18 @@ from pathlib import Path
 import pytest
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hakfuzz._errors", "hakfuzz.model.limits", "hakfuzz.model.options"),
+    (
+        "hakfuzz._errors", "hakfuzz._paths", "hakfuzz._argtypes", "hakfuzz._console",
+        "hakfuzz._process", "hakfuzz.model.limits", "hakfuzz.model.options",
+    ),
     ("hakfuzz.program", "hakfuzz.findings", "hakfuzz.diagnostics"),
-    ("hakfuzz.model", "hakfuzz.native"),
+    ("hakfuzz.model", "hakfuzz.native", "hakfuzz.targets", "hakfuzz.variants"),
     ("hakfuzz.differential",),
+    ("hakfuzz.engines",),
+    ("hakfuzz.campaign",),
+    ("hakfuzz.replay", "hakfuzz.mutants", "hakfuzz.perf"),
 )
-_HIGHEST = len(LAYERS)  # engines, campaign, cli, ...
+_HIGHEST = len(LAYERS)  # the CLI, and the helpers every layer may use (hakfuzz._console, ...)
 
 
 def layer_of(module: str) -> int:
@@ -79,5 +86,6 @@ def test_the_layers_are_found() -> None:
     assert "hakfuzz.differential.executor" in _LOW
     assert "hakfuzz.program.validate" in _LOW
     assert layer_of("hakfuzz.model.options") < layer_of("hakfuzz.program.model")
-    assert layer_of("hakfuzz.campaign.journal") == _HIGHEST
+    assert layer_of("hakfuzz.engines.parallel.stress") < layer_of("hakfuzz.campaign.supervisor")
+    assert layer_of("hakfuzz.cli.fuzz") == _HIGHEST
     assert "hakfuzz.model.options" in imports_of(_modules()["hakfuzz.program.validate"])

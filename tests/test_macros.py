@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import find, settings
 
-from hakfuzz import strategies
-from hakfuzz.campaign.reached import milestones
 from hakfuzz.differential import DifferentialExecutor
-from hakfuzz.macros import MACRO_ROOM, Macro, expand
+from hakfuzz.engines import strategies
+from hakfuzz.engines.reached import milestones
 from hakfuzz.program import (
     MAX_OPS,
     Op,
@@ -20,6 +19,7 @@ from hakfuzz.program import (
     is_canonical,
     validate,
 )
+from hakfuzz.program.macros import MACRO_ROOM, Macro, expand
 
 L2 = b"\x80\x00\x00"  # the default header, op layout 2
 _CONFIGS = (ProgramConfig(), ProgramConfig(ss_cap=1), ProgramConfig(ss_cap=1, cache_cap=0),

@@ -12,7 +12,7 @@ from pathlib import Path
 from cli_helpers import hakfuzz
 
 from hakfuzz.campaign.store import FindingStore
-from hakfuzz.cli_minimize import default_out
+from hakfuzz.cli.minimize import default_out
 from hakfuzz.findings import Finding
 from hakfuzz.program import Op, OpKind, Program, load_program, save_program
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hakfuzz._errors import UsageError
+from hakfuzz.engines.parallel.storms import EXTRA_WORKLOADS, remote_storm
 from hakfuzz.mutants import KillOptions, run_mutant
 from hakfuzz.native import NativeTree, default_tree
 from hakfuzz.native._mutants import (
@@ -28,7 +29,6 @@ from hakfuzz.native._mutants import (
     mutants,
     resolve_variant,
 )
-from hakfuzz.parallel.generators_extra import EXTRA_WORKLOADS, remote_storm
 from hakfuzz.program import Op, OpKind, Program, save_program, validate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """HAK_ASSERT: the ``debug`` build stops at the op that breaks an invariant.
 
-``native/testfaults/drain-double-decrement.patch`` puts back the seed's
+``native/testfaults/drain-double-decrement.patch`` puts back the original allocator's
 double-decrement bug: the owner's drain of its remote frees subtracts each
 drained block from the slab's ``used`` twice.  PROGRAM gives a slab one
 block out, frees it from another thread (a remote push) and has the owner

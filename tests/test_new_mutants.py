@@ -33,9 +33,9 @@ import pytest
 
 from hakfuzz.campaign.reproduce import child_command, child_env
 from hakfuzz.diagnostics import diagnose
+from hakfuzz.differential.driver import judge, run_driver
 from hakfuzz.native import sanitizer_env
 from hakfuzz.native._mutants import mutants
-from hakfuzz.parallel.runner import judge, run_driver
 from hakfuzz.program import Op, Program, ProgramConfig, dump_program
 from hakfuzz.variants import tool
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from hakfuzz.differential.driver import judge, run_driver
+from hakfuzz.engines.parallel.stress import final_stats_problems
+from hakfuzz.engines.parallel.workloads import WORKLOADS
 from hakfuzz.native._tools import build_tool
-from hakfuzz.parallel.generators import WORKLOADS
-from hakfuzz.parallel.runner import judge, run_driver
-from hakfuzz.parallel.stress import final_stats_problems
 from hakfuzz.program import validate
 
 

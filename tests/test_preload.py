@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hakfuzz.larson.preload import PreloadRun, compare_program, library, run_program
 from hakfuzz.native._tools import build_tool
+from hakfuzz.perf.larson.preload import PreloadRun, compare_program, library, run_program
 
 
 def _need(program: str) -> str:

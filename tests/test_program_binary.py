@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hakfuzz import strategies
+from hakfuzz.engines import strategies
 from hakfuzz.program import (
     MAX_BIG_LIVE,
     MAX_BIG_SIZE,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from hakfuzz import strategies
 from hakfuzz._errors import HakfuzzError
+from hakfuzz.engines import strategies
 from hakfuzz.program import (
     FORMAT,
     Op,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, find, given, seed, settings
 
-from hakfuzz import strategies
+from hakfuzz.engines import strategies
 from hakfuzz.program import (
     DEFAULT_CONFIG,
     OpKind,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hakfuzz.campaign.reached import (
+from hakfuzz.differential.driver import run_driver
+from hakfuzz.engines.reached import (
     BOUNDARIES,
     MILESTONES,
     Counter,
@@ -13,7 +14,6 @@ from hakfuzz.campaign.reached import (
 )
 from hakfuzz.model.limits import SS_SIZE
 from hakfuzz.model.stats import STATS_LEN
-from hakfuzz.parallel.runner import run_driver
 from hakfuzz.program import Op, Program, ProgramConfig
 from hakfuzz.variants import tool
 
@@ -54,8 +54,8 @@ def test_counts_per_engine_make_the_report_rows() -> None:
 
 
 def test_the_fill_to_cap_workload_hits_the_cap_and_passes() -> None:
-    from hakfuzz.parallel.generators_extra import fill_to_cap
-    from hakfuzz.parallel.stress import judge_run
+    from hakfuzz.engines.parallel.storms import fill_to_cap
+    from hakfuzz.engines.parallel.stress import judge_run
     from hakfuzz.program import validate
 
     program = fill_to_cap(1, 4, 4000, 0.3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 
-from hakfuzz.statemachine import AllocatorMachine
+from hakfuzz.engines.statemachine import AllocatorMachine
 
 TestAllocatorMachine = AllocatorMachine.TestCase
 TestAllocatorMachine.settings = settings(

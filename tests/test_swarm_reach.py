@@ -1,7 +1,7 @@
 """Swarm generation reaches every config boundary and the deep milestones.
 
 Every engine draws each allocator option at its default, at a boundary value
-of ``hakfuzz.configs.BOUNDARY_VALUES`` or anywhere in its range; the
+of ``hakfuzz.engines.configs.BOUNDARY_VALUES`` or anywhere in its range; the
 in-process engines (Hypothesis ``programs()``, the atheris byte decoder)
 reach every ``reached.BOUNDARIES`` entry and the cap, fallback, growth and
 release milestones within a bounded number of programs, run on model and
@@ -15,10 +15,10 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
-from hakfuzz import strategies
-from hakfuzz.campaign.reached import BOUNDARIES, Counter
-from hakfuzz.configs import BOUNDARY_VALUES, VALID_RANGES
 from hakfuzz.differential import DifferentialExecutor
+from hakfuzz.engines import strategies
+from hakfuzz.engines.configs import BOUNDARY_VALUES, VALID_RANGES
+from hakfuzz.engines.reached import BOUNDARIES, Counter
 from hakfuzz.program import DEFAULT_CONFIG, Program, ProgramConfig, decode
 
 DEEP = {"growth", "release", "fallback", "cap-with-caches", "cap-without-caches"}
@@ -57,7 +57,7 @@ def test_the_state_machine_starts_at_every_boundary_value(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from hypothesis.stateful import run_state_machine_as_test
 
-    from hakfuzz import statemachine
+    from hakfuzz.engines import statemachine
 
     started: list[ProgramConfig] = []
     real = DifferentialExecutor.session
@@ -144,7 +144,8 @@ def test_the_kind_mask_shrinks_to_every_kind_on_and_drops_the_kinds_it_turns_off
 
 def test_the_mixed_workload_leaves_kinds_out_for_some_seeds() -> None:
     """A 3,000-op mixed program of the full mix holds every kind; a swarm one lacks some."""
-    from hakfuzz.parallel.generators import WORKLOADS, swarm_off
+    from hakfuzz.engines.parallel.generators import swarm_off
+    from hakfuzz.engines.parallel.workloads import WORKLOADS
     from hakfuzz.program import OpKind
 
     kinds = {seed_: {op.kind for op in WORKLOADS["mixed"](seed_, 3, 3000, 0.3).ops}

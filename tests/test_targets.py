@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from hakfuzz._errors import HakfuzzError
-from hakfuzz.larson.peers import parse_allocators
-from hakfuzz.larson.runner import LarsonConfig, prepare, prepare_all, run_once
+from hakfuzz.perf.larson.peers import parse_allocators
+from hakfuzz.perf.larson.runner import LarsonConfig, prepare, prepare_all, run_once
 from hakfuzz.targets import (
     PEERS,
     TargetError,

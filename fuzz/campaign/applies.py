@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hakfuzz.campaign import ENGINES
+from hakfuzz.engines import ENGINES, hypothesis_engine
 
 if TYPE_CHECKING:
     from hakfuzz.targets import Target
@@ -30,9 +30,7 @@ _IN_PROCESS = ("hypothesis", "atheris")
 
 def in_process_foreign_capable() -> bool:
     """Whether the in-process engines can run a foreign target (their module says so)."""
-    from hakfuzz.campaign import engine_hypothesis
-
-    return getattr(engine_hypothesis, "FOREIGN_CAPABLE", False) is True
+    return getattr(hypothesis_engine, "FOREIGN_CAPABLE", False) is True
 
 
 def engines_for(target: Target | None) -> tuple[str, ...]:

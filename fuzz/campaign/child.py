@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
+from hakfuzz.differential import DifferentialExecutor
 from hakfuzz.program import loads_program
+from hakfuzz.variants import load_module
 
 
 def main() -> int:
@@ -20,8 +22,6 @@ def main() -> int:
     parser.add_argument("--variant", default="release")
     args = parser.parse_args()
     program = loads_program(sys.stdin.read(), source="<stdin>")
-    from hakfuzz.differential import DifferentialExecutor
-    from hakfuzz.variants import load_module
 
     divergence = DifferentialExecutor(load_module(args.variant)).run(program)
     out = {

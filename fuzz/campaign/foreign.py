@@ -12,50 +12,32 @@ runs it there again and says when that file has changed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.engines.foreign_run import (
+    judge_foreign_run,
+    record,
+    run_foreign,
+    spec_of,
+    stamp,
+)
+from hakfuzz.engines.preload_engine import run_job
+from hakfuzz.findings import Finding
 from hakfuzz.program import Program, ProgramTarget
 from hakfuzz.targets import (
-    PRELOAD_VARIANTS,
+    NAMES,
     Target,
-    TargetError,
-    TargetKind,
-    child_env,
-    served_by,
+    resolve_target,
 )
-from hakfuzz.variants import flags_of
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
-    from hakfuzz.campaign.minimize import Oracle
     from hakfuzz.findings import Finding
-    from hakfuzz.parallel.runner import RunResult
-    from hakfuzz.replay import ReplayResult
-
-RUN_TIMEOUT = 120.0
-
-
-def spec_of(target: Target) -> str:
-    """The ``--allocator`` text that names ``target`` again: its name, or its library's path."""
-    return target.real_path if target.kind is TargetKind.PATH else target.name
-
-
-def record(target: Target) -> ProgramTarget:
-    """What a finding's Program keeps of ``target``."""
-    return ProgramTarget(spec_of(target), target.real_path, target.sha256)
-
-
-def stamp(program: Program, target: Target | None) -> Program:
-    """``program`` marked as met on ``target`` (unchanged for the built-in hakmem)."""
-    if target is None or program.target is not None:
-        return program
-    return dataclasses.replace(program, target=record(target))
-
+    from hakfuzz.program.minimize import Oracle
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
@@ -83,51 +65,6 @@ def recorded_change(recorded: ProgramTarget) -> tuple[str, str] | None:
     return None
 
 
-def run_foreign(
-    program: Program,
-    target: Target,
-    foreign_frees: bool,
-    variant: str,
-    *,
-    timeout: float = RUN_TIMEOUT,
-) -> RunResult:
-    """One run of ``program`` in the foreign driver under ``target``, proven served by it."""
-    from hakfuzz.parallel.runner import run_driver
-    from hakfuzz.variants import tool
-
-    run = run_driver(tool("hakdriver-foreign", variant), program, timeout=timeout,
-                     env=child_env(target), foreign_frees=foreign_frees)
-    if run.result is not None:
-        seen = served_by(target, run.result.get("malloc_from"))
-        if not seen.ok:
-            raise TargetError(f"{target.name}: a driver run was not served by it: {seen.problem}")
-    return run
-
-
-def judge_foreign_run(
-    run: RunResult,
-    program: Program,
-    target: Target,
-    foreign_frees: bool,
-    variant: str,
-    *,
-    seed: int | None,
-    engine: str = "parallel",
-) -> Finding | None:
-    """The verdict on a foreign run; a crash that only foreign frees cause is named so."""
-    from hakfuzz.parallel.stress import StressOptions, judge_foreign
-    from hakfuzz.variants import tool
-
-    opts = StressOptions(variant=variant, target=target, foreign_frees=foreign_frees,
-                         timeout=RUN_TIMEOUT)
-    found = judge_foreign(opts, tool("hakdriver-foreign", variant), run, program, seed)
-    if found is None:
-        return None
-    extra = {**found.extra, "foreign_frees": "on" if foreign_frees else "off"}
-    program = stamp(found.program, target)
-    return dataclasses.replace(found, engine=engine, program=program, extra=extra)
-
-
 def foreign_oracle(target: Target, foreign_frees: bool, variant: str) -> Oracle:
     """One foreign driver run per call: the failure's signature, or None."""
 
@@ -149,7 +86,6 @@ def finding_oracle(finding: Finding, variant: str, target: Target) -> Oracle:
     frees = frees_of(finding.extra)
     job = finding.extra.get("job")
     if finding.engine == "preload" and isinstance(job, dict):
-        from hakfuzz.campaign.engine_preload import run_job
 
         def preloaded(program: Program) -> str | None:
             found = run_job(job, program, variant, target=target, foreign_frees=frees)
@@ -192,8 +128,6 @@ class Resolver:
             self.given = self._resolve(allocator, "--allocator ")
 
     def _resolve(self, spec: str, what: str) -> Target:
-        from hakfuzz._errors import HakfuzzError, UsageError
-        from hakfuzz.targets import resolve_target
 
         if spec not in self._known:
             try:
@@ -206,9 +140,6 @@ class Resolver:
 
     def choose(self, program: Program, path: object) -> Chosen:
         """The target for ``program`` (read from ``path``)."""
-        from hakfuzz._errors import UsageError
-        from hakfuzz.targets import NAMES
-
         if self.allocator is not None:
             return Chosen(self.given)
         recorded = program.target
@@ -228,44 +159,13 @@ class Resolver:
 
 def meta_finding(program: Program, meta: dict[str, object], variant: str) -> Finding:
     """A finding file's program and metadata as a Finding (what its oracle needs)."""
-    from hakfuzz.findings import Finding
-
     extra: dict[str, object] = {k: meta[k] for k in ("job", "foreign_frees") if k in meta}
     return Finding(str(meta.get("engine", "replay")), str(meta.get("kind", "oracle")), "", "",
                    program, None, variant, None, extra)
 
 
-def replay_foreign(
-    path: Path, program: Program, meta: dict[str, object], target: Target, *, repeat: int = 1
-) -> ReplayResult:
-    """One row of ``hakfuzz replay`` for a file run on a foreign target.
-
-    The program runs as its finding ran (its preload job, or the foreign
-    driver), ``repeat`` times or until it fails; there is no model to
-    compare with, so the row's verdict is in its ``parallel`` column.
-    """
-    import time
-
-    from hakfuzz.replay import ReplayResult
-
-    variant = str(meta.get("variant", "release"))
-    if flags_of(variant) not in PRELOAD_VARIANTS:
-        variant = "release"
-    oracle = finding_oracle(meta_finding(program, meta, variant), variant, target)
-    started = time.perf_counter()
-    verdict = None
-    for _ in range(repeat):
-        verdict = oracle(program)
-        if verdict is not None:
-            break
-    return ReplayResult(path, len(program.ops), program.threads, None, verdict, True,
-                        time.perf_counter() - started)
-
-
 def recorded_target(program: Program, variant: str = "release") -> Target:
     """The target ``program`` records, resolved again (its spec: a name or the path)."""
-    from hakfuzz.targets import resolve_target
-
     assert program.target is not None
     return resolve_target(program.target.spec, variant)
 
@@ -281,7 +181,6 @@ __all__ = [
     "record",
     "recorded_change",
     "recorded_target",
-    "replay_foreign",
     "run_foreign",
     "spec_of",
     "stamp",

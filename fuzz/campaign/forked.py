@@ -24,8 +24,10 @@ runs the job and then ``os._exit``.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
+import resource
 import select
 import signal
 import sys
@@ -164,8 +166,6 @@ def _serve(start: int, count: int, run_job: RunJob, out: int, scratch: int) -> N
     """The child: run the jobs, one JSON line each on ``out``; never return."""
     status = 0
     try:
-        import faulthandler
-        import resource
 
         # Die the way a fresh interpreter would: no Python traceback on a
         # fatal signal (it would change the last words), no core file.

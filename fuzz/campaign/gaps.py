@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hakfuzz import native
 from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.campaign.forked import Death, stream
 from hakfuzz.campaign.gcov import (
     Counts,
     FileCoverage,
@@ -46,6 +48,10 @@ from hakfuzz.campaign.gcov import (
     gcov_version,
     read_counters,
 )
+from hakfuzz.differential import DifferentialExecutor
+from hakfuzz.differential.driver import run_driver
+from hakfuzz.native import build, default_tree
+from hakfuzz.native._tools import build_tool
 from hakfuzz.program import Program, ProgramError, decode, load_program
 
 if TYPE_CHECKING:
@@ -284,8 +290,6 @@ class _Job:
         return {"diverged": divergence is not None}
 
     def _start(self) -> None:
-        from hakfuzz import native
-        from hakfuzz.differential import DifferentialExecutor
 
         os.environ.update(gcov_env(self.counters))  # read by gcov at every dump
         module = native.load(BUILD, tree=self.tree, progress=None)
@@ -311,8 +315,6 @@ def _run_all(
     timeout: float,
     progress: Progress | None,
 ) -> _Runs:
-    from hakfuzz.campaign.forked import Death, stream
-    from hakfuzz.parallel.runner import run_driver
 
     runs = _Runs()
     job = _Job([p for _, p in programs], counters, tree)
@@ -354,9 +356,6 @@ def measure(
     ``scratch`` receives the counters (default: a temporary directory,
     removed afterwards); ``timeout`` bounds each run.
     """
-    from hakfuzz.native import build, default_tree
-    from hakfuzz.native._tools import build_tool
-
     version = gcov_version()
     tree = tree or default_tree()
     module = build(BUILD, tree=tree, progress=progress)

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz.campaign.plot import write_coverage_png
-from hakfuzz.campaign.reached import table as reached_table
 from hakfuzz.campaign.supervisor import CampaignResult
 from hakfuzz.campaign.triage import Triaged
+from hakfuzz.engines.reached import table as reached_table
 
 
 def campaign_json(  # noqa: D103

@@ -18,12 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hakfuzz.campaign.minimize import Oracle
+from hakfuzz.campaign.foreign import finding_oracle, recorded_target
 from hakfuzz.diagnostics import diagnose, first_diagnostic
+from hakfuzz.differential import DifferentialExecutor
+from hakfuzz.differential.driver import run_driver
+from hakfuzz.engines.parallel.stress import judge_run
+from hakfuzz.engines.preload_engine import run_job
 from hakfuzz.findings import TIMEOUT_SIGNATURE, Finding, signature
+from hakfuzz.native import VARIANTS, sanitizer_env
 from hakfuzz.program import Program
 from hakfuzz.program.jsonio import dump_program
-from hakfuzz.variants import load_module, tool
+from hakfuzz.program.minimize import Oracle
+from hakfuzz.variants import flags_of, load_module, tool
 
 
 def crash_finding(
@@ -50,9 +56,6 @@ def child_command(variant: str) -> list[str]:
 
 def child_env(variant: str) -> dict[str, str]:
     """The environment plus the sanitizer runtime a variant's build needs."""
-    from hakfuzz.native import VARIANTS, sanitizer_env
-    from hakfuzz.variants import flags_of
-
     flags = flags_of(variant)
     return {**os.environ, **(sanitizer_env(flags) if flags in VARIANTS else {})}
 
@@ -80,12 +83,10 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
 def oracle_for(finding: Finding, variant: str) -> Oracle:
     """How to re-run a program to see whether it still fails like ``finding``."""
     if finding.program.target is not None:  # met on a foreign allocator: run it there
-        from hakfuzz.campaign.foreign import finding_oracle, recorded_target
 
         return finding_oracle(finding, variant, recorded_target(finding.program, variant))
     job = finding.extra.get("job")
     if finding.engine == "preload" and isinstance(job, dict):
-        from hakfuzz.campaign.engine_preload import run_job
 
         def preloaded(program: Program) -> str | None:
             found = run_job(job, program, variant)
@@ -93,8 +94,6 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
         return preloaded
     if finding.engine in ("parallel", "replay"):
-        from hakfuzz.parallel.runner import run_driver
-        from hakfuzz.parallel.stress import judge_run
 
         driver = tool("hakdriver", variant)
 
@@ -105,7 +104,6 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
 
         return parallel
     if finding.kind == "divergence":
-        from hakfuzz.differential import DifferentialExecutor
 
         executor = DifferentialExecutor(load_module(variant))
 

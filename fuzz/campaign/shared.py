@@ -17,7 +17,7 @@ supervisor publish to, and read from, one Redis database:
   ``hakfuzz status`` shows, expiring when a machine stops reporting.
 
 The Hypothesis example database is shared too, through Hypothesis's own
-Redis database (see :mod:`engine_hypothesis`).
+Redis database (see :mod:`hakfuzz.engines.hypothesis_engine`).
 
 Redis is a convenience, never a dependency of a finding: every finding is
 saved locally first.  When the server goes away, the supervisor says so
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hakfuzz._errors import UsageError
+from hakfuzz.program.jsonio import dump_program
 
 if TYPE_CHECKING:
     from hakfuzz.campaign.supervisor import EngineTally
@@ -136,7 +137,6 @@ class SharedCampaign:
             self.pending.append((finding, engine))
 
     def _publish(self, finding: Finding, engine: str, count: bool = True) -> None:
-        from hakfuzz.program.jsonio import dump_program
 
         key = f"{PREFIX}finding:{finding.signature}"
         ops = len(finding.program.ops) or _JOB_ONLY  # a preload job ranks after any program

@@ -33,15 +33,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from hakfuzz.campaign import ENGINES
-from hakfuzz.campaign.engine_preload import can_preload
-from hakfuzz.campaign.journal import recover, recover_bytes
 from hakfuzz.campaign.ledger import EXTERNAL_SIGNALS, Ledger
 from hakfuzz.campaign.reproduce import child_env, crash_finding
 from hakfuzz.campaign.shared import SharedCampaign
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.worker import journal_path
 from hakfuzz.diagnostics import first_diagnostic
+from hakfuzz.engines import ENGINES
+from hakfuzz.engines.atheris_engine import quarantine
+from hakfuzz.engines.foreign_run import spec_of, stamp
+from hakfuzz.engines.journal import recover, recover_bytes
+from hakfuzz.engines.preload_engine import can_preload
 from hakfuzz.findings import Finding
 from hakfuzz.program import loads_program
 from hakfuzz.targets import PRELOAD_VARIANTS, Target
@@ -252,7 +254,6 @@ class Supervisor:
         if o.db is not None:
             cmd += ["--db", o.db]
         if o.target is not None:  # the worker resolves it again and hands it to its engine
-            from hakfuzz.campaign.foreign import spec_of
 
             cmd += ["--allocator", spec_of(o.target),
                     "--foreign-frees", "on" if o.foreign_frees else "off"]
@@ -435,7 +436,6 @@ class Supervisor:
         """
         if self.opts.target is None:
             return finding
-        from hakfuzz.campaign.foreign import stamp
 
         frees = "on" if self.opts.foreign_frees else "off"
         return replace(finding, program=stamp(finding.program, self.opts.target),
@@ -505,7 +505,6 @@ class Supervisor:
         external = code < 0 and signal.Signals(-code) in EXTERNAL_SIGNALS
         if worker.engine == "atheris" and data is not None and not external:
             # an input killed from outside is a suspect, not a crash: it stays in the corpus
-            from hakfuzz.campaign.engine_atheris import quarantine
 
             quarantine(self.opts.workdir, self.opts.corpus_dir or self.opts.workdir, data)
         stderr = "\n".join(worker.stderr_tail)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from hakfuzz.campaign.interrupt import Interrupted, StopSignals
 from hakfuzz.campaign.ledger import Ledger, Seen, Suspect
-from hakfuzz.campaign.minimize import minimize
 from hakfuzz.campaign.reproduce import oracle_for
 from hakfuzz.campaign.store import FindingStore, Saved
 from hakfuzz.findings import Finding
 from hakfuzz.program import Program
+from hakfuzz.program.minimize import minimize
 
 
 @dataclass(frozen=True, slots=True)

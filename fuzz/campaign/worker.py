@@ -13,9 +13,18 @@ import signal
 import sys
 from pathlib import Path
 
-from hakfuzz.campaign import ENGINES
-from hakfuzz.campaign.events import Emitter
-from hakfuzz.campaign.journal import Journal
+from hakfuzz.engines import (
+    ENGINES,
+    atheris_engine,
+    hypothesis_engine,
+    parallel_engine,
+    preload_engine,
+)
+from hakfuzz.engines.events import Emitter
+from hakfuzz.engines.journal import Journal
+from hakfuzz.engines.statemachine import use_module
+from hakfuzz.targets import resolve_target
+from hakfuzz.variants import load_module
 
 
 def journal_path(workdir: Path, job: int) -> Path:
@@ -66,32 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     journal = Journal(journal_path(args.workdir, args.job))
     target = None
     if args.allocator is not None:
-        from hakfuzz.targets import resolve_target
 
         target = resolve_target(args.allocator, args.variant)
     frees = args.foreign_frees == "on"
     if args.engine == "preload":
-        from hakfuzz.campaign import engine_preload
 
-        engine_preload.run(
+        preload_engine.run(
             emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
             target=target, foreign_frees=frees,
         )
     elif args.engine == "parallel":
-        from hakfuzz.campaign import engine_parallel
 
-        engine_parallel.run(
+        parallel_engine.run(
             emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
             target=target, foreign_frees=frees,
         )
     elif args.engine == "hypothesis":
-        from hakfuzz.campaign import engine_hypothesis
-        from hakfuzz.statemachine import use_module
-        from hakfuzz.variants import load_module
 
         if target is None:  # a foreign target runs in the serving child, not in-process
             use_module(load_module(args.variant))
-        engine_hypothesis.run(
+        hypothesis_engine.run(
             emit,
             journal,
             seed=args.seed,
@@ -103,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             foreign_frees=frees,
         )
     else:
-        from hakfuzz.campaign import engine_atheris
-
         assert args.corpus_dir is not None
-        engine_atheris.run(
+        atheris_engine.run(
             emit,
             journal,
             seed=args.seed,

@@ -16,7 +16,7 @@ the model (exact mode, with a thread id per call) predicts everything,
 thread caches included.
 
 The hot loop is :func:`hakfuzz.differential.lockstep.lockstep`.
-``python -m hakfuzz.bench.differential`` or ``hakfuzz bench --engine
+``python -m hakfuzz.perf.bench.differential`` or ``hakfuzz bench --engine
 differential`` measures it.
 """
 
@@ -48,7 +48,7 @@ from hakfuzz.program import NO_HANDLE, Op, OpKind, Program, ProgramConfig
 class OpJournal(Protocol):
     """Where each op is written before it runs natively, so a crash keeps it.
 
-    The campaign's write-ahead ``hakfuzz.campaign.journal.Journal`` is one.
+    The campaign's write-ahead ``hakfuzz.engines.journal.Journal`` is one.
     """
 
     def begin(self, config: ProgramConfig, threads: int) -> None: ...

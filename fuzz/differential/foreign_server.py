@@ -14,8 +14,8 @@ target serves its ``malloc``.  Each :meth:`ForeignServer.run` sends one
 Program (the driver's binary form, length-prefixed) and reads one JSON line;
 the server forks a fresh child per program, so every program starts from
 the same heap and a crash costs one fork.  The answer is a
-:class:`~hakfuzz.parallel.runner.RunResult`, judged like any driver run by
-:func:`hakfuzz.parallel.runner.judge` (oracle names, signals and glibc's
+:class:`~hakfuzz.differential.driver.RunResult`, judged like any driver run by
+:func:`hakfuzz.differential.driver.judge` (oracle names, signals and glibc's
 messages through :mod:`hakfuzz.diagnostics`).
 
 The server dies with its parent (``PR_SET_PDEATHSIG``), is restarted when it
@@ -37,11 +37,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hakfuzz._errors import HakfuzzError
-from hakfuzz.parallel.runner import RunResult
-from hakfuzz.parallel.wire import to_wire
+from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz.differential.driver import RunResult
+from hakfuzz.differential.wire import to_wire
 from hakfuzz.program import Program
 from hakfuzz.targets import Target, TargetError, child_env, served_by
+from hakfuzz.variants import tool
 
 SERVE_FORMAT = "hakfuzz-serve/1"
 RESULT_FORMAT = "hakfuzz-serve-result/1"
@@ -60,8 +61,6 @@ class _Closed(Exception):
 
 def parse_pairs(pairs: list[str] | tuple[str, ...], flag: str = "--configure") -> dict[str, str]:
     """``["KEY=VALUE", ...]`` as a dict; a malformed pair is a usage error naming ``flag``."""
-    from hakfuzz._errors import UsageError
-
     out: dict[str, str] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
@@ -119,7 +118,6 @@ class ForeignServer:
     def argv(self) -> list[str]:
         """The server's command line."""
         if self._driver is None:
-            from hakfuzz.variants import tool
 
             self._driver = tool("hakdriver-foreign", self.variant)
         argv = [str(self._driver), "--foreign-frees", "on" if self.foreign_frees else "off"]

@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hakfuzz.campaign import ENGINES
-from hakfuzz.campaign.engine_preload import can_preload
+from hakfuzz.campaign.applies import engines_for
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor
 from hakfuzz.campaign.triage import triage
+from hakfuzz.engines import ENGINES
+from hakfuzz.engines.preload_engine import can_preload
 from hakfuzz.native._mutants import Mutant
 from hakfuzz.program import Program, load_program
 from hakfuzz.replay import corpus_files, replay
+from hakfuzz.targets import resolve_target
 from hakfuzz.variants import DEFAULT_VARIANTS, MUTANT_PREFIX, prepare, tool, with_flags
 
 if TYPE_CHECKING:
@@ -164,9 +166,6 @@ NO_HOOKS_ENV = "HAKFUZZ_NO_HOOKS"
 def _foreign_kill(result: MutantResult, opts: KillOptions, workdir: Path,
                   say: Progress) -> MutantResult:
     """Fuzz the mutant's ``libhakmem.so`` as a foreign target until its first finding."""
-    from hakfuzz.campaign.applies import engines_for
-    from hakfuzz.targets import resolve_target
-
     variant = f"{MUTANT_PREFIX}{result.mutant.name}"
     began = time.time()
     try:

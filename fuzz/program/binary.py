@@ -36,7 +36,7 @@ the default configuration with one thread::
         bit  7    ss_cap reads [0, 2**32 - 1, 1, 2], ss_keep [2, 2**32 - 1, 0, 1],
                   fail_map_at [0, 2**32 - 1, 1, 2, 3, 4, 5, 8]
 
-The tables of H2's bits 3-7 hold the boundary values of hakfuzz.configs the
+The tables of H2's bits 3-7 hold the boundary values of hakfuzz.engines.configs the
 first tables lack (a budget just under and over one SuperSlab, a cache of
 one block and the largest, the largest batch, the 32-bit maxima), so random
 headers land on them often.  Each starts with the default, so an H2 of
@@ -84,7 +84,7 @@ live handle are an ``alloc``, as in layout 1.
 
 Layout 2 macros: an opcode whose low nibble is 12 (the second realloc slot,
 which ``encode`` never writes: it writes realloc as 5) and whose high nibble
-is 12 or more is a macro of :mod:`hakfuzz.macros`, ``expand(m, arg)``: the
+is 12 or more is a macro of :mod:`hakfuzz.program.macros`, ``expand(m, arg)``: the
 plain ops that fill a class to its cap, free every k-th block, run thread
 lifetimes, or exhaust and release a SuperSlab.  The macros of one input
 expand to at most MACRO_ROOM ops in all (a macro past that expands to
@@ -113,9 +113,9 @@ REF (an index, 1 or 2 bytes):
 
 from __future__ import annotations
 
-# The module, not its names: hakfuzz.macros imports hakfuzz.program.model,
+# The module, not its names: hakfuzz.program.macros imports hakfuzz.program.model,
 # whose package imports this module (either may be imported first).
-from hakfuzz import macros as _macros
+from hakfuzz.program import macros as _macros
 from hakfuzz.program.model import (
     CACHE_CAP_MAX,
     MAX_BIG_LIVE,

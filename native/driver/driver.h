@@ -1,5 +1,5 @@
 /* driver.h — the driver's input: a Program flattened to fixed records
- * ("hakfuzz-driver/1"), written by hakfuzz.parallel.wire.  Kinds are
+ * ("hakfuzz-driver/1"), written by hakfuzz.differential.wire.  Kinds are
  * hakfuzz.program.OpKind's values; 11..15 are the ops of hakfuzz-program/2. */
 #ifndef HAK_DRIVER_H
 #define HAK_DRIVER_H

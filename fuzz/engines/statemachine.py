@@ -1,0 +1,282 @@
+"""The Hypothesis engine: a state machine over model and native, op by op.
+
+Any divergence shrinks to a minimal Program.
+
+Bundles hold live handles; rules cover every op kind of
+``hakfuzz-program/2``, including glibc pointers freed through ``hak_free``,
+realloc across owners, the ops on NULL, usable sizes and glibc blocks past
+its mmap threshold (at most MAX_BIG_LIVE live: a size that would make one
+more is cut to 16 bits), on up to three program threads (real pthreads,
+serialised, so the model predicts every counter).  Configs come from
+:func:`hakfuzz.engines.strategies.configs` (each option at its default, a boundary
+value or anywhere in its range, swarm-style), and one rule per program may
+run a macro (:mod:`hakfuzz.program.macros`: a class filled to its cap, a SuperSlab
+exhausted and released, thread lifetimes), so growth, fallback, NULL and
+release happen within a few steps.
+Every step compares every ``hak_stats`` counter; ``check`` runs ``hak_check``
+and the model's self-check; teardown verifies all live blocks.
+
+A failure prints the reproducing Program (``note``) and, when
+:attr:`AllocatorMachine.save_dir` is set, writes it to
+``<save_dir>/<signature>.json``; Hypothesis replays the shrunk example last,
+so the file left behind is the minimal one.
+
+Runs unchanged under plain pytest (``TestAllocatorMachine``) and HypoFuzz.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    multiple,
+    precondition,
+    rule,
+)
+
+from hakfuzz import native
+from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
+from hakfuzz.engines.strategies import ALIGNED_ALLOC_ALIGNS, ALIGNS, configs, sizes
+from hakfuzz.findings import Finding
+from hakfuzz.program import MAX_BIG_LIVE, Op, ProgramConfig, dump_program, save_program
+from hakfuzz.program.macros import Macro, expand
+from hakfuzz.program.model import MAX_OPS, MAX_SIZE, OVERFLOW_COUNT
+
+MAX_THREADS = 3
+
+_EXECUTOR: DifferentialExecutor | None = None
+
+
+def use_module(hak: object) -> None:
+    """Drive ``hak`` (a loaded allocator module, e.g. a mutant) from now on."""
+    global _EXECUTOR
+    _EXECUTOR = DifferentialExecutor(hak)
+
+
+def executor() -> DifferentialExecutor:
+    """The process-wide executor over the default variant (built on first use)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+
+        _EXECUTOR = DifferentialExecutor(native.load())
+    return _EXECUTOR
+
+
+threads_st = st.integers(0, MAX_THREADS - 1)
+big_ok_sizes = sizes(big=True)
+
+MACRO_OPS = 4200
+"""The most ops the machine's macro expands to: a class-7 or class-6 SuperSlab and a
+few blocks more (a macro runs in one step; examples stay fast)."""
+
+
+class AllocatorMachine(RuleBasedStateMachine):
+    """Model vs native, one op per rule."""
+
+    live = Bundle("live")
+
+    save_dir: ClassVar[Path | None] = None
+    """Where failing programs are written (None: nowhere)."""
+    variant: ClassVar[str] = "release"
+    programs_run: ClassVar[int] = 0
+    findings: ClassVar[list[Finding]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: DifferentialSession | None = None
+        self.next_handle = 0
+        self.failed = False
+        self.big: set[int] = set()  # live handles holding a size above MAX_SIZE
+        self.macros = 0
+
+    # ---- set-up and helpers ---------------------------------------------------
+    @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS),
+                macros=st.booleans())
+    def start(self, config: ProgramConfig, threads: int, macros: bool) -> None:
+        # One macro in half the programs: each runs thousands of ops, and a
+        # shrunk program (macros False) has none.
+        self.macros = 0 if macros else 1
+        self.session = executor().session(config, threads)
+        type(self).programs_run += 1
+        if self.session.divergence is not None:
+            self._fail(self.session.divergence)
+
+    def _thread(self, thread: int) -> int:
+        assert self.session is not None
+        return thread % self.session.threads
+
+    def _new(self) -> int:
+        handle = self.next_handle
+        self.next_handle += 1
+        return handle
+
+    def _fit(self, handle: int, size: int) -> int:
+        """``size`` for ``handle``, cut to 16 bits if it would be one big block too many."""
+        if size > MAX_SIZE:
+            if handle in self.big or len(self.big) < MAX_BIG_LIVE:
+                self.big.add(handle)
+                return size
+            size &= 0xFFFF
+        self.big.discard(handle)
+        return size
+
+    def _do(self, op: Op) -> None:
+        assert self.session is not None
+        divergence = self.session.step(op)
+        if divergence is not None:
+            self._fail(divergence)
+
+    def _do_all(self, ops: tuple[Op, ...]) -> None:
+        assert self.session is not None
+        divergence = self.session.step_all(ops)
+        if divergence is not None:
+            self._fail(divergence)
+
+    def _fail(self, divergence: Divergence) -> None:
+        assert self.session is not None
+        self.failed = True
+        program = self.session.program(f"hypothesis: {divergence.describe()}")
+        finding = Finding(
+            "hypothesis",
+            "divergence",
+            divergence.field,
+            divergence.describe(),
+            program,
+            divergence.op_index if divergence.op_index >= 0 else None,
+            type(self).variant,
+        )
+        type(self).findings.append(finding)
+        note(dump_program(program))
+        if type(self).save_dir is not None:
+            save_dir = type(self).save_dir
+            assert save_dir is not None
+            save_dir.mkdir(parents=True, exist_ok=True)
+            save_program(program, save_dir / f"{finding.signature}.json")
+        raise AssertionError(divergence.describe())
+
+    # ---- allocation rules -----------------------------------------------------------
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
+    def alloc(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.alloc(handle, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
+    def libc_alloc(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.libc_alloc(handle, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, size=big_ok_sizes)
+    def realloc_null(self, thread: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.realloc_null(handle, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(
+        target=live,
+        thread=threads_st,
+        count=st.one_of(st.integers(0, 40), st.just(OVERFLOW_COUNT)),
+        size=st.integers(0, 300),
+    )
+    def calloc(self, thread: int, count: int, size: int) -> int:
+        handle = self._new()
+        if count == OVERFLOW_COUNT:
+            size = max(size, 2)  # count * size overflows: NULL/ENOMEM expected
+        self._do(Op.calloc(handle, count, size, self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNS), size=big_ok_sizes)
+    def memalign(self, thread: int, align: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.memalign(handle, align, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, thread=threads_st, align=st.sampled_from(ALIGNED_ALLOC_ALIGNS),
+          size=big_ok_sizes)
+    def aligned_alloc(self, thread: int, align: int, size: int) -> int:
+        handle = self._new()
+        self._do(Op.aligned_alloc(handle, align, self._fit(handle, size), self._thread(thread)))
+        return handle
+
+    @rule(target=live, handle=consumes(live), thread=threads_st, size=big_ok_sizes)
+    def realloc(self, handle: int, thread: int, size: int) -> Any:
+        size = self._fit(handle, size)
+        self._do(Op.realloc(handle, size, self._thread(thread)))
+        return multiple() if size == 0 else handle
+
+    @rule(handle=consumes(live), thread=threads_st)
+    def free(self, handle: int, thread: int) -> None:
+        self.big.discard(handle)
+        self._do(Op.free(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def free_null(self, thread: int) -> None:
+        self._do(Op.free_null(self._thread(thread)))
+
+    @rule(handle=live, thread=threads_st)
+    def usable_size(self, handle: int, thread: int) -> None:
+        self._do(Op.usable_size(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def usable_size_null(self, thread: int) -> None:
+        self._do(Op.usable_size_null(self._thread(thread)))
+
+    # ---- macros: deep states, as plain ops ----------------------------------------------
+    @precondition(lambda self: self.macros < 1)
+    @rule(macro=st.integers(0, len(Macro) - 1), arg=st.integers(0, 255))
+    def macro(self, macro: int, arg: int) -> None:
+        """A macro of hakfuzz.program.macros.
+
+        The blocks it leaves live stay out of the bundle: they keep a class at
+        its cap for the rules that follow, and a failure shrinks to the rules'
+        own blocks (a bundle of thousands would also print as thousands).
+        """
+        assert self.session is not None
+        self.macros += 1
+        expansion = expand(macro, arg, config=self.session.config,
+                           threads=self.session.threads, first_handle=self.next_handle,
+                           room=min(MACRO_OPS, MAX_OPS - len(self.session.ops)))
+        self.next_handle += expansion.created
+        self._do_all(expansion.ops)
+
+    # ---- contents and threads ---------------------------------------------------------
+    @rule(handle=live, thread=threads_st, seed=st.integers(0, 255))
+    def write(self, handle: int, thread: int, seed: int) -> None:
+        self._do(Op.write(handle, seed, self._thread(thread)))
+
+    @rule(handle=live, thread=threads_st)
+    def verify(self, handle: int, thread: int) -> None:
+        self._do(Op.verify(handle, self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def flush(self, thread: int) -> None:
+        self._do(Op.flush(self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def thread_exit(self, thread: int) -> None:
+        self._do(Op.thread_exit(self._thread(thread)))
+
+    @rule(thread=threads_st)
+    def check(self, thread: int) -> None:
+        self._do(Op.check(self._thread(thread)))
+
+    def teardown(self) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            divergence = session.finish()
+            if divergence is not None and not self.failed:
+                self.session = session
+                self._fail(divergence)
+        finally:
+            self.session = None
+            session.close()
