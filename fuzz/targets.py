@@ -266,7 +266,8 @@ def _elf_problem(path: str) -> str | None:
     return None
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The sha256 of the file at ``path`` (hex), read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -340,7 +341,7 @@ def resolve_target(text: str, variant: str = "release") -> Target:
             raise HakfuzzError(f"glibc: cannot tell which object serves malloc ({seen.status}: "
                                f"{seen.stderr.strip()[:200]})")
         libc = str(seen.malloc_from)
-        return Target("glibc", TargetKind.GLIBC, libc, libc, _sha256(libc))
+        return Target("glibc", TargetKind.GLIBC, libc, libc, sha256_of(libc))
     if text == "hakmem":
         if variant not in PRELOAD_VARIANTS:
             raise TargetError(f"hakmem: variant {variant!r} cannot be preloaded (a sanitizer "
@@ -360,7 +361,7 @@ def resolve_target(text: str, variant: str = "release") -> Target:
 
 def _target(name: str, kind: TargetKind, text: str, library: str) -> Target:
     real = _check_library(text, library)
-    return Target(name, kind, library, real, _sha256(real))
+    return Target(name, kind, library, real, sha256_of(real))
 
 
 # ---- the check ------------------------------------------------------------------------

@@ -12,7 +12,6 @@ runs it there again and says when that file has changed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,20 +31,13 @@ from hakfuzz.targets import (
     NAMES,
     Target,
     resolve_target,
+    sha256_of,
 )
 
 if TYPE_CHECKING:
 
     from hakfuzz.findings import Finding
     from hakfuzz.program.minimize import Oracle
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def recorded_change(recorded: ProgramTarget) -> tuple[str, str] | None:
     """``(what, words)`` when the recorded library is gone or is another file now, else None.
@@ -56,7 +48,7 @@ def recorded_change(recorded: ProgramTarget) -> tuple[str, str] | None:
     if not os.path.isfile(path):
         return "gone", f"the library it was found on, {path}, is gone"
     try:
-        now = _sha256(path)
+        now = sha256_of(path)
     except OSError as exc:
         return "gone", f"the library it was found on, {path}, cannot be read ({exc.strerror})"
     if now != recorded.sha256:

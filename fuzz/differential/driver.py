@@ -86,15 +86,20 @@ def run_driver(
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         return RunResult(-1, None, err, True)
-    result: dict[str, Any] | None = None
-    text = done.stdout.decode(errors="replace").strip()
-    if text:
-        try:
-            parsed = json.loads(text.splitlines()[-1])
-            result = parsed if isinstance(parsed, dict) else None
-        except json.JSONDecodeError:
-            result = None
+    result = parse_result(done.stdout.decode(errors="replace"))
     return RunResult(done.returncode, result, done.stderr.decode(errors="replace"), False)
+
+
+def parse_result(stdout: str) -> dict[str, Any] | None:
+    """The driver's result: the JSON object on the last line of its output, if any."""
+    text = stdout.strip()
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text.splitlines()[-1])
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def judge(

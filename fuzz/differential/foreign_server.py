@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hakfuzz._errors import HakfuzzError, UsageError
-from hakfuzz.differential.driver import RunResult
+from hakfuzz.differential.driver import RunResult, parse_result
 from hakfuzz.differential.wire import to_wire
 from hakfuzz.program import Program
 from hakfuzz.targets import Target, TargetError, child_env, served_by
@@ -296,12 +296,4 @@ def _result(envelope: dict[str, Any]) -> RunResult:
     if status == "timeout":
         return RunResult(-1, None, stderr, True)
     returncode = -code if status == "signal" else code
-    result: dict[str, Any] | None = None
-    text = str(envelope.get("stdout", "")).strip()
-    if text:
-        try:
-            parsed = json.loads(text.splitlines()[-1])
-            result = parsed if isinstance(parsed, dict) else None
-        except json.JSONDecodeError:
-            result = None
-    return RunResult(returncode, result, stderr, False)
+    return RunResult(returncode, parse_result(str(envelope.get("stdout", ""))), stderr, False)
