@@ -175,7 +175,7 @@ def test_an_engine_whose_workers_die_at_start_fails_the_campaign(tmp_path: Path)
 def test_the_exit_status_is_not_green_when_an_engine_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hakfuzz.campaign.supervisor.Supervisor", _DeadEngine)
+    monkeypatch.setattr(cli_fuzz, "Supervisor", _DeadEngine)
     monkeypatch.chdir(tmp_path)
     status = cli_fuzz.run(
         cli_fuzz_args(tmp_path, "--engine", "parallel", "--time", "600", "--json")
