@@ -34,7 +34,8 @@ def test_workloads_cover_every_thread_count_and_filter() -> None:
     labels = [w.label() for w in workloads()]
     assert labels[:4] == ["prodcons 1 pairs", "prodcons 2 pairs", "prodcons 4 pairs",
                           "prodcons 8 pairs"]
-    assert "churn 16 threads" in labels and "larson 4T 256ch" in labels
+    assert "churn 16 threads" in labels
+    assert "larson 4T 256ch" in labels
     assert all(w.env == BIG_CACHES for w in workloads() if w.name == "exitcache")
     assert [w.label() for w in workloads((2,))] == [
         "prodcons 2 pairs", "churn 2 threads", "exitcache 2 threads", "larson 2T 1024ch"]
@@ -61,12 +62,15 @@ def test_cli_bench_xthread_runs_every_workload_and_prints_ratios(tmp_path: Path)
     assert {"hakmem", "glibc"} <= allocators
     for r in rows:
         assert r["failures"] == 0, r
-        assert r["ratio_to_glibc"] is not None and r["ratio_to_glibc"] > 0
-        assert r["sys_seconds"] is not None and r["minflt"] is not None
+        assert r["ratio_to_glibc"] is not None
+        assert r["ratio_to_glibc"] > 0
+        assert r["sys_seconds"] is not None
+        assert r["minflt"] is not None
         if "mimalloc" in allocators:
             assert r["ratio_to_mimalloc"] is not None
     text = (tmp_path / "bench.md").read_text()
-    assert "ratio_to_mimalloc" in text and "madvise_per_mop" in text
+    assert "ratio_to_mimalloc" in text
+    assert "madvise_per_mop" in text
     # Without --json: the rich table with both ratio columns.
     table = subprocess.run(
         [sys.executable, "-m", "hakfuzz.cli", "bench", "--engine", "xthread", "--seconds", "0.05",
@@ -75,7 +79,8 @@ def test_cli_bench_xthread_runs_every_workload_and_prints_ratios(tmp_path: Path)
         capture_output=True, text=True, check=False, timeout=300,
         env={**os.environ, "COLUMNS": "250"})
     assert table.returncode == 0, table.stderr
-    assert "vs glibc" in table.stdout and "vs mimalloc" in table.stdout
+    assert "vs glibc" in table.stdout
+    assert "vs mimalloc" in table.stdout
     assert "exitcache 1 threads" in table.stdout
 
 
