@@ -2,9 +2,10 @@
 
 No counter shows residency, so these tests ask the kernel: ``mincore(2)``
 reports, page by page, whether a range is in memory.  A retired slab keeps
-its pages while its class has fewer than two dirty FREE slabs; later ones
-give their carved pages back at once; a released SuperSlab that is kept
-mapped gives all of its pages back.
+its pages while its class has fewer than HAK_DIRTY_MAX (8) dirty FREE slabs;
+later ones give their carved pages back at once; a released SuperSlab that
+is kept mapped keeps the pages of its dirty slabs (the next class to grow
+takes it back without faulting them in) and no others.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from hakfuzz.model import limits
 from hakfuzz.native import HakmemModule
 
 PAGE = mmap.PAGESIZE
-DIRTY_MAX = 2  # HAK_DIRTY_MAX in native/src/internal.h
+DIRTY_MAX = 8  # HAK_DIRTY_MAX in native/src/internal.h
+FULL = DIRTY_MAX + 4  # slabs filled and emptied: some past the dirty cap
 BLOCK = 1024  # class 7: 60 blocks in slab 0, 64 in the others
 C7 = 7
 _PATTERN = b"\xa5" * BLOCK
@@ -67,26 +69,26 @@ def allocate_slabs(hak: HakmemModule, full: int) -> dict[int, list[Ptr]]:
 
 def test_retired_slabs_past_the_dirty_cap_give_their_pages_back(hak: HakmemModule) -> None:
     exact(hak)  # caches off: every free reaches its slab
-    by_slab = allocate_slabs(hak, full=6)
-    anchor = by_slab[6][0]  # keeps the SuperSlab live (slab 6 is cur)
-    for s in range(6):
+    by_slab = allocate_slabs(hak, full=FULL)
+    anchor = by_slab[FULL][0]  # keeps the SuperSlab live (slab FULL is cur)
+    for s in range(FULL):
         start, length = slab_range(hak, anchor, s)
         assert resident_pages(start, length) == length // PAGE + (start % PAGE != 0), s
-    for s in range(6):
+    for s in range(FULL):
         for ptr in by_slab[s]:
             hak.lib.hak_free(ptr)
     assert stats(hak).cls[7]["slabs_in_use"] == 1
-    assert_clean(hak, "after retiring six slabs")
-    resident = [resident_pages(*slab_range(hak, anchor, s)) for s in range(6)]
-    # Slabs 0 and 1 retired first and stay dirty; 2..5 went back to the OS
-    # (the first word of each block was written by the free, so a slab that
-    # kept its pages has them all).
+    assert_clean(hak, "after retiring the full slabs")
+    resident = [resident_pages(*slab_range(hak, anchor, s)) for s in range(FULL)]
+    # The first DIRTY_MAX slabs retired stay dirty; the later ones went back
+    # to the OS (the first word of each block was written by the free, so a
+    # slab that kept its pages has them all).
     assert all(resident[s] > 0 for s in range(DIRTY_MAX)), resident
-    assert resident[DIRTY_MAX:] == [0] * (6 - DIRTY_MAX), resident
+    assert resident[DIRTY_MAX:] == [0] * (FULL - DIRTY_MAX), resident
 
     # The lowest FREE slab, dirty slab 0, is the next one taken: no longer dirty.
     hak.lib.hak_free(anchor)  # cur emptied: not retired, still cur
-    more = [malloc_ok(hak, BLOCK) for _ in range(65)]  # all 64 of slab 6, then slab 0
+    more = [malloc_ok(hak, BLOCK) for _ in range(65)]  # all 64 of slab FULL, then slab 0
     assert locate(hak, more[-1]).slab_idx == 0, locate(hak, more[-1])
     assert_clean(hak, "after reusing a dirty slab")
     for ptr in more:
@@ -95,7 +97,7 @@ def test_retired_slabs_past_the_dirty_cap_give_their_pages_back(hak: HakmemModul
     assert_clean(hak, "after freeing everything")
 
 
-def test_a_kept_superslab_gives_back_every_page(hak: HakmemModule) -> None:
+def test_a_kept_superslab_keeps_only_its_dirty_slabs_pages(hak: HakmemModule) -> None:
     exact(hak)
     by_slab = allocate_slabs(hak, full=3)
     base = ss_base(hak, by_slab[0][0])
@@ -106,8 +108,14 @@ def test_a_kept_superslab_gives_back_every_page(hak: HakmemModule) -> None:
     hak.lib.hak_flush()
     snap = stats(hak)
     assert (snap.cls[7]["ss_live"], snap["ss_kept"]) == (0, 1), str(snap)
-    # Only the header page, where the kept stack's link is written after.
-    assert resident_pages(base, limits.SS_SIZE) <= 1, "the kept SuperSlab is mapped, not resident"
-    assert resident_pages(base + PAGE, limits.SS_SIZE - PAGE) == 0
-    assert addr(hak, malloc_ok(hak, BLOCK)) == base + limits.SS_HEADER_SIZE  # reused
-    assert_clean(hak, "after reusing the kept SuperSlab")
+    # Its four slabs retired dirty (fewer than DIRTY_MAX): their pages stay,
+    # every other slab's page is out.
+    first = base + limits.SS_HEADER_SIZE
+    used = [resident_pages(first, limits.SLAB_SIZE - limits.SS_HEADER_SIZE)]
+    used += [resident_pages(base + s * limits.SLAB_SIZE, limits.SLAB_SIZE) for s in (1, 2, 3)]
+    assert all(n > 0 for n in used), used
+    rest = base + 4 * limits.SLAB_SIZE
+    assert resident_pages(rest, limits.SS_SIZE - 4 * limits.SLAB_SIZE) == 0
+    ptr = malloc_ok(hak, BLOCK)
+    assert addr(hak, ptr) == base + limits.SS_HEADER_SIZE  # reused
+    assert_clean(hak, "after reusing the kept SuperSlab (its dirty slabs counted again)")

@@ -20,9 +20,21 @@
 #define HAK_MIN_SHIFT   3                      /* log2(HAK_MIN_BLOCK): class 0's block */
 #define HAK_HELD_BITS   64                     /* blocks per checked-mode held word */
 #define HAK_ORPHAN_BIT  ((uintptr_t)1)         /* in a slab's remote head */
+/* A remote head is one word: the top block's address (bits 3..47: blocks
+ * are 8-byte aligned, user addresses below 2^47 as the registry assumes),
+ * the number of blocks on the stack (bits 48..63: a slab holds at most
+ * 8192), and HAK_ORPHAN_BIT.  The count rides in the word the push CASes
+ * anyway: a remote free writes no other shared counter, and the owner
+ * learns how many blocks it took without walking them. */
+#define HAK_REMOTE_PTR_MASK     ((uintptr_t)0x0000fffffffffff8ull)
+#define HAK_REMOTE_COUNT_SHIFT  48
+#define HAK_REMOTE_ONE          ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT)
 #define HAK_CACHE_LINE  64
-/* FREE slabs per class that keep their pages for reuse (see _hak_retire). */
-#define HAK_DIRTY_MAX   2
+/* FREE slabs per class that keep their pages for reuse (see _hak_retire):
+ * enough for a producer whose consumer empties a few slabs per collect, or
+ * a class shared by a handful of short-lived threads, to take them back
+ * without a madvise and a page fault per page; at most 8 x 64 KiB per class. */
+#define HAK_DIRTY_MAX   8
 /* Starts a new cache line: fields written by different threads, or often
  * written next to fields read on every call, must not share one. */
 #define HAK_LINE        _Alignas(HAK_CACHE_LINE)
@@ -173,10 +185,9 @@ typedef struct hak_class_s {
   _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); changed under the lock,
                                  * read without it by _hak_retire */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
-  /* Every remote free and drain.  Not >= 0 at every instant: a pusher adds
-   * after its push lands, so the owner may drain (and subtract) first. */
-  HAK_LINE _Atomic int64_t remote_pending;
-  _Atomic uint64_t fallback_allocs, oom_nulls;
+  /* (remote_pending is no counter: hak_stats sums the counts in the remote
+   * heads, so a remote free touches no process-wide line.) */
+  HAK_LINE _Atomic uint64_t fallback_allocs, oom_nulls;
 } hak_class_t;
 
 typedef struct hak_global_s {
@@ -287,6 +298,16 @@ static inline uint8_t *_hak_slab_first(hak_ss_t *ss, unsigned slab_idx) {
 static inline uint16_t _hak_slab_capacity(unsigned block_size, unsigned slab_idx) {
   return (uint16_t)((HAK_SLAB_SIZE - (slab_idx == 0 ? HAK_SS_HEADER_SIZE : 0)) / block_size);
 }
+/* The parts of a remote head (see HAK_REMOTE_PTR_MASK). */
+static inline void *_hak_remote_top(uintptr_t head) {
+  return (void *)(head & HAK_REMOTE_PTR_MASK);
+}
+static inline uint32_t _hak_remote_count(uintptr_t head) {
+  return (uint32_t)(head >> HAK_REMOTE_COUNT_SHIFT);
+}
+_Static_assert(HAK_SLAB_SIZE / HAK_MIN_BLOCK < (1u << (64 - HAK_REMOTE_COUNT_SHIFT)),
+               "a remote head counts up to a slab's capacity");
+
 /* ---- asan.c: the asan variant poisons free blocks (one switch, here) ---- */
 #if defined(__SANITIZE_ADDRESS__)
 #define HAK_NO_ASAN __attribute__((no_sanitize_address))
