@@ -119,3 +119,25 @@ def test_a_kept_superslab_keeps_only_its_dirty_slabs_pages(hak: HakmemModule) ->
     ptr = malloc_ok(hak, BLOCK)
     assert addr(hak, ptr) == base + limits.SS_HEADER_SIZE  # reused
     assert_clean(hak, "after reusing the kept SuperSlab (its dirty slabs counted again)")
+
+
+def test_an_unmapped_superslab_is_held_in_reserve_with_its_pages_out(hak: HakmemModule) -> None:
+    """Under thread churn a class empties and grows again: the mapping is reused, no syscall."""
+    exact(hak, ss_keep=0)  # an empty SuperSlab is unmapped at once (os_unmaps)
+    by_slab = allocate_slabs(hak, full=FULL)
+    base = ss_base(hak, by_slab[0][0])
+    for ptrs in by_slab.values():
+        for ptr in ptrs:
+            hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
+    assert stats(hak)["os_unmaps"] == 1
+    # Still mapped (mincore fails with ENOMEM on an unmapped range), and only
+    # the header page and the first DIRTY_MAX slabs' pages are in memory.
+    resident = resident_pages(base, limits.SS_SIZE)
+    assert 0 < resident <= (1 + DIRTY_MAX * limits.SLAB_SIZE // PAGE), resident
+    assert resident_pages(base + (DIRTY_MAX + 1) * limits.SLAB_SIZE,
+                          limits.SS_SIZE - (DIRTY_MAX + 1) * limits.SLAB_SIZE) == 0
+    ptr = malloc_ok(hak, BLOCK)  # growth: counted as a mapping, served by the reserve
+    assert addr(hak, ptr) == base + limits.SS_HEADER_SIZE
+    assert stats(hak)["os_maps"] == 2
+    assert_clean(hak, "after growing into the reserved mapping")

@@ -328,8 +328,9 @@ HAK_NO_ASAN static inline void *_hak_next(void *block) { return *(void **)block;
 HAK_NO_ASAN static inline void _hak_set_next(void *block, void *next) { *(void **)block = next; }
 
 /* ---- os.c: mappings and fault injection ---- */
-void *_hak_os_map_ss(void);              /* counted, may be failed on purpose */
-void _hak_os_unmap_ss(void *base);
+void *_hak_os_map_ss(uint32_t *dirty);   /* counted, may be failed on purpose */
+void _hak_os_unmap_ss(void *base);      /* counted; held in reserve or unmapped */
+void _hak_os_drop_reserve(void);          /* hak_reset: unmap the reserve */
 void *_hak_os_map_plain(size_t bytes);   /* uncounted, for metadata */
 void _hak_os_discard(void *p, size_t bytes);  /* RSS back to the OS, stays mapped */
 void _hak_os_unmap_plain(void *p, size_t bytes);

@@ -44,7 +44,7 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
     _hak_g.ss_kept--;
     dirty = ss->dirty;  /* slabs whose pages it kept (see _hak_ss_release) */
   } else {
-    ss = _hak_os_map_ss();
+    ss = _hak_os_map_ss(&dirty);
     if (ss == NULL) {
       pthread_mutex_unlock(&_hak_g.lock);
       return NULL;
@@ -140,4 +140,5 @@ void _hak_ss_unmap_all(void) {
     _hak_os_unmap_ss(ss);
   }
   _hak_g.kept = NULL;
+  _hak_os_drop_reserve();
 }
