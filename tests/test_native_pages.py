@@ -17,6 +17,7 @@ from native_helpers import (
     Ptr,
     addr,
     assert_clean,
+    configure,
     exact,
     locate,
     malloc_ok,
@@ -141,3 +142,21 @@ def test_an_unmapped_superslab_is_held_in_reserve_with_its_pages_out(hak: Hakmem
     assert addr(hak, ptr) == base + limits.SS_HEADER_SIZE
     assert stats(hak)["os_maps"] == 2
     assert_clean(hak, "after growing into the reserved mapping")
+
+
+def test_a_flush_does_not_fault_in_blocks_a_refill_carved_and_no_one_touched(
+    hak: HakmemModule,
+) -> None:
+    """Large caches: the flush empties whole slabs without linking their blocks."""
+    configure(hak, cache_cap=1024, refill_batch=1024)
+    ptr = malloc_ok(hak, BLOCK)  # refills 1024 blocks of class 7: 16+ slabs carved
+    base = ss_base(hak, ptr)
+    assert stats(hak).cls[7]["slabs_in_use"] >= 16
+    hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
+    assert stats(hak).cls[7]["slabs_in_use"] == 0
+    # Every slab retired; the first DIRTY_MAX kept their pages, but no block
+    # was ever written (by the user or by a free list link): nothing past the
+    # header page came in.
+    assert resident_pages(base + PAGE, 16 * limits.SLAB_SIZE - PAGE) == 0
+    assert_clean(hak, "after flushing a refill no one used")

@@ -95,6 +95,7 @@ struct hak_slab_s {
   uint16_t used;                /* (owner) */
   uint8_t state;                /* hak_slab_state_t, changed under the class lock */
   uint8_t on_partial;           /* (owner) on the owner's partial stack */
+  uint16_t flushing;            /* (owner) scratch of _hak_thread_flush, else 0 */
   _Atomic uint64_t owner_id;    /* thread id of the owner, 0 when none */
   hak_link_t p;                 /* (owner) partial stack links */
   hak_link_t o;                 /* (owner) owned list links; an ORPHAN's are
@@ -124,6 +125,7 @@ struct hak_ss_s {
   hak_slab_t slabs[HAK_SLABS_PER_SS];
 };
 _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too large");
+_Static_assert(sizeof(hak_slab_t) == HAK_CACHE_LINE, "one cache line per slab");
 
 /* The invariants above as named checks, for the points that change their
  * fields.  Macros, not functions: a failure names the caller's line. */
@@ -375,6 +377,7 @@ void _hak_ss_forget_held_bits(void);     /* checked mode switched */
 
 /* ---- slab.c: taking and returning blocks ---- */
 void *_hak_take(hak_thread_t *t, unsigned class_idx);
+uint32_t _hak_take_run(hak_thread_t *t, unsigned class_idx, void **out, uint32_t n);
 void _hak_release_block(hak_thread_t *t, hak_ss_t *ss, void *p);
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
 void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab);

@@ -179,6 +179,37 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   return slab;
 }
 
+/* What repeated calls of _hak_take would hand out while they stay in step 1
+ * without a drain: cur's freelist, then (only when partial is empty) cur's
+ * carve room, in one go: used and active are updated once for the run.
+ * Returns how many of n it took (0 when _hak_take must decide). */
+uint32_t _hak_take_run(hak_thread_t *t, unsigned c, void **out, uint32_t n) {
+  hak_tclass_t *tc = &t->cls[c];
+  hak_slab_t *cur = tc->cur;
+  if (cur == NULL) return 0;
+  uint32_t k = 0;
+  while (k < n && cur->freelist != NULL) {
+    void *p = cur->freelist;
+    cur->freelist = _hak_next(p);
+    out[k++] = p;
+  }
+  if (k < n && tc->partial == NULL && cur->carved < cur->capacity) {
+    hak_ss_t *ss = slab_ss(cur);
+    uint32_t m = (uint32_t)(cur->capacity - cur->carved);
+    if (m > n - k) m = n - k;
+    size_t size = ss->block_size;
+    uint8_t *p = _hak_slab_first(ss, slab_index(cur)) + (size_t)cur->carved * size;
+    for (uint32_t i = 0; i < m; i++, p += size) out[k++] = p;
+    cur->carved = (uint16_t)(cur->carved + m);
+  }
+  if (k == 0) return 0;
+  cur->used = (uint16_t)(cur->used + k);
+  HAK_ASSERT_COUNTS(cur);
+  int64_t active = hak_add_relaxed(&slab_ss(cur)->active, (int64_t)k) + (int64_t)k;
+  HAK_ASSERT_ACTIVE(active, cur);
+  return k;
+}
+
 void *_hak_take(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
   for (;;) {

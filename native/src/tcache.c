@@ -100,6 +100,9 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   void *taken[HAK_CACHE_CAP_MAX];
   uint32_t k = 0;
   while (k < batch) {
+    uint32_t run = _hak_take_run(t, c, taken + k, batch - k);  /* in bulk, same blocks */
+    k += run;
+    if (run != 0) continue;
     void *p = _hak_take(t, c);
     if (p == NULL) break;
     taken[k++] = p;
@@ -131,10 +134,60 @@ void _hak_cache_drain(hak_thread_t *t, unsigned c) {
   HAK_ASSERT(t->cls[c].count < cap || cap == 0, "a drained cache is below its cap");
 }
 
+/* The whole cache back, bottom first, as drain_oldest does, except that a
+ * slab of ours whose every used block is in the cache is emptied at once:
+ * used 0, active less that many, retired (cur: by the caller, right after).
+ * Its freelist would be forgotten by the retire anyway, so its blocks are
+ * never linked: with large caches most of them were carved by a refill and
+ * never touched, and linking them would fault their pages in just before
+ * the retire gives them back.  The end state is the same as one
+ * release_block per block: the same slabs retired, the others' frees in
+ * cache order. */
+static void flush_cache(hak_thread_t *t, unsigned c) {
+  hak_tclass_t *tc = &t->cls[c];
+  uint32_t n = tc->count;
+  hak_slab_t *mine[HAK_CACHE_CAP_MAX];
+  uint32_t nmine = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    void *p = *_hak_cache_slot(t, c, i);
+    hak_ss_t *ss = _hak_ss_base(p);
+    hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
+    if (hak_load_relaxed(&slab->owner_id) != t->id) continue;
+    if (slab->flushing++ == 0) mine[nmine++] = slab;
+  }
+  /* A slab is whole when flushing == used (its remote stack is then empty:
+   * remote blocks count in used, never in our cache).  The others' counts
+   * go down with their used, so they never become equal on the way. */
+  for (uint32_t i = 0; i < n; i++) {
+    void *p = *_hak_cache_slot(t, c, i);
+    hak_ss_t *ss = _hak_ss_base(p);
+    hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
+    /* (Another thread's slab's scratch is its owner's: never read it.) */
+    if (hak_load_relaxed(&slab->owner_id) == t->id && slab->flushing != 0) {
+      if (slab->flushing == slab->used) continue;  /* whole: below */
+      slab->flushing--;
+    }
+    _hak_release_block(t, ss, p);
+  }
+  tc->count = 0;
+  for (uint32_t i = 0; i < nmine; i++) {
+    hak_slab_t *slab = mine[i];
+    uint16_t whole = slab->flushing;
+    slab->flushing = 0;
+    if (whole == 0) continue;
+    HAK_ASSERT(whole == slab->used, "a slab flushed whole has every used block in the cache");
+    hak_ss_t *ss = _hak_ss_base(slab);
+    slab->used = 0;
+    int64_t active = hak_sub_relaxed(&ss->active, (int64_t)whole) - (int64_t)whole;
+    HAK_ASSERT_ACTIVE(active, slab);
+    if (slab != tc->cur) _hak_retire(t, ss, slab);
+  }
+}
+
 void _hak_thread_flush(hak_thread_t *t) {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
-    drain_oldest(t, c, tc->count);
+    flush_cache(t, c);
     HAK_ASSERT(tc->count == 0, "a flushed cache is empty");
     for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next)
       _hak_remote_drain(_hak_ss_base(s), s);
