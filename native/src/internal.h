@@ -387,6 +387,7 @@ void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p)
 /* ---- remote.c: cross-thread frees ---- */
 void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p);
 uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab);
+int _hak_remote_push_chain(hak_ss_t *ss, hak_slab_t *slab, void *top, void *bottom, uint32_t n);
 void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
 void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab);
 

@@ -67,6 +67,23 @@ void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) 
   /* ss may be drained and released from here on: touch nothing of it. */
 }
 
+/* Push a chain of n blocks of slab, linked top -> ... -> bottom, with one
+ * CAS: the stack ends up as n single pushes, bottom first, would leave it.
+ * 0 (nothing pushed) when the slab is an ORPHAN: the caller frees the
+ * blocks one by one, which adopts it. */
+int _hak_remote_push_chain(hak_ss_t *ss, hak_slab_t *slab, void *top, void *bottom, uint32_t n) {
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  uintptr_t head = hak_load_relaxed(&ss->remote[idx]);
+  for (;;) {
+    if (head & HAK_ORPHAN_BIT) return 0;
+    _hak_set_next(bottom, _hak_remote_top(head));
+    uintptr_t pushed = (uintptr_t)top | ((head & ~HAK_REMOTE_PTR_MASK) + n * HAK_REMOTE_ONE);
+    if (atomic_compare_exchange_weak_explicit(&ss->remote[idx], &head, pushed,
+                                              memory_order_release, memory_order_relaxed))
+      return 1;
+  }
+}
+
 /* Owner only: move the remote stack in front of the freelist. */
 uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab) {
   unsigned idx = (unsigned)(slab - ss->slabs);

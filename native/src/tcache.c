@@ -116,13 +116,38 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   return taken[0];
 }
 
+/* Release cache entry i, and with it the entries after it (up to end) of
+ * the same slab when another thread owns that slab: one CAS pushes them all
+ * on its remote stack (a consumer freeing a producer's blocks finds them in
+ * runs).  Returns how many entries it released (>= 1). */
+static uint32_t release_from(hak_thread_t *t, unsigned c, uint32_t i, uint32_t end) {
+  void *p = *_hak_cache_slot(t, c, i);
+  hak_ss_t *ss = _hak_ss_base(p);
+  unsigned idx = _hak_slab_idx(ss, p);
+  hak_slab_t *slab = &ss->slabs[idx];
+  uint32_t j = i + 1;
+  if (hak_load_relaxed(&slab->owner_id) != t->id) {
+    while (j < end) {
+      void *q = *_hak_cache_slot(t, c, j);
+      if (_hak_ss_base(q) != ss || _hak_slab_idx(ss, q) != idx) break;
+      j++;
+    }
+  }
+  if (j - i == 1) {
+    _hak_release_block(t, ss, p);
+    return 1;
+  }
+  for (uint32_t k = i + 1; k < j; k++)
+    _hak_set_next(*_hak_cache_slot(t, c, k), *_hak_cache_slot(t, c, k - 1));
+  if (!_hak_remote_push_chain(ss, slab, *_hak_cache_slot(t, c, j - 1), p, j - i))
+    for (uint32_t k = i; k < j; k++) _hak_release_block(t, ss, *_hak_cache_slot(t, c, k));
+  return j - i;
+}
+
 static void drain_oldest(hak_thread_t *t, unsigned c, uint32_t n) {
   hak_tclass_t *tc = &t->cls[c];
   if (n > tc->count) n = tc->count;
-  for (uint32_t i = 0; i < n; i++) {
-    void *p = *_hak_cache_slot(t, c, i);
-    _hak_release_block(t, _hak_ss_base(p), p);
-  }
+  for (uint32_t i = 0; i < n;) i += release_from(t, c, i, n);
   for (uint32_t i = n; i < tc->count; i++) *_hak_cache_slot(t, c, i - n) = *_hak_cache_slot(t, c, i);
   tc->count -= n;
 }
@@ -158,12 +183,17 @@ static void flush_cache(hak_thread_t *t, unsigned c) {
   /* A slab is whole when flushing == used (its remote stack is then empty:
    * remote blocks count in used, never in our cache).  The others' counts
    * go down with their used, so they never become equal on the way. */
-  for (uint32_t i = 0; i < n; i++) {
+  for (uint32_t i = 0; i < n;) {
     void *p = *_hak_cache_slot(t, c, i);
     hak_ss_t *ss = _hak_ss_base(p);
     hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
     /* (Another thread's slab's scratch is its owner's: never read it.) */
-    if (hak_load_relaxed(&slab->owner_id) == t->id && slab->flushing != 0) {
+    if (hak_load_relaxed(&slab->owner_id) != t->id) {
+      i += release_from(t, c, i, n);
+      continue;
+    }
+    i++;
+    if (slab->flushing != 0) {
       if (slab->flushing == slab->used) continue;  /* whole: below */
       slab->flushing--;
     }
