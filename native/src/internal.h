@@ -380,6 +380,11 @@ void *_hak_take(hak_thread_t *t, unsigned class_idx);
 uint32_t _hak_take_run(hak_thread_t *t, unsigned class_idx, void **out, uint32_t n);
 void _hak_release_block(hak_thread_t *t, hak_ss_t *ss, void *p);
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
+/* _hak_retire with the pages decided by the caller: AUTO as _hak_retire
+ * (dirty while the class has room, else discarded here); KEEP: dirty; GONE:
+ * the caller has already given the pages back (no discard here). */
+enum { HAK_PAGES_AUTO = 0, HAK_PAGES_KEEP = 1, HAK_PAGES_GONE = 2 };
+void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages);
 void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab);
 void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab);  /* off lists, not cur */
 void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p);

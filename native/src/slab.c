@@ -41,6 +41,10 @@ void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 }
 
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
+  _hak_retire_as(t, ss, slab, HAK_PAGES_AUTO);
+}
+
+void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages) {
   unsigned c = ss->class_idx;
   HAK_ASSERT_OWNED(ss, slab, t->id);
   HAK_ASSERT(slab->used == 0, "a slab is retired only with no block out");
@@ -56,8 +60,10 @@ void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
    * flight) and the slab is not FREE yet, so no one else touches them.
    * The count is read before the lock: racing retirers may overshoot it
    * by one each. */
-  int keep = hak_load_relaxed(&cls->dirty_slabs) < HAK_DIRTY_MAX;
-  if (!keep) _hak_os_discard(_hak_slab_first(ss, idx), (size_t)slab->carved * ss->block_size);
+  int keep = pages == HAK_PAGES_AUTO ? hak_load_relaxed(&cls->dirty_slabs) < HAK_DIRTY_MAX
+                                     : pages == HAK_PAGES_KEEP;
+  if (!keep && pages == HAK_PAGES_AUTO)
+    _hak_os_discard(_hak_slab_first(ss, idx), (size_t)slab->carved * ss->block_size);
   pthread_mutex_lock(&cls->lock);
   slab->state = HAK_SLAB_FREE;
   slab->freelist = NULL;

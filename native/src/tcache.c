@@ -200,18 +200,49 @@ static void flush_cache(hak_thread_t *t, unsigned c) {
     _hak_release_block(t, ss, p);
   }
   tc->count = 0;
+  /* The whole slabs, by address (sorted into the front of mine: the rest of
+   * it is stale from here on).  The first ones the class has dirty room
+   * for keep their pages; the others' pages go now, while they are still
+   * ours (used 0, not FREE: no one else touches them), one madvise per run
+   * of adjacent slabs instead of one per slab (each is a TLB shootdown). */
+  uint32_t nwhole = 0;
   for (uint32_t i = 0; i < nmine; i++) {
+    hak_slab_t *slab = mine[i];
+    if (slab->flushing == 0) continue;
+    uint32_t j = nwhole++;
+    for (; j > 0 && mine[j - 1] > slab; j--) mine[j] = mine[j - 1];
+    mine[j] = slab;
+  }
+  uint32_t dirty = hak_load_relaxed(&_hak_classes[c].dirty_slabs);
+  uint32_t keep = dirty < HAK_DIRTY_MAX ? HAK_DIRTY_MAX - dirty : 0;
+  for (uint32_t i = keep; i < nwhole;) {
+    hak_slab_t *slab = mine[i];
+    if (slab == tc->cur) {  /* retired by the caller, as _hak_retire decides */
+      i++;
+      continue;
+    }
+    hak_ss_t *ss = _hak_ss_base(slab);
+    uint32_t j = i + 1;
+    while (j < nwhole && mine[j] == mine[j - 1] + 1 && mine[j] != tc->cur) j++;
+    uint8_t *from = _hak_slab_first(ss, (unsigned)(slab - ss->slabs));
+    hak_slab_t *last = mine[j - 1];
+    unsigned last_idx = (unsigned)(last - ss->slabs);
+    uint8_t *to = _hak_slab_first(ss, last_idx) + (size_t)last->carved * ss->block_size;
+    _hak_os_discard(from, (size_t)(to - from));
+    i = j;
+  }
+  for (uint32_t i = 0; i < nwhole; i++) {
     hak_slab_t *slab = mine[i];
     uint16_t whole = slab->flushing;
     slab->flushing = 0;
-    if (whole == 0) continue;
     HAK_ASSERT(whole == slab->used, "a slab flushed whole has every used block in the cache");
     hak_ss_t *ss = _hak_ss_base(slab);
     slab->used = 0;
     int64_t active = hak_sub_relaxed(&ss->active, (int64_t)whole) - (int64_t)whole;
     HAK_ASSERT_ACTIVE(active, slab);
-    if (slab != tc->cur) _hak_retire(t, ss, slab);
+    if (slab != tc->cur) _hak_retire_as(t, ss, slab, i < keep ? HAK_PAGES_KEEP : HAK_PAGES_GONE);
   }
+  /* (Every other slab's count went back to 0 with its releases.) */
 }
 
 void _hak_thread_flush(hak_thread_t *t) {
