@@ -40,8 +40,10 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
     parser.add_argument("--allocator", default=_DEFAULT_ALLOCATORS,
                         help="larson engine: comma list of names or paths of shared libraries "
                         f"(default {_DEFAULT_ALLOCATORS})")
-    parser.add_argument("--repeat", "--reps", dest="repeat", type=positive_int, default=3,
-                        help="runs per figure (default 3)")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="runs per figure (default 3; --reps is the same)")
+    parser.add_argument("--reps", dest="repeat", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=positive_float, default=None,
                         help="seconds per run (default 3; xthread engine 0.5)")
     parser.add_argument("--threads", type=_thread_list, default=None, metavar="LIST",
