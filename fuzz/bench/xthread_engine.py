@@ -75,7 +75,9 @@ class Workload:
 
 def workloads(threads: Sequence[int] | None = None) -> tuple[Workload, ...]:
     """Every config, in run order; ``threads`` keeps only those thread counts."""
-    keep = (lambda n: True) if not threads else (lambda n: n in threads)
+    def keep(n: int) -> bool:
+        return not threads or n in threads
+
     out = [Workload("prodcons", n) for n in PRODCONS_PAIRS if keep(n)]
     out += [Workload("churn", n) for n in CHURN_THREADS if keep(n)]
     out += [Workload("exitcache", n, env=BIG_CACHES) for n in EXIT_THREADS if keep(n)]
