@@ -96,6 +96,12 @@ TOOLS: dict[str, Tool] = {
             summary="single-thread malloc+free pairs/s and RSS, hakmem vs glibc in one run",
         ),
         Tool(
+            "xthread",
+            ("bench/xthread.c",),
+            False,
+            summary="cross-thread and thread-churn workloads calling malloc/free, for LD_PRELOAD",
+        ),
+        Tool(
             "preloadcalls",
             ("bench/preloadcalls.c",),
             False,

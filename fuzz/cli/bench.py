@@ -37,7 +37,7 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         name, help="benchmark hakmem against glibc and peers: table and PNG chart",
         description="Run benchmark engines and write DIR/bench.md (table), DIR/bench.json and "
         "DIR/bench.png (throughput by allocator and config, peak RSS per allocator). Engines: "
-        "larson (the performance bar's four larson configs, every allocator interleaved, "
+        "larson (the four reference larson configs, every allocator interleaved, "
         "peak RSS per run) and malloc (single-thread malloc+free pairs/s of 64-byte blocks, "
         "hakmem vs glibc in one process, and RSS after freeing everything). An allocator of the "
         "larson engine is a name or the path of a shared library that replaces malloc (an "
@@ -51,9 +51,15 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
                         help="larson engine: comma list of names or paths of shared libraries "
                         f"(default {_DEFAULT_ALLOCATORS})")
     parser.add_argument("--repeat", type=positive_int, default=3,
-                        help="runs per figure (default 3)")
-    parser.add_argument("--seconds", type=positive_float, default=3.0,
-                        help="seconds per run (default 3)")
+                        help="runs per figure (default 3; --reps is the same)")
+    parser.add_argument("--reps", dest="repeat", type=positive_int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=positive_float, default=None,
+                        help="seconds per run (default 3; xthread engine 0.5)")
+    parser.add_argument("--threads", type=_thread_list, default=None, metavar="LIST",
+                        help="xthread engine: only these thread (or pair) counts, e.g. 2,4")
+    parser.add_argument("--no-strace", dest="syscalls", action="store_false",
+                        help="xthread engine: skip the strace runs that count mmap/munmap/madvise")
     parser.add_argument("--variant", default="release", help="hakmem build: release or debug")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
                         help="where bench.md, bench.json, bench.png go (default bench-results)")
@@ -86,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     for target in targets:
         err.print(f"  {target.describe()}", style="dim", markup=False, highlight=False,
                   soft_wrap=True)
-    options = BenchOptions(allocators, args.repeat, args.seconds, args.variant)
+    seconds = 3.0 if args.seconds is None else args.seconds
+    options = BenchOptions(allocators, args.repeat, seconds, args.variant,
+                           threads=args.threads, syscalls=args.syscalls,
+                           xthread_seconds=args.seconds)
     results = []
     started = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -101,14 +110,14 @@ def run(args: argparse.Namespace) -> int:
     header: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
         "cpus": _cpus(), "variant": args.variant, "repeat": args.repeat,
-        "seconds": args.seconds, "elapsed_s": round(time.time() - started, 1),
+        "seconds": seconds, "elapsed_s": round(time.time() - started, 1),
         "skipped": sorted(missing),
         "targets": [f"{t.name} = {t.real_path} sha256:{t.sha256}" for t in targets]}
     text = markdown(results, header)
     (out / "bench.md").write_text(text)
     write_json(out / "bench.json", results, header)
     write_chart(out / "bench.png", results,
-                f"hakfuzz bench ({args.variant}, median of {args.repeat}, {args.seconds:g} s runs)")
+                f"hakfuzz bench ({args.variant}, median of {args.repeat}, {seconds:g} s runs)")
     if args.json:
         print(json.dumps({**header, "engines": [r.as_json() for r in results]}, indent=2))
     else:
@@ -116,6 +125,18 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'bench.png'}",
                   style="dim", soft_wrap=True)
     return 1 if any(r.failures for r in results) else 0
+
+
+def _thread_list(text: str) -> tuple[int, ...]:
+    """``--threads 1,2,4``: positive whole numbers."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive whole numbers, "
+                                         f"got {text!r}")
+    return values
 
 
 def _targets(allocators: tuple[str, ...], variant: str) -> list[Target]:
@@ -131,17 +152,40 @@ def _print_tables(results: list[Any]) -> None:
     out = console()
     for result in results:
         table = Table(title=f"bench: {result.engine}", title_justify="left")
-        for col in ("config", "allocator", "median", "min", "max", "vs glibc", "peak RSS", "ok"):
+        extra = any(r.metrics for r in result.rows)
+        columns = ["config", "allocator", "median", "min", "max", "vs glibc"]
+        if extra:
+            columns += ["vs mimalloc"]
+        columns += ["peak RSS"]
+        if extra:
+            columns += ["sys s", "minflt", "madvise/Mop", "munmap/Mop"]
+        for col in [*columns, "ok"]:
             table.add_column(col, justify="left" if col in ("config", "allocator") else "right")
         for r in result.rows:
-            table.add_row(r.config.replace("larson ", ""), r.allocator, _millions(r.median),
-                          _millions(r.low), _millions(r.high),
-                          "-" if r.ratio_to_glibc is None else f"{r.ratio_to_glibc:.2f}x",
-                          "-" if r.peak_rss_kb is None else f"{r.peak_rss_kb / 1024:.1f} MiB",
-                          f"{r.runs - r.failures}/{r.runs}")
+            cells = [r.config.replace("larson ", "") if not extra else r.config, r.allocator,
+                     _millions(r.median), _millions(r.low), _millions(r.high),
+                     _ratio(r.ratio_to_glibc)]
+            if extra:
+                cells.append(_ratio(r.metrics.get("ratio_to_mimalloc")))
+            cells.append("-" if r.peak_rss_kb is None else f"{r.peak_rss_kb / 1024:.1f} MiB")
+            if extra:
+                cells += [_fixed(r.metrics.get("sys_seconds"), 2),
+                          _fixed(r.metrics.get("minflt"), 0),
+                          _fixed(r.metrics.get("madvise_per_mop"), 0),
+                          _fixed(r.metrics.get("munmap_per_mop"), 0)]
+            style = "bold" if r.allocator == "hakmem" else None
+            table.add_row(*cells, f"{r.runs - r.failures}/{r.runs}", style=style)
         out.print(table)
         for note in result.notes:
             out.print(f"  {note}")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def _millions(value: float | None) -> str:

@@ -97,9 +97,11 @@ static int check_slab(hak_ss_t *ss, unsigned si, void **cached, size_t ncached, 
   memset(seen, 0, sizeof seen);
   uint32_t nfree = 0, nremote = 0;
   if (walk_chain(ss, si, slab->freelist, "freelist", seen, &nfree, msg, len)) return 1;
-  if (walk_chain(ss, si, (void *)(rhead & ~HAK_ORPHAN_BIT), "remote stack", seen, &nremote, msg,
-                 len))
+  if (walk_chain(ss, si, _hak_remote_top(rhead), "remote stack", seen, &nremote, msg, len))
     return 1;
+  if (nremote != _hak_remote_count(rhead))
+    FAIL("class %u ss_seq %llu slab %u: remote head counts %u blocks, the stack holds %u", c, seq,
+         si, _hak_remote_count(rhead), nremote);
   if (slab->used != slab->carved - nfree)
     FAIL("class %u ss_seq %llu slab %u: used %u != carved %u - freelist %u", c, seq, si,
          slab->used, slab->carved, nfree);

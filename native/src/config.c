@@ -240,7 +240,6 @@ void hak_reset(void) {
     cls->orphans = NULL;
     hak_store_relaxed(&cls->dirty_slabs, 0);
     cls->ss_live = cls->ss_created = cls->ss_released = cls->slabs_in_use = 0;
-    hak_store_relaxed(&cls->remote_pending, 0);
     hak_store_relaxed(&cls->fallback_allocs, 0);
     hak_store_relaxed(&cls->oom_nulls, 0);
   }

@@ -20,9 +20,21 @@
 #define HAK_MIN_SHIFT   3                      /* log2(HAK_MIN_BLOCK): class 0's block */
 #define HAK_HELD_BITS   64                     /* blocks per checked-mode held word */
 #define HAK_ORPHAN_BIT  ((uintptr_t)1)         /* in a slab's remote head */
+/* A remote head is one word: the top block's address (bits 3..47: blocks
+ * are 8-byte aligned, user addresses below 2^47 as the registry assumes),
+ * the number of blocks on the stack (bits 48..63: a slab holds at most
+ * 8192), and HAK_ORPHAN_BIT.  The count rides in the word the push CASes
+ * anyway: a remote free writes no other shared counter, and the owner
+ * learns how many blocks it took without walking them. */
+#define HAK_REMOTE_PTR_MASK     ((uintptr_t)0x0000fffffffffff8ull)
+#define HAK_REMOTE_COUNT_SHIFT  48
+#define HAK_REMOTE_ONE          ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT)
 #define HAK_CACHE_LINE  64
-/* FREE slabs per class that keep their pages for reuse (see _hak_retire). */
-#define HAK_DIRTY_MAX   2
+/* FREE slabs per class that keep their pages for reuse (see _hak_retire):
+ * enough for a producer whose consumer empties a few slabs per collect, or
+ * a class shared by a handful of short-lived threads, to take them back
+ * without a madvise and a page fault per page; at most 8 x 64 KiB per class. */
+#define HAK_DIRTY_MAX   8
 /* Starts a new cache line: fields written by different threads, or often
  * written next to fields read on every call, must not share one. */
 #define HAK_LINE        _Alignas(HAK_CACHE_LINE)
@@ -83,6 +95,7 @@ struct hak_slab_s {
   uint16_t used;                /* (owner) */
   uint8_t state;                /* hak_slab_state_t, changed under the class lock */
   uint8_t on_partial;           /* (owner) on the owner's partial stack */
+  uint16_t flushing;            /* (owner) scratch of _hak_thread_flush, else 0 */
   _Atomic uint64_t owner_id;    /* thread id of the owner, 0 when none */
   hak_link_t p;                 /* (owner) partial stack links */
   hak_link_t o;                 /* (owner) owned list links; an ORPHAN's are
@@ -112,6 +125,7 @@ struct hak_ss_s {
   hak_slab_t slabs[HAK_SLABS_PER_SS];
 };
 _Static_assert(sizeof(hak_ss_t) <= HAK_SS_HEADER_SIZE, "SuperSlab header too large");
+_Static_assert(sizeof(hak_slab_t) == HAK_CACHE_LINE, "one cache line per slab");
 
 /* The invariants above as named checks, for the points that change their
  * fields.  Macros, not functions: a failure names the caller's line. */
@@ -173,10 +187,9 @@ typedef struct hak_class_s {
   _Atomic uint32_t dirty_slabs; /* sum of popcount(ss->dirty); changed under the lock,
                                  * read without it by _hak_retire */
   uint64_t ss_live, ss_created, ss_released, slabs_in_use;  /* lock */
-  /* Every remote free and drain.  Not >= 0 at every instant: a pusher adds
-   * after its push lands, so the owner may drain (and subtract) first. */
-  HAK_LINE _Atomic int64_t remote_pending;
-  _Atomic uint64_t fallback_allocs, oom_nulls;
+  /* (remote_pending is no counter: hak_stats sums the counts in the remote
+   * heads, so a remote free touches no process-wide line.) */
+  HAK_LINE _Atomic uint64_t fallback_allocs, oom_nulls;
 } hak_class_t;
 
 typedef struct hak_global_s {
@@ -287,6 +300,16 @@ static inline uint8_t *_hak_slab_first(hak_ss_t *ss, unsigned slab_idx) {
 static inline uint16_t _hak_slab_capacity(unsigned block_size, unsigned slab_idx) {
   return (uint16_t)((HAK_SLAB_SIZE - (slab_idx == 0 ? HAK_SS_HEADER_SIZE : 0)) / block_size);
 }
+/* The parts of a remote head (see HAK_REMOTE_PTR_MASK). */
+static inline void *_hak_remote_top(uintptr_t head) {
+  return (void *)(head & HAK_REMOTE_PTR_MASK);
+}
+static inline uint32_t _hak_remote_count(uintptr_t head) {
+  return (uint32_t)(head >> HAK_REMOTE_COUNT_SHIFT);
+}
+_Static_assert(HAK_SLAB_SIZE / HAK_MIN_BLOCK < (1u << (64 - HAK_REMOTE_COUNT_SHIFT)),
+               "a remote head counts up to a slab's capacity");
+
 /* ---- asan.c: the asan variant poisons free blocks (one switch, here) ---- */
 #if defined(__SANITIZE_ADDRESS__)
 #define HAK_NO_ASAN __attribute__((no_sanitize_address))
@@ -307,8 +330,9 @@ HAK_NO_ASAN static inline void *_hak_next(void *block) { return *(void **)block;
 HAK_NO_ASAN static inline void _hak_set_next(void *block, void *next) { *(void **)block = next; }
 
 /* ---- os.c: mappings and fault injection ---- */
-void *_hak_os_map_ss(void);              /* counted, may be failed on purpose */
-void _hak_os_unmap_ss(void *base);
+void *_hak_os_map_ss(uint32_t *dirty);   /* counted, may be failed on purpose */
+void _hak_os_unmap_ss(void *base);      /* counted; held in reserve or unmapped */
+void _hak_os_drop_reserve(void);          /* hak_reset: unmap the reserve */
 void *_hak_os_map_plain(size_t bytes);   /* uncounted, for metadata */
 void _hak_os_discard(void *p, size_t bytes);  /* RSS back to the OS, stays mapped */
 void _hak_os_unmap_plain(void *p, size_t bytes);
@@ -353,8 +377,14 @@ void _hak_ss_forget_held_bits(void);     /* checked mode switched */
 
 /* ---- slab.c: taking and returning blocks ---- */
 void *_hak_take(hak_thread_t *t, unsigned class_idx);
+uint32_t _hak_take_run(hak_thread_t *t, unsigned class_idx, void **out, uint32_t n);
 void _hak_release_block(hak_thread_t *t, hak_ss_t *ss, void *p);
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
+/* _hak_retire with the pages decided by the caller: AUTO as _hak_retire
+ * (dirty while the class has room, else discarded here); KEEP: dirty; GONE:
+ * the caller has already given the pages back (no discard here). */
+enum { HAK_PAGES_AUTO = 0, HAK_PAGES_KEEP = 1, HAK_PAGES_GONE = 2 };
+void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages);
 void _hak_owned_append(hak_thread_t *t, unsigned c, hak_slab_t *slab);
 void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab);  /* off lists, not cur */
 void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p);
@@ -362,6 +392,7 @@ void _hak_adopted_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p)
 /* ---- remote.c: cross-thread frees ---- */
 void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p);
 uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab);
+int _hak_remote_push_chain(hak_ss_t *ss, hak_slab_t *slab, void *top, void *bottom, uint32_t n);
 void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab);
 void _hak_adopt_locked(hak_thread_t *t, hak_class_t *cls, hak_slab_t *slab);
 

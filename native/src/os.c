@@ -15,14 +15,39 @@ static void *map_bytes(size_t bytes) {
   return p == MAP_FAILED ? NULL : p;
 }
 
+/* SuperSlab mappings given back (os_unmaps counted them) are held here, up
+ * to HAK_SS_RESERVE, instead of munmap'ed: the next SuperSlab mapping takes
+ * one without a syscall.  Under thread churn a class empties at every
+ * thread exit and grows again at the next thread's first malloc; each
+ * munmap and 2 MiB-aligned mmap (three calls) takes the address-space lock
+ * that thread creation also needs, and shoots down TLBs.  A reserved
+ * mapping is nobody's: unregistered, its pages out of memory except its
+ * header page and the pages of its dirty slabs (at most HAK_DIRTY_MAX slabs
+ * over the whole reserve; past that, all its pages are given back).  Linked
+ * through the header's next field; global lock. */
+#define HAK_SS_RESERVE 8
+static hak_ss_t *g_reserve;
+static unsigned g_reserved, g_reserved_dirty;
+
 /* Map 2 MiB at a 2 MiB boundary: over-map by 2 MiB and trim both ends.
- * Called with the global lock held (counters, fault injection). */
-void *_hak_os_map_ss(void) {
+ * Called with the global lock held (counters, fault injection).  *dirty:
+ * the slabs whose pages are still in memory (a reserved mapping's). */
+void *_hak_os_map_ss(uint32_t *dirty) {
+  *dirty = 0;
   _hak_g.map_attempts++;
   if (_hak_g.cfg.fail_map_at != 0 && _hak_g.map_attempts == _hak_g.cfg.fail_map_at) {
     _hak_g.os_map_failures++;
     errno = ENOMEM;
     return NULL;
+  }
+  if (g_reserve != NULL) {
+    hak_ss_t *ss = g_reserve;
+    g_reserve = ss->next;
+    g_reserved--;
+    *dirty = ss->dirty;
+    g_reserved_dirty -= (unsigned)__builtin_popcount(ss->dirty);
+    _hak_g.os_maps++;
+    return ss;
   }
   uint8_t *raw = map_bytes(2 * (size_t)HAK_SS_SIZE);
   if (raw == NULL) {
@@ -38,11 +63,40 @@ void *_hak_os_map_ss(void) {
   return (void *)start;
 }
 
+/* Global lock held.  The caller has unregistered base (or never did). */
 void _hak_os_unmap_ss(void *base) {
   /* asan variant: the next mapping of these addresses must start clean */
   HAK_ASAN(_hak_asan_unpoison(base, HAK_SS_SIZE));
-  munmap(base, HAK_SS_SIZE);
   _hak_g.os_unmaps++;
+  hak_ss_t *ss = base;
+  if (g_reserved >= HAK_SS_RESERVE) {
+    munmap(base, HAK_SS_SIZE);
+    return;
+  }
+  unsigned dirty = (unsigned)__builtin_popcount(ss->dirty);
+  if (g_reserved_dirty + dirty > HAK_DIRTY_MAX) {
+    /* Past the header page, which holds the reserve's link. */
+    if (ss->dirty)
+      _hak_os_discard((uint8_t *)ss + HAK_SS_HEADER_SIZE, HAK_SS_SIZE - HAK_SS_HEADER_SIZE);
+    ss->dirty = 0;
+    dirty = 0;
+  }
+  ss->magic = 0;
+  ss->next = g_reserve;
+  g_reserve = ss;
+  g_reserved++;
+  g_reserved_dirty += dirty;
+}
+
+/* hak_reset (every lock held): the reserve goes back to the OS too, so a
+ * reset process maps afresh, as a new one would. */
+void _hak_os_drop_reserve(void) {
+  while (g_reserve != NULL) {
+    hak_ss_t *ss = g_reserve;
+    g_reserve = ss->next;
+    munmap(ss, HAK_SS_SIZE);
+  }
+  g_reserved = g_reserved_dirty = 0;
 }
 
 void *_hak_os_map_plain(size_t bytes) { return map_bytes(bytes); }

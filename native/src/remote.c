@@ -2,7 +2,10 @@
  *
  * Each slab has a LIFO remote stack (in the SuperSlab header).  Any thread
  * pushes with a CAS; only the owner takes the whole stack with an exchange,
- * so there is no ABA.  A remote push never changes `used`: the owner does
+ * so there is no ABA.  The head word also counts the blocks on the stack
+ * (internal.h), so a push writes nothing else shared and a drain onto an
+ * empty freelist is one exchange and one store, whatever the number of
+ * blocks.  A remote push never changes `used`: the owner does
  * when it drains, so a slab cannot become FREE — and its SuperSlab cannot be
  * released — while a push to it is in flight.
  *
@@ -49,20 +52,36 @@ static void adopt_or_retry(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void
 
 void _hak_remote_free(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, void *p) {
   unsigned idx = (unsigned)(slab - ss->slabs);
-  unsigned c = ss->class_idx;
   uintptr_t head = hak_load_relaxed(&ss->remote[idx]);
   for (;;) {
     if (head & HAK_ORPHAN_BIT) {
       adopt_or_retry(t, ss, slab, p);
       return;
     }
-    _hak_set_next(p, (void *)head);
-    if (atomic_compare_exchange_weak_explicit(&ss->remote[idx], &head, (uintptr_t)p,
+    _hak_set_next(p, _hak_remote_top(head));
+    uintptr_t pushed = (uintptr_t)p | ((head & ~HAK_REMOTE_PTR_MASK) + HAK_REMOTE_ONE);
+    if (atomic_compare_exchange_weak_explicit(&ss->remote[idx], &head, pushed,
                                               memory_order_release, memory_order_relaxed))
       break;
   }
-  /* ss may be drained and released from here on: touch only globals. */
-  hak_add_relaxed(&_hak_classes[c].remote_pending, 1);
+  /* ss may be drained and released from here on: touch nothing of it. */
+}
+
+/* Push a chain of n blocks of slab, linked top -> ... -> bottom, with one
+ * CAS: the stack ends up as n single pushes, bottom first, would leave it.
+ * 0 (nothing pushed) when the slab is an ORPHAN: the caller frees the
+ * blocks one by one, which adopts it. */
+int _hak_remote_push_chain(hak_ss_t *ss, hak_slab_t *slab, void *top, void *bottom, uint32_t n) {
+  unsigned idx = (unsigned)(slab - ss->slabs);
+  uintptr_t head = hak_load_relaxed(&ss->remote[idx]);
+  for (;;) {
+    if (head & HAK_ORPHAN_BIT) return 0;
+    _hak_set_next(bottom, _hak_remote_top(head));
+    uintptr_t pushed = (uintptr_t)top | ((head & ~HAK_REMOTE_PTR_MASK) + n * HAK_REMOTE_ONE);
+    if (atomic_compare_exchange_weak_explicit(&ss->remote[idx], &head, pushed,
+                                              memory_order_release, memory_order_relaxed))
+      return 1;
+  }
 }
 
 /* Owner only: move the remote stack in front of the freelist. */
@@ -73,20 +92,20 @@ uint32_t _hak_remote_drain(hak_ss_t *ss, hak_slab_t *slab) {
   if (head == 0) return 0;
   HAK_ASSERT(slab->state == HAK_SLAB_OWNED && !(head & HAK_ORPHAN_BIT),
              "only the owner of an OWNED slab drains its remote stack");
-  uint32_t n = 1;
-  void *tail = (void *)head;
-  while (_hak_next(tail) != NULL) {
-    tail = _hak_next(tail);
-    n++;
+  uint32_t n = _hak_remote_count(head);
+  void *top = _hak_remote_top(head);
+  HAK_ASSERT(n > 0 && top != NULL, "a non-empty remote head counts its blocks");
+  if (slab->freelist != NULL) {  /* splice in front: find the bottom block */
+    void *tail = top;
+    while (_hak_next(tail) != NULL) tail = _hak_next(tail);
+    _hak_set_next(tail, slab->freelist);
   }
-  _hak_set_next(tail, slab->freelist);
-  slab->freelist = (void *)head;
+  slab->freelist = top;
   HAK_ASSERT(n <= slab->used, "every block on a remote stack is counted in its slab's used");
   slab->used = (uint16_t)(slab->used - n);
   HAK_ASSERT_COUNTS(slab);
   int64_t active = hak_sub_relaxed(&ss->active, (int64_t)n) - (int64_t)n;
   HAK_ASSERT_ACTIVE(active, slab);
-  hak_sub_relaxed(&_hak_classes[ss->class_idx].remote_pending, (int64_t)n);
   return n;
 }
 
@@ -98,19 +117,19 @@ void _hak_orphan(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
   HAK_ASSERT_OWNED(ss, slab, t->id);
   uintptr_t head = atomic_exchange_explicit(&ss->remote[idx], HAK_ORPHAN_BIT, memory_order_acq_rel);
   uint32_t n = 0;
-  for (void *b = (void *)head; b != NULL; b = (void *)head) {
-    head = (uintptr_t)_hak_next(b);
+  for (void *b = _hak_remote_top(head), *next; b != NULL; b = next) {
+    next = _hak_next(b);
     _hak_set_next(b, slab->freelist);
     slab->freelist = b;
     n++;
   }
+  HAK_ASSERT(n == _hak_remote_count(head), "a remote head counts the blocks on its stack");
   if (n) {
     HAK_ASSERT(n <= slab->used, "every block on a remote stack is counted in its slab's used");
     slab->used = (uint16_t)(slab->used - n);
     HAK_ASSERT_COUNTS(slab);
     int64_t active = hak_sub_relaxed(&ss->active, (int64_t)n) - (int64_t)n;
     HAK_ASSERT_ACTIVE(active, slab);
-    hak_sub_relaxed(&cls->remote_pending, (int64_t)n);
   }
   if (slab->used == 0) {
     /* The last blocks came back in the exchange: retire instead. */

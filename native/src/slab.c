@@ -41,6 +41,10 @@ void _hak_slab_detach(hak_thread_t *t, unsigned c, hak_slab_t *slab) {
 }
 
 void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
+  _hak_retire_as(t, ss, slab, HAK_PAGES_AUTO);
+}
+
+void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages) {
   unsigned c = ss->class_idx;
   HAK_ASSERT_OWNED(ss, slab, t->id);
   HAK_ASSERT(slab->used == 0, "a slab is retired only with no block out");
@@ -56,8 +60,10 @@ void _hak_retire(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab) {
    * flight) and the slab is not FREE yet, so no one else touches them.
    * The count is read before the lock: racing retirers may overshoot it
    * by one each. */
-  int keep = hak_load_relaxed(&cls->dirty_slabs) < HAK_DIRTY_MAX;
-  if (!keep) _hak_os_discard(_hak_slab_first(ss, idx), (size_t)slab->carved * ss->block_size);
+  int keep = pages == HAK_PAGES_AUTO ? hak_load_relaxed(&cls->dirty_slabs) < HAK_DIRTY_MAX
+                                     : pages == HAK_PAGES_KEEP;
+  if (!keep && pages == HAK_PAGES_AUTO)
+    _hak_os_discard(_hak_slab_first(ss, idx), (size_t)slab->carved * ss->block_size);
   pthread_mutex_lock(&cls->lock);
   slab->state = HAK_SLAB_FREE;
   slab->freelist = NULL;
@@ -177,6 +183,37 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   pthread_mutex_unlock(&cls->lock);
   _hak_owned_append(t, c, slab);
   return slab;
+}
+
+/* What repeated calls of _hak_take would hand out while they stay in step 1
+ * without a drain: cur's freelist, then (only when partial is empty) cur's
+ * carve room, in one go: used and active are updated once for the run.
+ * Returns how many of n it took (0 when _hak_take must decide). */
+uint32_t _hak_take_run(hak_thread_t *t, unsigned c, void **out, uint32_t n) {
+  hak_tclass_t *tc = &t->cls[c];
+  hak_slab_t *cur = tc->cur;
+  if (cur == NULL) return 0;
+  uint32_t k = 0;
+  while (k < n && cur->freelist != NULL) {
+    void *p = cur->freelist;
+    cur->freelist = _hak_next(p);
+    out[k++] = p;
+  }
+  if (k < n && tc->partial == NULL && cur->carved < cur->capacity) {
+    hak_ss_t *ss = slab_ss(cur);
+    uint32_t m = (uint32_t)(cur->capacity - cur->carved);
+    if (m > n - k) m = n - k;
+    size_t size = ss->block_size;
+    uint8_t *p = _hak_slab_first(ss, slab_index(cur)) + (size_t)cur->carved * size;
+    for (uint32_t i = 0; i < m; i++, p += size) out[k++] = p;
+    cur->carved = (uint16_t)(cur->carved + m);
+  }
+  if (k == 0) return 0;
+  cur->used = (uint16_t)(cur->used + k);
+  HAK_ASSERT_COUNTS(cur);
+  int64_t active = hak_add_relaxed(&slab_ss(cur)->active, (int64_t)k) + (int64_t)k;
+  HAK_ASSERT_ACTIVE(active, cur);
+  return k;
 }
 
 void *_hak_take(hak_thread_t *t, unsigned c) {

@@ -37,11 +37,16 @@ void hak_stats(hak_stats_t *out) {
     st->ss_created = cls->ss_created;
     st->ss_released = cls->ss_released;
     st->slabs_in_use = cls->slabs_in_use;
-    int64_t active = 0;
-    for (hak_ss_t *ss = cls->head; ss != NULL; ss = ss->next) active += hak_load_relaxed(&ss->active);
+    int64_t active = 0, remote = 0;
+    for (hak_ss_t *ss = cls->head; ss != NULL; ss = ss->next) {
+      active += hak_load_relaxed(&ss->active);
+      /* Blocks on remote stacks: the count in each head (a FREE slab's is 0). */
+      for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++)
+        remote += _hak_remote_count(hak_load_relaxed(&ss->remote[i]));
+    }
     st->active_blocks = (uint64_t)active;
+    st->remote_pending = remote;
     pthread_mutex_unlock(&cls->lock);
-    st->remote_pending = hak_load_relaxed(&cls->remote_pending);
     st->fallback_allocs = hak_load_relaxed(&cls->fallback_allocs);
     st->oom_nulls = hak_load_relaxed(&cls->oom_nulls);
   }

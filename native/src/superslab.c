@@ -38,11 +38,13 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
     return NULL;
   }
   hak_ss_t *ss = _hak_g.kept;
+  uint32_t dirty = 0;
   if (ss != NULL) {
     _hak_g.kept = ss->next;
     _hak_g.ss_kept--;
+    dirty = ss->dirty;  /* slabs whose pages it kept (see _hak_ss_release) */
   } else {
-    ss = _hak_os_map_ss();
+    ss = _hak_os_map_ss(&dirty);
     if (ss == NULL) {
       pthread_mutex_unlock(&_hak_g.lock);
       return NULL;
@@ -60,6 +62,11 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
   }
   _hak_g.live_total++;
   pthread_mutex_unlock(&_hak_g.lock);
+  /* Still resident from its last life: dirty FREE slabs of this class now
+   * (a dirty slab is only "its pages are in memory", whatever the class). */
+  ss->dirty = dirty;
+  hak_add_relaxed(&cls->dirty_slabs, (uint32_t)__builtin_popcount(dirty));
+  HAK_ASSERT_MASKS(ss);
 
   ss->prev = cls->tail;
   if (cls->tail) cls->tail->next = ss; else cls->head = ss;
@@ -85,14 +92,18 @@ void _hak_ss_release(hak_ss_t *ss) {
   uint32_t dirty_before = hak_sub_relaxed(&cls->dirty_slabs, dirty);
   HAK_ASSERT(dirty_before >= dirty,
              "dirty_slabs is the sum of the class's dirty masks: never below one of them");
+  /* The registry entry is gone: a racing lookup sees "not ours" from here
+   * on, so the discard below (or the unmap) touches nothing anyone uses. */
   _hak_os_unmap_plain((void *)ss->held_bits, HELD_BYTES);
   ss->magic = 0;
   pthread_mutex_lock(&_hak_g.lock);
   HAK_ASSERT(_hak_g.live_total > 0, "live_total counts live SuperSlabs: never negative");
   _hak_g.live_total--;
   if (_hak_g.ss_kept < _hak_g.cfg.ss_keep) {
-    /* Kept mapped, but not resident: the pages of its dirty slabs go now. */
-    if (ss->dirty) _hak_os_discard(ss, HAK_SS_SIZE);
+    /* Kept mapped, and its dirty slabs keep their pages (at most the
+     * class's HAK_DIRTY_MAX, times ss_keep SuperSlabs): under thread churn
+     * the class that grows next takes it back without faulting them in
+     * again.  Every other page was given back when its slab retired. */
     ss->next = _hak_g.kept;
     _hak_g.kept = ss;
     _hak_g.ss_kept++;
@@ -129,4 +140,5 @@ void _hak_ss_unmap_all(void) {
     _hak_os_unmap_ss(ss);
   }
   _hak_g.kept = NULL;
+  _hak_os_drop_reserve();
 }

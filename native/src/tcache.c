@@ -100,6 +100,9 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   void *taken[HAK_CACHE_CAP_MAX];
   uint32_t k = 0;
   while (k < batch) {
+    uint32_t run = _hak_take_run(t, c, taken + k, batch - k);  /* in bulk, same blocks */
+    k += run;
+    if (run != 0) continue;
     void *p = _hak_take(t, c);
     if (p == NULL) break;
     taken[k++] = p;
@@ -113,13 +116,38 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   return taken[0];
 }
 
+/* Release cache entry i, and with it the entries after it (up to end) of
+ * the same slab when another thread owns that slab: one CAS pushes them all
+ * on its remote stack (a consumer freeing a producer's blocks finds them in
+ * runs).  Returns how many entries it released (>= 1). */
+static uint32_t release_from(hak_thread_t *t, unsigned c, uint32_t i, uint32_t end) {
+  void *p = *_hak_cache_slot(t, c, i);
+  hak_ss_t *ss = _hak_ss_base(p);
+  unsigned idx = _hak_slab_idx(ss, p);
+  hak_slab_t *slab = &ss->slabs[idx];
+  uint32_t j = i + 1;
+  if (hak_load_relaxed(&slab->owner_id) != t->id) {
+    while (j < end) {
+      void *q = *_hak_cache_slot(t, c, j);
+      if (_hak_ss_base(q) != ss || _hak_slab_idx(ss, q) != idx) break;
+      j++;
+    }
+  }
+  if (j - i == 1) {
+    _hak_release_block(t, ss, p);
+    return 1;
+  }
+  for (uint32_t k = i + 1; k < j; k++)
+    _hak_set_next(*_hak_cache_slot(t, c, k), *_hak_cache_slot(t, c, k - 1));
+  if (!_hak_remote_push_chain(ss, slab, *_hak_cache_slot(t, c, j - 1), p, j - i))
+    for (uint32_t k = i; k < j; k++) _hak_release_block(t, ss, *_hak_cache_slot(t, c, k));
+  return j - i;
+}
+
 static void drain_oldest(hak_thread_t *t, unsigned c, uint32_t n) {
   hak_tclass_t *tc = &t->cls[c];
   if (n > tc->count) n = tc->count;
-  for (uint32_t i = 0; i < n; i++) {
-    void *p = *_hak_cache_slot(t, c, i);
-    _hak_release_block(t, _hak_ss_base(p), p);
-  }
+  for (uint32_t i = 0; i < n;) i += release_from(t, c, i, n);
   for (uint32_t i = n; i < tc->count; i++) *_hak_cache_slot(t, c, i - n) = *_hak_cache_slot(t, c, i);
   tc->count -= n;
 }
@@ -131,10 +159,96 @@ void _hak_cache_drain(hak_thread_t *t, unsigned c) {
   HAK_ASSERT(t->cls[c].count < cap || cap == 0, "a drained cache is below its cap");
 }
 
+/* The whole cache back, bottom first, as drain_oldest does, except that a
+ * slab of ours whose every used block is in the cache is emptied at once:
+ * used 0, active less that many, retired (cur: by the caller, right after).
+ * Its freelist would be forgotten by the retire anyway, so its blocks are
+ * never linked: with large caches most of them were carved by a refill and
+ * never touched, and linking them would fault their pages in just before
+ * the retire gives them back.  The end state is the same as one
+ * release_block per block: the same slabs retired, the others' frees in
+ * cache order. */
+static void flush_cache(hak_thread_t *t, unsigned c) {
+  hak_tclass_t *tc = &t->cls[c];
+  uint32_t n = tc->count;
+  hak_slab_t *mine[HAK_CACHE_CAP_MAX];
+  uint32_t nmine = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    void *p = *_hak_cache_slot(t, c, i);
+    hak_ss_t *ss = _hak_ss_base(p);
+    hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
+    if (hak_load_relaxed(&slab->owner_id) != t->id) continue;
+    if (slab->flushing++ == 0) mine[nmine++] = slab;
+  }
+  /* A slab is whole when flushing == used (its remote stack is then empty:
+   * remote blocks count in used, never in our cache).  The others' counts
+   * go down with their used, so they never become equal on the way. */
+  for (uint32_t i = 0; i < n;) {
+    void *p = *_hak_cache_slot(t, c, i);
+    hak_ss_t *ss = _hak_ss_base(p);
+    hak_slab_t *slab = &ss->slabs[_hak_slab_idx(ss, p)];
+    /* (Another thread's slab's scratch is its owner's: never read it.) */
+    if (hak_load_relaxed(&slab->owner_id) != t->id) {
+      i += release_from(t, c, i, n);
+      continue;
+    }
+    i++;
+    if (slab->flushing != 0) {
+      if (slab->flushing == slab->used) continue;  /* whole: below */
+      slab->flushing--;
+    }
+    _hak_release_block(t, ss, p);
+  }
+  tc->count = 0;
+  /* The whole slabs, by address (sorted into the front of mine: the rest of
+   * it is stale from here on).  The first ones the class has dirty room
+   * for keep their pages; the others' pages go now, while they are still
+   * ours (used 0, not FREE: no one else touches them), one madvise per run
+   * of adjacent slabs instead of one per slab (each is a TLB shootdown). */
+  uint32_t nwhole = 0;
+  for (uint32_t i = 0; i < nmine; i++) {
+    hak_slab_t *slab = mine[i];
+    if (slab->flushing == 0) continue;
+    uint32_t j = nwhole++;
+    for (; j > 0 && mine[j - 1] > slab; j--) mine[j] = mine[j - 1];
+    mine[j] = slab;
+  }
+  uint32_t dirty = hak_load_relaxed(&_hak_classes[c].dirty_slabs);
+  uint32_t keep = dirty < HAK_DIRTY_MAX ? HAK_DIRTY_MAX - dirty : 0;
+  for (uint32_t i = keep; i < nwhole;) {
+    hak_slab_t *slab = mine[i];
+    if (slab == tc->cur) {  /* retired by the caller, as _hak_retire decides */
+      i++;
+      continue;
+    }
+    hak_ss_t *ss = _hak_ss_base(slab);
+    uint32_t j = i + 1;
+    while (j < nwhole && mine[j] == mine[j - 1] + 1 && mine[j] != tc->cur) j++;
+    uint8_t *from = _hak_slab_first(ss, (unsigned)(slab - ss->slabs));
+    hak_slab_t *last = mine[j - 1];
+    unsigned last_idx = (unsigned)(last - ss->slabs);
+    uint8_t *to = _hak_slab_first(ss, last_idx) + (size_t)last->carved * ss->block_size;
+    _hak_os_discard(from, (size_t)(to - from));
+    i = j;
+  }
+  for (uint32_t i = 0; i < nwhole; i++) {
+    hak_slab_t *slab = mine[i];
+    uint16_t whole = slab->flushing;
+    slab->flushing = 0;
+    HAK_ASSERT(whole == slab->used, "a slab flushed whole has every used block in the cache");
+    hak_ss_t *ss = _hak_ss_base(slab);
+    slab->used = 0;
+    int64_t active = hak_sub_relaxed(&ss->active, (int64_t)whole) - (int64_t)whole;
+    HAK_ASSERT_ACTIVE(active, slab);
+    if (slab != tc->cur) _hak_retire_as(t, ss, slab, i < keep ? HAK_PAGES_KEEP : HAK_PAGES_GONE);
+  }
+  /* (Every other slab's count went back to 0 with its releases.) */
+}
+
 void _hak_thread_flush(hak_thread_t *t) {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     hak_tclass_t *tc = &t->cls[c];
-    drain_oldest(t, c, tc->count);
+    flush_cache(t, c);
     HAK_ASSERT(tc->count == 0, "a flushed cache is empty");
     for (hak_slab_t *s = tc->owned_head; s != NULL; s = s->o.next)
       _hak_remote_drain(_hak_ss_base(s), s);

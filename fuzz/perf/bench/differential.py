@@ -21,7 +21,7 @@ by the wall clock, and by this process's CPU time (rows marked "CPU time":
 the speed of one core of its own, which is what a shared, busy machine still
 measures faithfully).  The engine also measures the memory of the model
 holding one million live blocks, in a fresh child process (growth of its
-resident set), as issue 3 requires it under 300 MB.
+resident set), which must stay under 300 MB.
 
 ``python -c 'from hakfuzz.perf.bench.differential import main; main()' [--profile
 WORKLOAD]`` prints the same table, or a cProfile summary of the lockstep run

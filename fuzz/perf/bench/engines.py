@@ -12,11 +12,13 @@ from hakfuzz.perf.bench.differential import run_differential_engine
 from hakfuzz.perf.bench.larson_engine import run_larson_engine
 from hakfuzz.perf.bench.malloc_engine import run_malloc_engine
 from hakfuzz.perf.bench.model import Engine
+from hakfuzz.perf.bench.xthread_engine import run_xthread_engine
 
 ENGINES: dict[str, Engine] = {
     "larson": run_larson_engine,
     "malloc": run_malloc_engine,
     "differential": run_differential_engine,
+    "xthread": run_xthread_engine,
 }
 """Engines by name."""
 

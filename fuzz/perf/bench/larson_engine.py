@@ -1,6 +1,6 @@
-"""The ``larson`` engine: throughput and peak RSS of each allocator on the bar's configs.
+"""The ``larson`` engine: throughput and peak RSS of each allocator on the four reference larson configs.
 
-The performance bar of the project: ``larson S 8 128 1024 100 12345 T`` for
+The reference configs: ``larson S 8 128 1024 100 12345 T`` for
 T = 1, 2, 4, and 256 chunks at T = 4 (rounds = 100, so each thread does
 102,400 operations before handing its blocks over: the allocator, not thread
 creation, is measured).  Each config runs every allocator interleaved

@@ -24,6 +24,9 @@ class BenchOptions:
     repeat: int = 3
     seconds: float = 3.0
     variant: str = "release"
+    threads: tuple[int, ...] | None = None  # xthread engine: only these thread counts
+    syscalls: bool = True  # xthread engine: one strace counting run per config and allocator
+    xthread_seconds: float | None = None  # xthread engine: seconds per run (None: its default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +44,16 @@ class Row:
     peak_rss_kb: int | None = None
     runs: int = 0
     failures: int = 0
+    # Engine-specific figures by name (xthread: ratio_to_mimalloc, sys_seconds, minflt,
+    # madvise_per_mop, ...); None where not measured.
+    metrics: dict[str, float | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"engine": self.engine, "config": self.config, "allocator": self.allocator,
                 "unit": self.unit, "median": self.median, "min": self.low, "max": self.high,
                 "ratio_to_glibc": self.ratio_to_glibc, "peak_rss_kb": self.peak_rss_kb,
-                "runs": self.runs, "failures": self.failures}
+                "runs": self.runs, "failures": self.failures, **self.metrics}
 
 
 @dataclass(frozen=True, slots=True)

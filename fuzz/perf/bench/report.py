@@ -22,6 +22,12 @@ def _num(value: float | None, unit: str = "") -> str:
     return f"{value:,.0f}{unit}"
 
 
+def _metric(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
 def _value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "; ".join(map(str, value)) if value else "none"
@@ -33,15 +39,18 @@ def markdown(results: Sequence[EngineResult], header: dict[str, Any]) -> str:
     lines = ["# hakfuzz bench", ""]
     lines += [f"- {k}: {_value(v)}" for k, v in header.items()]
     for result in results:
+        metrics = list(dict.fromkeys(k for r in result.rows for k in r.metrics))
         lines += ["", f"## {result.engine}", "",
-                  "| config | allocator | median | min | max | vs glibc | peak RSS | runs ok |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| config | allocator | median | min | max | vs glibc | peak RSS | runs ok |"
+                  + "".join(f" {m} |" for m in metrics),
+                  "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(metrics)]
         for r in result.rows:
             ratio = "-" if r.ratio_to_glibc is None else f"{r.ratio_to_glibc:.2f}x"
             rss = "-" if r.peak_rss_kb is None else f"{r.peak_rss_kb / 1024:.1f} MiB"
             lines.append(f"| {r.config} | {r.allocator} | {_num(r.median)} {r.unit} | "
                          f"{_num(r.low)} | {_num(r.high)} | {ratio} | {rss} | "
-                         f"{r.runs - r.failures}/{r.runs} |")
+                         f"{r.runs - r.failures}/{r.runs} |"
+                         + "".join(f" {_metric(r.metrics.get(m))} |" for m in metrics))
         if result.notes:
             lines.append("")
             lines += [f"- {n}" for n in result.notes]
