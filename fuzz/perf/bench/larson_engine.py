@@ -1,4 +1,4 @@
-"""The ``larson`` engine: throughput and peak RSS of each allocator on the four reference larson configs.
+"""The ``larson`` engine: throughput and peak RSS of each allocator on four larson configs.
 
 The reference configs: ``larson S 8 128 1024 100 12345 T`` for
 T = 1, 2, 4, and 256 chunks at T = 4 (rounds = 100, so each thread does
