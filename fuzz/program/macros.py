@@ -145,15 +145,40 @@ def exhaust_and_release(class_idx: int, thread: int, first_handle: int,
     The block past one SuperSlab makes the class grow (or hits the cap of
     one); freeing everything on the owner and flushing its cache empties
     both SuperSlabs, which are then released (or kept, up to ``ss_keep``).
+    On the way, every other slab keeps one written block (its first) while
+    its neighbours are emptied and retired; those blocks are verified once
+    the neighbours are gone, so a retirement that damages the slab next to
+    it (pages given back one page too far, memory handed out again early)
+    shows as a changed pattern.
     """
-    blocks = max(0, min(SS_BLOCKS[class_idx] + 1, (room - 1) // 2))
+    sentinels = set(_slab_heads(class_idx)[1::2])
+    blocks = max(0, min(SS_BLOCKS[class_idx] + 1, (room - 3 - 3 * len(sentinels)) // 2))
     size = CLASS_SIZES[class_idx]
     made = range(first_handle, first_handle + blocks)
-    ops = [Op(_ALLOC, thread, h, size) for h in made]
-    ops += [Op(_FREE, thread, h) for h in made]
+    kept = [h for h in made if h - first_handle in sentinels]
+    ops: list[Op] = []
+    for h in made:
+        ops.append(Op(_ALLOC, thread, h, size))
+        if h - first_handle in sentinels:
+            ops.append(Op.write(h, 1 + (h - first_handle) % 255, thread))
+    ops += [Op(_FREE, thread, h) for h in made if h - first_handle not in sentinels]
     if blocks:
         ops.append(Op.flush(thread))
+    ops += [Op.verify(h, thread) for h in kept]
+    ops += [Op(_FREE, thread, h) for h in kept]
+    if kept:
+        ops.append(Op.flush(thread))
     return Expansion(tuple(ops), ())
+
+
+def _slab_heads(class_idx: int) -> tuple[int, ...]:
+    """The index of each slab's first block among one SuperSlab's blocks, in carve order."""
+    heads: list[int] = []
+    start = 0
+    for slab in range(SLABS_PER_SS):
+        heads.append(start)
+        start += slab_capacity(class_idx, slab)
+    return tuple(heads)
 
 
 def expand(macro: int, arg: int, *, config: ProgramConfig, threads: int,
