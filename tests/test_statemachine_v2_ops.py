@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -20,7 +18,7 @@ _SETTINGS = settings(
 
 
 @pytest.fixture
-def stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Op]]:
+def stepped(monkeypatch: pytest.MonkeyPatch) -> list[Op]:
     """Every op the machine steps, in order."""
     ops: list[Op] = []
     real = DifferentialSession.step
@@ -30,7 +28,7 @@ def stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Op]]:
         return real(self, op)
 
     monkeypatch.setattr(DifferentialSession, "step", step)
-    yield ops
+    return ops
 
 
 def test_machine_draws_every_v2_op_and_agrees(stepped: list[Op]) -> None:

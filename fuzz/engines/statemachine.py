@@ -33,6 +33,7 @@ Runs unchanged under plain pytest (``TestAllocatorMachine``) and HypoFuzz.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar, cast
@@ -100,7 +101,8 @@ def bind_class(machine: type[M], context: MachineContext) -> type[M]:
     """
     namespace = {"_bound": context, "__module__": machine.__module__,
                  "__qualname__": machine.__qualname__}
-    return cast("type[M]", type(machine)(machine.__name__, (machine,), namespace))
+    return cast("type[M]", types.new_class(machine.__name__, (machine,),
+                                           exec_body=lambda ns: ns.update(namespace)))
 
 
 def bind(context: MachineContext) -> type[AllocatorMachine]:
