@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.reflection import function_digest
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -24,12 +24,14 @@ from hakfuzz.engines import foreign_machine, statemachine
 from hakfuzz.engines.foreign_machine import ForeignContext, ForeignMachine
 from hakfuzz.engines.statemachine import AllocatorMachine, MachineContext
 from hakfuzz.model import Loc, ModelAllocator, Owner
-from hakfuzz.program import Program
+from hakfuzz.program import Program, ProgramConfig
 
 _SETTINGS = settings(
-    max_examples=40, stateful_step_count=10, deadline=None, derandomize=True, database=None,
+    max_examples=10, stateful_step_count=10, deadline=None, derandomize=True, database=None,
     suppress_health_check=list(HealthCheck),
 )
+_NO_SHRINK = settings(_SETTINGS, max_examples=200, phases=[Phase.generate])
+"""For the runs that fail: the first failure is enough, shrinking it would only cost time."""
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,8 +55,7 @@ def test_two_runs_share_no_findings_or_counters(monkeypatch: pytest.MonkeyPatch)
     with monkeypatch.context() as patch:
         patch.setattr(ModelAllocator, "usable_size", off_by_one)
         with pytest.raises(AssertionError, match="usable_size"):
-            run_state_machine_as_test(statemachine.bind(buggy),
-                                      settings=settings(_SETTINGS, max_examples=200))
+            run_state_machine_as_test(statemachine.bind(buggy), settings=_NO_SHRINK)
     found, ran = list(buggy.findings), buggy.programs_run
     assert found
     assert ran > 0
@@ -93,7 +94,7 @@ def test_two_foreign_runs_share_no_findings_or_counters() -> None:
     passing = ForeignContext(server=cast(ForeignServer, _StubServer(
         RunResult(0, {"ok": True}, "", False))))
     with pytest.raises(AssertionError):
-        run_state_machine_as_test(foreign_machine.bind(crashing), settings=_SETTINGS)
+        run_state_machine_as_test(foreign_machine.bind(crashing), settings=_NO_SHRINK)
     found, ran, ops = list(crashing.findings), crashing.programs_run, crashing.ops_run
     assert found
     assert ran > 0
@@ -135,3 +136,16 @@ def test_no_any_in_signatures(package: str) -> None:
     offenders = [hit for path in sorted((_ROOT / package).glob("*.py"))
                  for hit in _any_in_signatures(path)]
     assert not offenders, offenders
+
+
+def test_the_foreign_machine_runs_a_macro_into_its_program() -> None:
+    # The macro rule is shared with AllocatorMachine; here it has no session to read.
+    context = ForeignContext(server=cast(ForeignServer, _StubServer(
+        RunResult(0, {"ok": True}, "", False))))
+    machine = foreign_machine.bind(context)()
+    machine.start(ProgramConfig(), 2)
+    machine.macro(0, 0)
+    assert machine.ops
+    machine.teardown()
+    assert context.programs_run == 1
+    assert context.ops_run == len(machine.ops)
