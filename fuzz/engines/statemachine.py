@@ -63,7 +63,6 @@ from hakfuzz.program.model import MAX_OPS, MAX_SIZE, OVERFLOW_COUNT
 MAX_THREADS = 3
 
 
-
 @dataclass(eq=False)
 class MachineContext:
     """One run of the state machine: what it drives and what it records.
