@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from hakfuzz.differential.executor import DifferentialSession
 from hakfuzz.engines import statemachine
-from hakfuzz.engines.statemachine import AllocatorMachine
+from hakfuzz.engines.statemachine import MachineContext, bind
 from hakfuzz.model import Loc, ModelAllocator, Owner
 from hakfuzz.program import Op, OpKind
 
@@ -21,7 +19,7 @@ _SETTINGS = settings(
 
 
 @pytest.fixture
-def stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Op]]:
+def stepped(monkeypatch: pytest.MonkeyPatch) -> list[Op]:
     """Every op the machine steps, in order."""
     ops: list[Op] = []
     real = DifferentialSession.step
@@ -31,13 +29,11 @@ def stepped(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Op]]:
         return real(self, op)
 
     monkeypatch.setattr(DifferentialSession, "step", step)
-    findings = list(AllocatorMachine.findings)
-    yield ops
-    AllocatorMachine.findings[:] = findings
+    return ops
 
 
 def test_machine_draws_every_v2_op_and_agrees(stepped: list[Op]) -> None:
-    run_state_machine_as_test(AllocatorMachine, settings=_SETTINGS)
+    run_state_machine_as_test(bind(MachineContext()), settings=_SETTINGS)
     kinds = {op.kind for op in stepped}
     assert kinds >= {OpKind.ALIGNED_ALLOC, OpKind.REALLOC_NULL, OpKind.FREE_NULL,
                      OpKind.USABLE_SIZE, OpKind.USABLE_SIZE_NULL}
@@ -57,8 +53,9 @@ def test_machine_shrinks_a_wrong_usable_size(stepped: list[Op],
     monkeypatch.setattr(statemachine, "MACRO_OPS", 24)
     # Enough examples that the bug is met whatever stream the derandomized seed picks.
     short = settings(_SETTINGS, max_examples=200, stateful_step_count=12)
+    context = MachineContext()
     with pytest.raises(AssertionError, match="usable_size: expected 9, got 8"):
-        run_state_machine_as_test(AllocatorMachine, settings=short)
-    make, ask = AllocatorMachine.findings[-1].program.ops  # shrunk to the minimal pair
+        run_state_machine_as_test(bind(context), settings=short)
+    make, ask = context.findings[-1].program.ops  # shrunk to the minimal pair
     assert ask == Op.usable_size(make.handle)
     assert make.size <= 8  # a class-0 block, however it was made

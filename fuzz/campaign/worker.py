@@ -22,9 +22,7 @@ from hakfuzz.engines import (
 )
 from hakfuzz.engines.events import Emitter
 from hakfuzz.engines.journal import Journal
-from hakfuzz.engines.statemachine import use_module
 from hakfuzz.targets import resolve_target
-from hakfuzz.variants import load_module
 
 
 def journal_path(workdir: Path, job: int) -> Path:
@@ -92,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.engine == "hypothesis":
 
-        if target is None:  # a foreign target runs in the serving child, not in-process
-            use_module(load_module(args.variant))
         hypothesis_engine.run(
             emit,
             journal,

@@ -27,7 +27,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from hakfuzz.differential.lockstep import (
     LOCATION,
@@ -42,6 +42,7 @@ from hakfuzz.differential.lockstep import (
 )
 from hakfuzz.findings import Finding
 from hakfuzz.model import Config, ModelAllocator, Owner
+from hakfuzz.native import HakmemModule
 from hakfuzz.program import NO_HANDLE, Op, OpKind, Program, ProgramConfig
 
 
@@ -199,7 +200,7 @@ class DifferentialSession:
 class DifferentialExecutor:
     """Runs programs on ``hak`` (a loaded allocator module) and the model."""
 
-    def __init__(self, hak: Any) -> None:
+    def __init__(self, hak: HakmemModule) -> None:
         self.ffi = hak.ffi
         self.lib = hak.lib
         ffi = self.ffi
@@ -252,7 +253,7 @@ class DifferentialExecutor:
 
 
 def run_differential(
-    hak: Any,
+    hak: HakmemModule,
     program: Program,
     *,
     variant: str = "release",

@@ -287,12 +287,13 @@ class ForeignServer:
         return proc.stderr.read().decode(errors="replace").strip()[-500:]
 
 
-def _result(envelope: dict[str, Any]) -> RunResult:
+def _result(envelope: Mapping[str, object]) -> RunResult:
     """The server's answer as a driver run's result."""
     if envelope.get("format") != RESULT_FORMAT:
         raise ServerError(f"the foreign server answered {str(envelope)[:200]}")
     stderr = str(envelope.get("stderr", ""))
-    status, code = envelope.get("status"), int(envelope.get("code", -1))
+    status, raw_code = envelope.get("status"), envelope.get("code", -1)
+    code = int(raw_code) if isinstance(raw_code, int | float | str) else -1
     if status == "timeout":
         return RunResult(-1, None, stderr, True)
     returncode = -code if status == "signal" else code

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from _cffi_backend import FFI
+
 from hakfuzz.differential.patterns import BASE, PERIOD, pattern_start
 from hakfuzz.model import NULL_LOC, Loc, ModelAllocator, Owner
 from hakfuzz.model.limits import CLASS_SIZES
@@ -45,6 +47,8 @@ _LIBC_OWNER = Owner.LIBC
 _PTR, _LOC, _SIZE, _START, _ZEROED, _USABLE = range(6)
 _NOT_ASKED = -1
 
+Pointer = FFI.CData
+"""A native pointer (cffi ``void *``)."""
 Handle = list[Any]
 Step = Callable[[int, Op], None]
 RunRange = Callable[[Sequence[Op], int, int, int], None]
@@ -77,7 +81,7 @@ def _stop(i: int, op: Op, field: str, expected: str, actual: str) -> NoReturn:
     raise Stop(Divergence(i, op, field, expected, actual))
 
 
-def verify_block(ffi: Any, i: int, op: Op, h: Handle) -> None:
+def verify_block(ffi: FFI, i: int, op: Op, h: Handle) -> None:
     """The block of ``h`` holds its pattern (or calloc's zeros)."""
     ptr, _, size, start, zeroed, _ = h
     got = ffi.buffer(ptr, size)[:]
@@ -136,7 +140,7 @@ def lockstep(
         owner, class_idx, ss_seq, slab_idx, block_idx = read_location(loc_bytes)
         return f"owner {owner} class {class_idx} ss {ss_seq} slab {slab_idx} block {block_idx}"
 
-    def compare_place(i: int, op: Op, ptr: Any, loc: Loc) -> None:
+    def compare_place(i: int, op: Op, ptr: Pointer, loc: Loc) -> None:
         hak_locate(ptr, loc_ptr)
         got = read_location(loc_bytes)
         if loc.owner is libc_owner:
@@ -153,7 +157,7 @@ def lockstep(
             _stop(i, op, "usable_size", str(class_sizes[class_idx]), str(usable))
 
     def created(
-        i: int, op: Op, ptr: Any, err: int, loc: Loc, size: int, align: int, zeroed: bool
+        i: int, op: Op, ptr: Pointer, err: int, loc: Loc, size: int, align: int, zeroed: bool
     ) -> None:
         if loc.owner is null_owner:
             if ptr != null:

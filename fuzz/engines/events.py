@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from hakfuzz.findings import Finding
 from hakfuzz.program.jsonio import dump_program
@@ -26,7 +26,7 @@ class Emitter:
         self.interval = interval
         self._last = 0.0
 
-    def _send(self, event: dict[str, Any]) -> None:
+    def _send(self, event: Mapping[str, object]) -> None:
         sys.stdout.write(json.dumps(event) + "\n")
         sys.stdout.flush()
 

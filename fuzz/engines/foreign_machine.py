@@ -10,6 +10,9 @@ the foreign driver's allocator-neutral oracles (fill patterns, usable size,
 alignment, overlap, calloc, realloc, NULL ops, the target's ``hakfuzz_*``
 hooks) and any crash, judged by :func:`hakfuzz.differential.driver.judge`.
 
+A run's server, journal, counters and findings live in a
+:class:`ForeignContext`; :func:`bind` makes the machine class of one run.
+
 Why whole programs and not op-by-op lockstep as for hakmem: the target lives
 in another process, and a program runs there in one forked child; replaying
 each growing prefix would cost one fork per op.  Hypothesis still shrinks
@@ -19,6 +22,7 @@ rule by rule, because the failure is raised from teardown.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hypothesis import note
@@ -28,14 +32,34 @@ from hypothesis.stateful import initialize
 from hakfuzz.differential.driver import judge
 from hakfuzz.differential.foreign_server import ForeignServer
 from hakfuzz.engines.journal import Journal
-from hakfuzz.engines.statemachine import MAX_THREADS, AllocatorMachine
+from hakfuzz.engines.statemachine import MAX_THREADS, AllocatorMachine, MachineContext, bind_class
 from hakfuzz.engines.strategies import configs
-from hakfuzz.findings import Finding
 from hakfuzz.program import Op, Program, ProgramConfig, dump_program, save_program
 
 
+@dataclass(eq=False)
+class ForeignContext(MachineContext):
+    """One run of :class:`ForeignMachine`: where programs run, and what they gave."""
+
+    server: ForeignServer | None = None
+    """Where programs run (None: nowhere, the machine only builds them)."""
+    journal: Journal | None = None
+    ops_run: int = 0
+    outcomes: set[str] = field(default_factory=set)
+    """Distinct results seen: ``ok`` and each finding's signature."""
+    stop_at: float = float("inf")
+    """Unix time after which the run ends (:class:`OutOfTime`): shrinking has no
+    time limit of its own, so a failure found near the deadline keeps the
+    smallest program shrunk by then."""
+
+
+def bind(context: ForeignContext) -> type[ForeignMachine]:
+    """The machine class of one run on ``context``'s server."""
+    return bind_class(ForeignMachine, context)
+
+
 class OutOfTime(BaseException):
-    """Raised from teardown past :attr:`ForeignMachine.stop_at`.
+    """Raised from teardown past the context's ``stop_at``.
 
     A BaseException, so Hypothesis does not take it for a failure to shrink:
     it ends the run at once, and the findings recorded so far stand.
@@ -43,20 +67,10 @@ class OutOfTime(BaseException):
 
 
 class ForeignMachine(AllocatorMachine):
-    """AllocatorMachine's rules, run as one Program on :attr:`server` at teardown."""
+    """AllocatorMachine's rules, run as one Program on the context's server at teardown."""
 
-    server: ClassVar[ForeignServer | None] = None
-    """Where programs run; set before the machine runs."""
-    journal: ClassVar[Journal | None] = None
-    findings: ClassVar[list[Finding]] = []
-    programs_run: ClassVar[int] = 0
-    ops_run: ClassVar[int] = 0
-    outcomes: ClassVar[set[str]] = set()
-    """Distinct results seen: ``ok`` and each finding's signature."""
-    stop_at: ClassVar[float] = float("inf")
-    """Unix time after which the run ends (:class:`OutOfTime`): shrinking has no
-    time limit of its own, so a failure found near the deadline keeps the
-    smallest program shrunk by then."""
+    _bound: ClassVar[ForeignContext | None] = None
+    context: ForeignContext
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,19 +78,30 @@ class ForeignMachine(AllocatorMachine):
         self.threads = 1
         self.ops: list[Op] = []
 
+    def _context(self) -> ForeignContext:
+        return type(self)._bound or ForeignContext()
+
     @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS))
     def start(self, config: ProgramConfig, threads: int) -> None:
         self.config, self.threads = config, threads
-        if type(self).journal is not None:
-            type(self).journal.begin(config, threads)  # type: ignore[union-attr]
+        if self.context.journal is not None:
+            self.context.journal.begin(config, threads)
 
     def _thread(self, thread: int) -> int:
         return thread % self.threads
 
     def _do(self, op: Op) -> None:
         self.ops.append(op)
-        if type(self).journal is not None:
-            type(self).journal.op(op)  # type: ignore[union-attr]
+        if self.context.journal is not None:
+            self.context.journal.op(op)
+
+    def _do_all(self, ops: tuple[Op, ...]) -> None:
+        for op in ops:
+            self._do(op)
+
+    def _frame(self) -> tuple[ProgramConfig, int, int]:
+        assert self.config is not None
+        return self.config, self.threads, len(self.ops)
 
     def program(self) -> Program:
         """The Program the rules built so far."""
@@ -87,31 +112,31 @@ class ForeignMachine(AllocatorMachine):
             threads=self.threads,
             ops=tuple(self.ops),
         )
-        server = type(self).server
+        server = self.context.server
         return program if server is None else server.stamp(program)
 
     def teardown(self) -> None:
-        cls = type(self)
-        server = cls.server
+        ctx = self.context
+        server = ctx.server
         if server is None or self.config is None:
             return
-        if time.time() > cls.stop_at:
+        if time.time() > ctx.stop_at:
             raise OutOfTime
         program = self.program()
         run = server.run(program)
-        cls.programs_run += 1
-        cls.ops_run += len(program.ops)
-        finding = judge(run, program, variant=cls.variant, seed=None, engine="hypothesis")
-        if cls.journal is not None:
-            cls.journal.clear()
+        ctx.programs_run += 1
+        ctx.ops_run += len(program.ops)
+        finding = judge(run, program, variant=ctx.variant, seed=None, engine="hypothesis")
+        if ctx.journal is not None:
+            ctx.journal.clear()
         if finding is None:
-            cls.outcomes.add("ok")
+            ctx.outcomes.add("ok")
             return
         finding.extra["target"] = server.target.as_json()
-        cls.outcomes.add(finding.signature)
-        cls.findings.append(finding)
+        ctx.outcomes.add(finding.signature)
+        ctx.findings.append(finding)
         note(dump_program(program))
-        if cls.save_dir is not None:
-            cls.save_dir.mkdir(parents=True, exist_ok=True)
-            save_program(program, cls.save_dir / f"{finding.signature}.json")
+        if ctx.save_dir is not None:
+            ctx.save_dir.mkdir(parents=True, exist_ok=True)
+            save_program(program, ctx.save_dir / f"{finding.signature}.json")
         raise AssertionError(finding.summary())

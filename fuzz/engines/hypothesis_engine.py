@@ -25,13 +25,16 @@ from hypothesis.database import (
 )
 from hypothesis.stateful import run_state_machine_as_test
 
+from hakfuzz.differential.executor import DifferentialExecutor
 from hakfuzz.differential.foreign_server import ForeignServer
+from hakfuzz.engines import foreign_machine, statemachine
 from hakfuzz.engines.events import Emitter
-from hakfuzz.engines.foreign_machine import ForeignMachine, OutOfTime
+from hakfuzz.engines.foreign_machine import ForeignContext, OutOfTime
 from hakfuzz.engines.journal import Journal
 from hakfuzz.engines.reached import Counter
-from hakfuzz.engines.statemachine import AllocatorMachine, executor
+from hakfuzz.native import HakmemModule
 from hakfuzz.targets import Target
+from hakfuzz.variants import load_module
 
 _SHRINK_GRACE_S = 5.0
 """How long past the deadline a foreign target's failure may still shrink."""
@@ -109,37 +112,33 @@ def _run_foreign(
     target_config: Mapping[str, str] | None,
 ) -> None:
     """The state machine's programs on ``target``, through a serving child."""
-    machine = ForeignMachine
     with ForeignServer(target, foreign_frees=foreign_frees, configure=target_config,
                        variant=variant) as server:
         if server.configure_ignored:
             emit.notice(f"{target.name} has no hakfuzz_configure: the configure options "
                         "are not applied")
-        machine.server, machine.journal, machine.variant = server, journal, variant
-        machine.stop_at = deadline + _SHRINK_GRACE_S
-        reported = len(machine.findings)
-        try:
-            while time.time() < deadline:
-                try:
-                    run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
-                        machine, settings=_settings(db, steps)
-                    )
-                except (AssertionError, OutOfTime):
-                    pass  # the machine recorded the finding before raising
-                except Exception as exc:  # a bug of ours: say it, keep going
-                    emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
-                journal.clear()
-                # Shrinking records every failing example; the last of each
-                # signature is the shrunk one.
-                last = {f.signature: f for f in machine.findings[reported:]}
-                for finding in last.values():
-                    emit.finding(finding)
-                reported = len(machine.findings)
-                emit.stats(machine.programs_run, machine.ops_run, len(machine.outcomes))
-        finally:
-            machine.server = machine.journal = None
-            machine.stop_at = float("inf")
-    emit.stats(machine.programs_run, machine.ops_run, len(machine.outcomes), force=True)
+        ctx = ForeignContext(variant=variant, server=server, journal=journal,
+                             stop_at=deadline + _SHRINK_GRACE_S)
+        machine = foreign_machine.bind(ctx)
+        reported = 0
+        while time.time() < deadline:
+            try:
+                run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
+                    machine, settings=_settings(db, steps)
+                )
+            except (AssertionError, OutOfTime):
+                pass  # the machine recorded the finding before raising
+            except Exception as exc:  # a bug of ours: say it, keep going
+                emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
+            journal.clear()
+            # Shrinking records every failing example; the last of each
+            # signature is the shrunk one.
+            last = {f.signature: f for f in ctx.findings[reported:]}
+            for finding in last.values():
+                emit.finding(finding)
+            reported = len(ctx.findings)
+            emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes))
+    emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes), force=True)
 
 
 def run(  # noqa: D103 - see the module docstring
@@ -155,16 +154,18 @@ def run(  # noqa: D103 - see the module docstring
     target: Target | None = None,
     foreign_frees: bool = True,
     target_config: Mapping[str, str] | None = None,
+    hak: HakmemModule | None = None,
 ) -> None:
     if target is not None:
         _run_foreign(emit, journal, deadline=deadline, variant=variant, db=example_database(
             database, local_database), steps=steps, target=target, foreign_frees=foreign_frees,
             target_config=target_config)
         return
-    ex = executor()
+    ex = DifferentialExecutor(hak if hak is not None else load_module(variant))
     ex.journal = journal
     ex.features = set()
-    AllocatorMachine.variant = variant
+    ctx = statemachine.MachineContext(executor=ex, variant=variant)
+    machine = statemachine.bind(ctx)
     db = example_database(database, local_database)
     reached = Counter()
     ex.on_program_end = reached.program
@@ -172,7 +173,7 @@ def run(  # noqa: D103 - see the module docstring
     while time.time() < deadline:
         try:
             run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
-                AllocatorMachine, settings=_settings(db, steps)
+                machine, settings=_settings(db, steps)
             )
         except AssertionError:
             pass  # the machine recorded the finding (shrunk) before raising
@@ -181,17 +182,10 @@ def run(  # noqa: D103 - see the module docstring
         journal.clear()
         # During shrinking the machine records every failing example; the
         # last one of each signature is the shrunk one.
-        last = {f.signature: f for f in AllocatorMachine.findings[reported:]}
+        last = {f.signature: f for f in ctx.findings[reported:]}
         for finding in last.values():
             emit.finding(finding)
-        reported = len(AllocatorMachine.findings)
-        emit.stats(
-            AllocatorMachine.programs_run, ex.ops_run, len(ex.features), reached=reached.counts
-        )
-    emit.stats(
-        AllocatorMachine.programs_run,
-        ex.ops_run,
-        len(ex.features),
-        force=True,
-        reached=reached.counts,
-    )
+        reported = len(ctx.findings)
+        emit.stats(ctx.programs_run, ex.ops_run, len(ex.features), reached=reached.counts)
+    emit.stats(ctx.programs_run, ex.ops_run, len(ex.features), force=True,
+               reached=reached.counts)

@@ -16,23 +16,33 @@ release happen within a few steps.
 Every step compares every ``hak_stats`` counter; ``check`` runs ``hak_check``
 and the model's self-check; teardown verifies all live blocks.
 
-A failure prints the reproducing Program (``note``) and, when
-:attr:`AllocatorMachine.save_dir` is set, writes it to
-``<save_dir>/<signature>.json``; Hypothesis replays the shrunk example last,
-so the file left behind is the minimal one.
+What a run drives and records lives in a :class:`MachineContext` (the
+executor, the variant, where failing programs go, the counters and the
+findings); :func:`bind` makes a machine class for one context, because
+Hypothesis instantiates the class with no arguments.  An unbound machine
+makes a context of its own per example, over the default variant.
+
+A failure prints the reproducing Program (``note``), records a
+:class:`~hakfuzz.findings.Finding` in the context and, when the context's
+``save_dir`` is set, writes the program to ``<save_dir>/<signature>.json``;
+Hypothesis replays the shrunk example last, so the file left behind is the
+minimal one.
 
 Runs unchanged under plain pytest (``TestAllocatorMachine``) and HypoFuzz.
 """
 
 from __future__ import annotations
 
+import types
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, TypeVar, cast
 
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
+    MultipleResults,
     RuleBasedStateMachine,
     consumes,
     initialize,
@@ -45,28 +55,58 @@ from hakfuzz import native
 from hakfuzz.differential.executor import DifferentialExecutor, DifferentialSession, Divergence
 from hakfuzz.engines.strategies import ALIGNED_ALLOC_ALIGNS, ALIGNS, configs, sizes
 from hakfuzz.findings import Finding
+from hakfuzz.native import HakmemModule
 from hakfuzz.program import MAX_BIG_LIVE, Op, ProgramConfig, dump_program, save_program
 from hakfuzz.program.macros import Macro, expand
 from hakfuzz.program.model import MAX_OPS, MAX_SIZE, OVERFLOW_COUNT
 
 MAX_THREADS = 3
 
-_EXECUTOR: DifferentialExecutor | None = None
+
+@dataclass(eq=False)
+class MachineContext:
+    """One run of the state machine: what it drives and what it records.
+
+    ``executor`` is built on first use over ``hak`` (default: the default
+    variant), so a context that never steps natively (a foreign target's)
+    loads nothing.
+    """
+
+    hak: HakmemModule | None = None
+    executor: DifferentialExecutor | None = None
+    variant: str = "release"
+    save_dir: Path | None = None
+    """Where failing programs are written (None: nowhere)."""
+    programs_run: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def differential(self) -> DifferentialExecutor:
+        """The executor of this run (built on first use)."""
+        if self.executor is None:
+            self.executor = DifferentialExecutor(self.hak if self.hak is not None
+                                                 else native.load())
+        return self.executor
 
 
-def use_module(hak: object) -> None:
-    """Drive ``hak`` (a loaded allocator module, e.g. a mutant) from now on."""
-    global _EXECUTOR
-    _EXECUTOR = DifferentialExecutor(hak)
+M = TypeVar("M", bound="AllocatorMachine")
 
 
-def executor() -> DifferentialExecutor:
-    """The process-wide executor over the default variant (built on first use)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
+def bind_class(machine: type[M], context: MachineContext) -> type[M]:
+    """A subclass of ``machine`` whose every instance records into ``context``.
 
-        _EXECUTOR = DifferentialExecutor(native.load())
-    return _EXECUTOR
+    It keeps the machine's name, qualified name and module, so Hypothesis
+    finds the same source for it and keys the example database as for
+    ``machine`` itself: workers sharing a database replay each other's examples.
+    """
+    namespace = {"_bound": context, "__module__": machine.__module__,
+                 "__qualname__": machine.__qualname__}
+    return cast("type[M]", types.new_class(machine.__name__, (machine,),
+                                           exec_body=lambda ns: ns.update(namespace)))
+
+
+def bind(context: MachineContext) -> type[AllocatorMachine]:
+    """The machine class of one run: model vs native on ``context``'s executor."""
+    return bind_class(AllocatorMachine, context)
 
 
 threads_st = st.integers(0, MAX_THREADS - 1)
@@ -82,19 +122,20 @@ class AllocatorMachine(RuleBasedStateMachine):
 
     live = Bundle("live")
 
-    save_dir: ClassVar[Path | None] = None
-    """Where failing programs are written (None: nowhere)."""
-    variant: ClassVar[str] = "release"
-    programs_run: ClassVar[int] = 0
-    findings: ClassVar[list[Finding]] = []
+    _bound: ClassVar[MachineContext | None] = None
+    """The context of a class made by :func:`bind` (set once, when the class is made)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.context = self._context()
         self.session: DifferentialSession | None = None
         self.next_handle = 0
         self.failed = False
         self.big: set[int] = set()  # live handles holding a size above MAX_SIZE
         self.macros = 0
+
+    def _context(self) -> MachineContext:
+        return type(self)._bound or MachineContext()
 
     # ---- set-up and helpers ---------------------------------------------------
     @initialize(config=configs(tiny_caps=True), threads=st.integers(1, MAX_THREADS),
@@ -103,8 +144,8 @@ class AllocatorMachine(RuleBasedStateMachine):
         # One macro in half the programs: each runs thousands of ops, and a
         # shrunk program (macros False) has none.
         self.macros = 0 if macros else 1
-        self.session = executor().session(config, threads)
-        type(self).programs_run += 1
+        self.session = self.context.differential().session(config, threads)
+        self.context.programs_run += 1
         if self.session.divergence is not None:
             self._fail(self.session.divergence)
 
@@ -126,6 +167,11 @@ class AllocatorMachine(RuleBasedStateMachine):
             size &= 0xFFFF
         self.big.discard(handle)
         return size
+
+    def _frame(self) -> tuple[ProgramConfig, int, int]:
+        """The config, the thread count and the number of ops of the program so far."""
+        assert self.session is not None
+        return self.session.config, self.session.threads, len(self.session.ops)
 
     def _do(self, op: Op) -> None:
         assert self.session is not None
@@ -150,13 +196,12 @@ class AllocatorMachine(RuleBasedStateMachine):
             divergence.describe(),
             program,
             divergence.op_index if divergence.op_index >= 0 else None,
-            type(self).variant,
+            self.context.variant,
         )
-        type(self).findings.append(finding)
+        self.context.findings.append(finding)
         note(dump_program(program))
-        if type(self).save_dir is not None:
-            save_dir = type(self).save_dir
-            assert save_dir is not None
+        save_dir = self.context.save_dir
+        if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             save_program(program, save_dir / f"{finding.signature}.json")
         raise AssertionError(divergence.describe())
@@ -207,7 +252,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         return handle
 
     @rule(target=live, handle=consumes(live), thread=threads_st, size=big_ok_sizes)
-    def realloc(self, handle: int, thread: int, size: int) -> Any:
+    def realloc(self, handle: int, thread: int, size: int) -> int | MultipleResults[int]:
         size = self._fit(handle, size)
         self._do(Op.realloc(handle, size, self._thread(thread)))
         return multiple() if size == 0 else handle
@@ -239,11 +284,10 @@ class AllocatorMachine(RuleBasedStateMachine):
         its cap for the rules that follow, and a failure shrinks to the rules'
         own blocks (a bundle of thousands would also print as thousands).
         """
-        assert self.session is not None
         self.macros += 1
-        expansion = expand(macro, arg, config=self.session.config,
-                           threads=self.session.threads, first_handle=self.next_handle,
-                           room=min(MACRO_OPS, MAX_OPS - len(self.session.ops)))
+        config, threads, done = self._frame()
+        expansion = expand(macro, arg, config=config, threads=threads,
+                           first_handle=self.next_handle, room=min(MACRO_OPS, MAX_OPS - done))
         self.next_handle += expansion.created
         self._do_all(expansion.ops)
 
