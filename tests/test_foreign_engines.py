@@ -53,13 +53,22 @@ def mutant() -> Target:
 
 
 def _hypothesis(target: Target, tmp_path: Path, seconds: float, *, foreign_frees: bool = True,
-                monkeypatch: pytest.MonkeyPatch) -> _Events:
+                monkeypatch: pytest.MonkeyPatch, rounds: int = 1) -> _Events:
+    """Runs of ``seconds`` each (seeds 1, 2, ...) until one meets a finding, ``rounds`` at most.
+
+    The engine is bounded by time, so on a loaded machine one short run may
+    end before it reaches its first failing program; more rounds make the
+    test depend on the engine's reach, not on the machine's speed.
+    """
     monkeypatch.setattr(hypothesis_engine, "_SHRINK_GRACE_S", 2.0)
     events = _Events()
     journal = Journal(tmp_path / "journal")
-    hypothesis_engine.run(events, journal, seed=1, deadline=time.time() + seconds,
-                          variant="release", target=target, foreign_frees=foreign_frees)
-    assert (tmp_path / "journal").read_bytes() == b""  # nothing in flight at the end
+    for seed in range(1, rounds + 1):
+        hypothesis_engine.run(events, journal, seed=seed, deadline=time.time() + seconds,
+                              variant="release", target=target, foreign_frees=foreign_frees)
+        assert (tmp_path / "journal").read_bytes() == b""  # nothing in flight at the end
+        if events.of("finding"):
+            break
     return events
 
 
@@ -71,7 +80,7 @@ def test_both_engines_say_they_can_aim_at_a_foreign_target() -> None:
 def test_hypothesis_finds_the_crash_on_a_foreign_free(
     guesser: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = _hypothesis(guesser, tmp_path, 3.0, monkeypatch=monkeypatch)
+    events = _hypothesis(guesser, tmp_path, 3.0, monkeypatch=monkeypatch, rounds=10)
     findings = events.of("finding")
     assert findings, events.events
     crash = next(f for f in findings if f["detail"].startswith("foreign-free"))
@@ -95,7 +104,7 @@ def test_hypothesis_with_foreign_frees_off_leaves_the_guesser_alone(
 def test_hypothesis_kills_a_mutant_preloaded_as_a_foreign_target(
     mutant: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = _hypothesis(mutant, tmp_path, 4.0, monkeypatch=monkeypatch)
+    events = _hypothesis(mutant, tmp_path, 4.0, monkeypatch=monkeypatch, rounds=10)
     signatures = {f"{f['kind']}-{f['detail']}" for f in events.of("finding")}
     assert "oracle-stats" in signatures, events.events
 

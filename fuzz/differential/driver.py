@@ -90,7 +90,7 @@ def run_driver(
     return RunResult(done.returncode, result, done.stderr.decode(errors="replace"), False)
 
 
-def parse_result(stdout: str) -> dict[str, Any] | None:
+def parse_result(stdout: str) -> dict[str, object] | None:
     """The driver's result: the JSON object on the last line of its output, if any."""
     text = stdout.strip()
     if not text:
