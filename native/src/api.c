@@ -182,7 +182,7 @@ __attribute__((noinline, cold)) static void report_bad_free(int code, hak_ss_t *
 static int diagnose_free(hak_ss_t *ss, const void *ptr) {
   unsigned slab_idx, block_idx;
   if (_hak_block_index(ss, ptr, &slab_idx, &block_idx) != 0 ||
-      block_idx >= ss->slabs[slab_idx].carved)
+      block_idx >= HAK_CARVED(&ss->slabs[slab_idx]))
     return HAK_FREE_INTERIOR;
   return ss->held_bits != NULL ? _hak_held_clear(ss, ptr) : HAK_FREE_OK;
 }

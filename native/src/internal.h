@@ -16,6 +16,12 @@
 #define HAK_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define HAK_SS_MAGIC    0x48414b4d454d5353ull  /* "HAKMEMSS" */
+/* carved: written by the owner only, read by any thread's checked free: a
+ * relaxed atomic store keeps that read well defined (the value it needs was
+ * published by the hand-off that gave the freeing thread the block). */
+#define HAK_SET_CARVED(slab, v) __atomic_store_n(&(slab)->carved, (uint16_t)(v), __ATOMIC_RELAXED)
+#define HAK_CARVED(slab) __atomic_load_n(&(slab)->carved, __ATOMIC_RELAXED)
+
 #define HAK_SS_SHIFT    21                     /* log2(HAK_SS_SIZE): address -> 2 MiB page */
 #define HAK_MIN_SHIFT   3                      /* log2(HAK_MIN_BLOCK): class 0's block */
 #define HAK_HELD_BITS   64                     /* blocks per checked-mode held word */
@@ -90,7 +96,9 @@ typedef struct hak_link_s { hak_slab_t *next, *prev; } hak_link_t;
  * write the same line. */
 struct hak_slab_s {
   HAK_LINE void *freelist;      /* (owner) LIFO, linked through the blocks */
-  uint16_t carved;              /* (owner) blocks carved so far, <= capacity */
+  uint16_t carved;              /* (owner) blocks carved so far, <= capacity; the owner stores
+                                 * it with HAK_SET_CARVED, since a checked free on any thread
+                                 * reads it (diagnose_free) */
   uint16_t capacity;            /* blocks this slab can hold */
   uint16_t used;                /* (owner) */
   uint8_t state;                /* hak_slab_state_t, changed under the class lock */

@@ -67,7 +67,7 @@ void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages) 
   pthread_mutex_lock(&cls->lock);
   slab->state = HAK_SLAB_FREE;
   slab->freelist = NULL;
-  slab->carved = 0;
+  HAK_SET_CARVED(slab, 0);
   hak_store_relaxed(&slab->owner_id, 0);
   ss->inuse &= ~(1u << idx);
   if (keep) {
@@ -115,7 +115,7 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
     slab->freelist = _hak_next(p);
   } else if (slab->carved < slab->capacity) {
     p = _hak_slab_first(ss, slab_idx) + (size_t)slab->carved * ss->block_size;
-    slab->carved++;
+    HAK_SET_CARVED(slab, slab->carved + 1);
   } else if (_hak_remote_drain(ss, slab) != 0) {
     p = slab->freelist;
     slab->freelist = _hak_next(p);
@@ -175,7 +175,7 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
   HAK_ASSERT_MASKS(ss);
   slab->state = HAK_SLAB_OWNED;
   slab->freelist = NULL;
-  slab->carved = 0;
+  HAK_SET_CARVED(slab, 0);
   slab->used = 0;
   slab->on_partial = 0;
   hak_store_relaxed(&slab->owner_id, t->id);
@@ -206,7 +206,7 @@ uint32_t _hak_take_run(hak_thread_t *t, unsigned c, void **out, uint32_t n) {
     size_t size = ss->block_size;
     uint8_t *p = _hak_slab_first(ss, slab_index(cur)) + (size_t)cur->carved * size;
     for (uint32_t i = 0; i < m; i++, p += size) out[k++] = p;
-    cur->carved = (uint16_t)(cur->carved + m);
+    HAK_SET_CARVED(cur, cur->carved + m);
   }
   if (k == 0) return 0;
   cur->used = (uint16_t)(cur->used + k);
