@@ -112,6 +112,24 @@ def test_hypothesis_kills_a_mutant_preloaded_as_a_foreign_target(
 def _atheris(
     target: Target, tmp_path: Path, seconds: int, seeds: list[Path]
 ) -> list[dict[str, Any]]:
+    """Runs of ``seconds``, then twice as long, ... until one meets a finding (four at most).
+
+    Most of a short run on a loaded machine can go to starting atheris and
+    instrumenting the decoder; a longer run then gets to the inputs.
+    """
+    events: list[dict[str, Any]] = []
+    for attempt in range(4):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        events += _atheris_once(target, work, seconds << attempt, seeds)
+        if any(e["event"] == "finding" for e in events):
+            break
+    return events
+
+
+def _atheris_once(
+    target: Target, tmp_path: Path, seconds: int, seeds: list[Path]
+) -> list[dict[str, Any]]:
     pytest.importorskip("atheris")
     code = (
         "import sys, time\n"
