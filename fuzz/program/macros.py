@@ -145,13 +145,14 @@ def exhaust_and_release(class_idx: int, thread: int, first_handle: int,
     The block past one SuperSlab makes the class grow (or hits the cap of
     one); freeing everything on the owner and flushing its cache empties
     both SuperSlabs, which are then released (or kept, up to ``ss_keep``).
-    On the way, every other slab keeps one written block (its first) while
-    its neighbours are emptied and retired; those blocks are verified once
+    On the way, every fourth slab keeps one written block (its first) while
+    the slabs before it are emptied and retired (more retired slabs than a
+    class keeps dirty, so some give their pages back); those blocks are verified once
     the neighbours are gone, so a retirement that damages the slab next to
     it (pages given back one page too far, memory handed out again early)
     shows as a changed pattern.
     """
-    sentinels = set(_slab_heads(class_idx)[1::2])
+    sentinels = set(_slab_heads(class_idx)[3::4])
     blocks = max(0, min(SS_BLOCKS[class_idx] + 1, (room - 3 - 3 * len(sentinels)) // 2))
     size = CLASS_SIZES[class_idx]
     made = range(first_handle, first_handle + blocks)
