@@ -36,6 +36,7 @@ from typing import Any
 from hakfuzz._process import parse_hakmem_stats
 from hakfuzz.native._tools import build_tool
 from hakfuzz.perf.bench.model import BenchOptions, EngineResult, Progress, Row
+from hakfuzz.perf.larson.runner import number_after
 from hakfuzz.targets import Target, TargetKind, child_env, resolve_target, served_by
 
 PRODCONS_PAIRS: tuple[int, ...] = (1, 2, 4, 8)
@@ -100,16 +101,6 @@ class Run:
     minflt: int
 
 
-def _number_after(text: str, prefix: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            try:
-                return float(line[len(prefix):].split()[0])
-            except (IndexError, ValueError):
-                return None
-    return None
-
-
 def _spawn(argv: Sequence[str], env: Mapping[str, str],
            timeout: float) -> tuple[int, str, str, Any, bool]:
     """(exit code, stdout, stderr, the child's own rusage, timed out)."""
@@ -147,7 +138,7 @@ def _problem(target: Target, code: int, stdout: str, stderr: str, timed_out: boo
         return "timed out"
     if code != 0:
         return f"exit {code}: {stderr.strip()[-200:]}"
-    if _number_after(stdout, "Throughput = ") is None:
+    if number_after(stdout, "Throughput = ") is None:
         return "printed no throughput"
     match = _SERVED.search(stderr)
     verdict = served_by(target, match.group(1).strip() if match else None)
@@ -166,8 +157,8 @@ def run_once(target: Target, workload: Workload, binaries: Mapping[str, Path],
     code, stdout, stderr, usage, timed_out = _spawn(
         workload.argv(binaries, seconds), _env(target, workload), 60.0 + 10.0 * seconds)
     problem = _problem(target, code, stdout, stderr, timed_out)
-    peak = _number_after(stdout, "Peak RSS = ")
-    return Run(problem is None, problem, _number_after(stdout, "Throughput = "),
+    peak = number_after(stdout, "Peak RSS = ")
+    return Run(problem is None, problem, number_after(stdout, "Throughput = "),
                int(peak) if peak is not None and peak > 0 else None,
                float(usage.ru_stime), int(usage.ru_minflt))
 
@@ -190,7 +181,7 @@ def count_syscalls(target: Target, workload: Workload, binaries: Mapping[str, Pa
             argv += ["-E", f"LD_PRELOAD={preload}"]  # the program's, not strace's
         code, stdout, _, _, timed_out = _spawn([*argv, *workload.argv(binaries, seconds)], env,
                                                120.0 + 20.0 * seconds)
-        throughput = _number_after(stdout, "Throughput = ")
+        throughput = number_after(stdout, "Throughput = ")
         if code != 0 or timed_out or not throughput or not summary.is_file():
             return None
         calls = {name: int(n) for n, name in _STRACE_ROW.findall(summary.read_text())}

@@ -172,7 +172,8 @@ class RunResult:
                 "served_by": self.served_by, "evidence": self.evidence, "problem": self.problem}
 
 
-def _number_after(text: str, prefix: str) -> float | None:
+def number_after(text: str, prefix: str) -> float | None:
+    """The number after ``prefix`` on the first output line that starts with it."""
     for line in text.splitlines():
         if line.startswith(prefix):
             try:
@@ -207,9 +208,9 @@ def run_once(launch: Launch, config: LarsonConfig, *, timeout: float | None = No
     env["HAKMEM_STATS"] = "1"
     limit = timeout if timeout is not None else 60.0 + 4.0 * config.seconds
     done = run_measured([str(launch.binary), *config.argv()], env=env, timeout=limit)
-    throughput = _number_after(done.stdout, "Throughput = ")
-    started = _number_after(done.stdout, "Threads started = ")
-    peak = _number_after(done.stdout, "Peak RSS = ")  # larson's own VmHWM: exact
+    throughput = number_after(done.stdout, "Throughput = ")
+    started = number_after(done.stdout, "Threads started = ")
+    peak = number_after(done.stdout, "Peak RSS = ")  # larson's own VmHWM: exact
     served, evidence, problem = _verify(launch, done)
     if done.timed_out or done.returncode != 0:
         problem = done.describe_status() + _first_error(done.stderr)
