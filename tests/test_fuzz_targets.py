@@ -150,12 +150,9 @@ def test_a_library_that_does_not_replace_malloc_is_one_line_exit_2(
         (["--foreign-frees", "off"], "--foreign-frees needs a foreign --allocator"),
         (["--allocator", "glibc", "--variant", "asan"], "cannot run under --allocator glibc"),
         (["--allocator", "ptmalloc"], "unknown allocator 'ptmalloc'"),
-        (["--allocator", "glibc", "--engine", "hypothesis"], "no engine of hypothesis applies"),
     ],
 )
 def test_fuzz_allocator_usage_errors(argv: list[str], words: str, tmp_path: Path) -> None:
-    if "hypothesis" in argv and getattr(hypothesis_engine, "FOREIGN_CAPABLE", False):
-        pytest.skip("hypothesis runs foreign targets on this branch")
     _one_line_exit_2(hakfuzz("fuzz", *argv, cwd=tmp_path), words)
 
 
