@@ -212,6 +212,12 @@ def test_replay_refuses_a_gone_library_unless_allocator_is_given(tmp_path: Path)
 # ---- one short campaign against an installed peer ------------------------------------------
 
 
+def _family(signature: str | None) -> str:
+    """A foreign-free crash's signature without where it landed (``-free-``, ``-after-``...)."""
+    text = signature or ""
+    return "foreign-free" if text.startswith("signal-foreign-free-") else text
+
+
 def test_fuzz_a_peer_records_the_target_and_replay_and_minimize_use_it(tmp_path: Path) -> None:
     target = _peer("jemalloc")
     done = hakfuzz("fuzz", "--allocator", "jemalloc", "--engine", "parallel", "--time", "3",
@@ -233,11 +239,13 @@ def test_fuzz_a_peer_records_the_target_and_replay_and_minimize_use_it(tmp_path:
     assert replayed.returncode == 1, replayed.stderr
     row = json.loads(replayed.stdout)["results"][0]
     assert row["target"]["name"] == "jemalloc"
-    assert row["parallel"] == meta["signature"]
+    # Where jemalloc dies after freeing glibc's block (in that free, or later in
+    # another call) depends on its heap: the foreign-free crash is what repeats.
+    assert _family(row["parallel"]) == _family(meta["signature"]), (row, meta)
     minimized = hakfuzz("minimize", str(files[0]), "--out", str(tmp_path / "min.json"),
                         "--time", "20", "--json", cwd=tmp_path)
     assert minimized.returncode == 0, minimized.stderr
-    assert json.loads(minimized.stdout)["signature"] == meta["signature"]
+    assert _family(json.loads(minimized.stdout)["signature"]) == _family(meta["signature"])
     assert load_program(tmp_path / "min.json").target == program.target
 
 
