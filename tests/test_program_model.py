@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hakfuzz.model.limits import SS_SIZE as SS_BYTES
 from hakfuzz.program import (
     DEFAULT_CONFIG,
     NO_HANDLE,
@@ -22,7 +23,6 @@ from hakfuzz.program import (
     model,
     validate,
 )
-from hakfuzz.program.binary import SS_BYTES
 
 _HEADER = Path(__file__).resolve().parents[1] / "native" / "include" / "hakmem.h"
 

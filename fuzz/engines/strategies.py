@@ -56,8 +56,6 @@ from hakfuzz.program.model import (
     ProgramConfig,
 )
 
-SS_BYTES = 2 << 20  # HAK_SS_SIZE
-
 BOUNDARY_SIZES: tuple[int, ...] = (
     0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
     255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 2048, 4096, 65535,

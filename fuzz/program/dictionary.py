@@ -10,20 +10,20 @@ its bit), so they stay in step with ``binary``'s layout.
 
 from __future__ import annotations
 
-from hakfuzz.program.binary import (
+from hakfuzz.program.binary import OPCODE_OF
+from hakfuzz.program.binary import _encode_num as _num
+from hakfuzz.program.binary_header import (
     BIG_NUM,
     BUDGET_TABLE,
     CACHE_CAP_TABLE,
     FAIL_MAP_TABLE,
     LAYOUT_2,
-    OPCODE_OF,
     REFILL_TABLE,
     SS_BYTES,
     SS_CAP_TABLE,
     SS_KEEP_TABLE,
-    _encode_header,
+    encode_header,
 )
-from hakfuzz.program.binary import _encode_num as _num
 from hakfuzz.program.model import (
     CACHE_CAP_MAX,
     MAX_BIG_SIZE,
@@ -81,7 +81,7 @@ def dictionary_entries() -> list[tuple[str, bytes]]:
         ("budget_over_1ss", ProgramConfig(budget_bytes=SS_BYTES + 1, cache_cap=4)),
         ("cap1_null_cache1", ProgramConfig(ss_cap=1, oom_policy="null", cache_cap=1)),
     ):
-        entries.append((f"hdrx_{name}", _encode_header(config, 1)))
+        entries.append((f"hdrx_{name}", encode_header(config, 1)))
     for size in _BOUNDARY_SIZES:
         entries.append((f"alloc_{size}", _op(OpKind.ALLOC, nums=(size,))))
     for size in (0, 40, 1024, 1025, 4096):
