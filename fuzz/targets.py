@@ -328,6 +328,19 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or ".so" in text or os.path.lexists(text)
 
 
+def resolve_for(prog: str, text: str, variant: str = "release") -> Target:
+    """:func:`resolve_target` for a command's ``--allocator``.
+
+    Any problem is a usage error naming ``prog`` and the flag (one line, exit status 2).
+    """
+    try:
+        return resolve_target(text, variant)
+    except UsageError as exc:  # TargetError included: it names the path already
+        raise UsageError(f"{prog}: --allocator {exc}") from None
+    except HakfuzzError as exc:  # a peer that is not installed
+        raise UsageError(f"{prog}: --allocator {text}: {exc}") from None
+
+
 def resolve_target(text: str, variant: str = "release") -> Target:
     """The target ``text`` names (a name of :data:`NAMES` or a path), proven to serve malloc.
 

@@ -21,7 +21,7 @@ from hakfuzz.perf.bench import BenchOptions, select
 from hakfuzz.perf.bench.engines import ENGINES
 from hakfuzz.perf.bench.report import markdown, write_chart, write_json
 from hakfuzz.perf.larson.peers import available, parse_allocators
-from hakfuzz.targets import TargetError, inherited_preload_notice, resolve_target
+from hakfuzz.targets import inherited_preload_notice, resolve_for
 
 if TYPE_CHECKING:
     from hakfuzz.cli import Subparsers
@@ -141,10 +141,7 @@ def _thread_list(text: str) -> tuple[int, ...]:
 
 def _targets(allocators: tuple[str, ...], variant: str) -> list[Target]:
     """Each allocator's library, proven to serve malloc before any run (a bad path: exit 2)."""
-    try:
-        return [resolve_target(a, variant) for a in allocators if a != "hakmem-direct"]
-    except TargetError as exc:
-        raise UsageError(f"hakfuzz bench: --allocator {exc}") from None
+    return [resolve_for("hakfuzz bench", a, variant) for a in allocators if a != "hakmem-direct"]
 
 
 def _print_tables(results: list[Any]) -> None:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hakfuzz._argtypes import non_negative_float, positive_float, positive_int
 from hakfuzz._console import console
-from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz._errors import UsageError
 from hakfuzz._paths import fallback_dir, writable_dir
 from hakfuzz.campaign.applies import engines_for, skipped_for
 from hakfuzz.campaign.gaps import coverage_gaps
@@ -37,7 +37,7 @@ from hakfuzz.targets import (
     check_env,
     child_env,
     inherited_preload_notice,
-    resolve_target,
+    resolve_for,
 )
 from hakfuzz.variants import DEFAULT_VARIANTS, prepare, split, tool
 
@@ -170,12 +170,7 @@ def _target(args: argparse.Namespace) -> Target | None:
                 "always free glibc's blocks through hak_free)"
             )
         return None
-    try:
-        target = resolve_target(args.allocator)
-    except UsageError as exc:
-        raise UsageError(f"hakfuzz fuzz: --allocator {exc}") from None
-    except HakfuzzError as exc:
-        raise UsageError(f"hakfuzz fuzz: --allocator {args.allocator}: {exc}") from None
+    target = resolve_for("hakfuzz fuzz", args.allocator)
     seen = check_env(target, child_env(target))
     if not seen.ok:
         raise UsageError(f"hakfuzz fuzz: --allocator {args.allocator}: {seen.problem}")

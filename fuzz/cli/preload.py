@@ -23,11 +23,10 @@ from hakfuzz.perf.larson.preload import (
 )
 from hakfuzz.targets import (
     PRELOAD_VARIANTS,
-    TargetError,
     TargetKind,
     check_env,
     inherited_preload_notice,
-    resolve_target,
+    resolve_for,
 )
 
 if TYPE_CHECKING:
@@ -102,10 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _target(args: argparse.Namespace) -> Target:
 
-    try:
-        return resolve_target(args.allocator, args.variant)
-    except TargetError as exc:
-        raise UsageError(f"hakfuzz preload: --allocator {exc}") from None
+    return resolve_for("hakfuzz preload", args.allocator, args.variant)
 
 
 def _passthrough(args: argparse.Namespace, command: list[str], target: Target) -> int:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from hakfuzz._argtypes import positive_float, positive_int
 from hakfuzz._console import console
-from hakfuzz._errors import HakfuzzError, UsageError
+from hakfuzz._errors import UsageError
 from hakfuzz._paths import fallback_dir, writable_dir
 from hakfuzz.engines.parallel.stress import StressOptions, run_stress
 from hakfuzz.engines.parallel.workloads import WORKLOADS
@@ -23,7 +23,7 @@ from hakfuzz.targets import (
     check_env,
     child_env,
     inherited_preload_notice,
-    resolve_target,
+    resolve_for,
 )
 from hakfuzz.variants import tool
 
@@ -162,12 +162,7 @@ def _target(args: argparse.Namespace) -> Target:
             f"{args.allocator} (a sanitizer's runtime must be loaded before any preloaded "
             f"allocator); choose from {', '.join(PRELOAD_VARIANTS)}"
         )
-    try:
-        return resolve_target(args.allocator, args.variant)
-    except UsageError as exc:
-        raise UsageError(f"hakfuzz stress: --allocator {exc}") from None
-    except HakfuzzError as exc:
-        raise UsageError(f"hakfuzz stress: --allocator {args.allocator}: {exc}") from None
+    return resolve_for("hakfuzz stress", args.allocator, args.variant)
 
 
 def run(args: argparse.Namespace) -> int:
