@@ -65,7 +65,10 @@ class Config:
 
     @property
     def refill_count(self) -> int:
-        """Blocks taken per refill: ``refill_batch`` clamped to 1..``cache_cap`` (0 if off)."""
+        """Most blocks per refill: ``refill_batch`` clamped to 1..``cache_cap`` (0 if off).
+
+        A thread's first refills of a class take fewer (the slow start, ``TinyHeap._refill``).
+        """
         if self.cache_cap == 0:
             return 0
         return max(1, min(self.refill_batch, self.cache_cap))

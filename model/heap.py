@@ -10,7 +10,7 @@ holds, so a misused model fails at once instead of drifting.
 from __future__ import annotations
 
 from hakfuzz.model.core import ModelError, SlabCore
-from hakfuzz.model.limits import NUM_CLASSES, SLABS_PER_SS
+from hakfuzz.model.limits import CACHE_CAP_MAX, NUM_CLASSES, REFILL_START, SLABS_PER_SS
 from hakfuzz.model.location import Loc, Owner
 from hakfuzz.model.slab import Slab, SlabState
 from hakfuzz.model.stats import ACTIVE_BLOCKS, N_CLASS_FIELDS
@@ -19,6 +19,8 @@ from hakfuzz.model.thread import ThreadState
 _FREE = SlabState.FREE
 _ORPHAN = SlabState.ORPHAN
 _TINY = Owner.TINY
+REFILL_DOUBLINGS = (CACHE_CAP_MAX // REFILL_START).bit_length() - 1
+"""Refills after which the slow start no longer limits a refill (REFILL_START << it is the cap)."""
 
 __all__ = ["ModelError", "TinyHeap"]
 
@@ -61,6 +63,10 @@ class TinyHeap(SlabCore):
         want = config.refill_batch  # config.refill_count, inlined (cache_cap > 0 here)
         if want > config.cache_cap:
             want = config.cache_cap
+        refills = thread.refills[class_idx]
+        ramp = REFILL_START << refills  # the slow start (docs/policy.md, "malloc")
+        if want > ramp:
+            want = ramp
         if want < 1:
             want = 1
         taken: list[Loc] = []
@@ -114,6 +120,8 @@ class TinyHeap(SlabCore):
                 loc = Loc(_TINY, class_idx, slab.ss_seq, slab.slab_idx, block)
                 locs.append(loc)
                 taken.append(loc)
+        if taken and refills < REFILL_DOUBLINGS:
+            thread.refills[class_idx] = refills + 1
         # b1 on top: the next pops return the blocks in take order.
         taken.reverse()
         cache.extend(taken)

@@ -62,7 +62,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("cache_cap", "HAKMEM_CACHE_CAP", "u32", 0, 1024, 64,
            "thread cache cap per class; 0 = caches off"),
     Option("refill_batch", "HAKMEM_REFILL_BATCH", "u32", 1, 1024, 16,
-           "blocks per cache refill, clamped to cache_cap when used"),
+           "most blocks per refill, clamped to cache_cap; first refills take 16, 32, ..."),
     Option("release_empty", "HAKMEM_RELEASE_EMPTY", "bool", 0, 1, 1,
            "release a SuperSlab when all its slabs are free"),
     Option("ss_keep", "HAKMEM_SS_KEEP", "u32", 0, 4294967295, 2,

@@ -13,6 +13,9 @@ Per class ``c`` (docs/policy.md "State"):
   slab leaves it in O(1)).
 - ``owned[c]``: every slab the identity owns, in acquisition order (dict used
   as an ordered set), ``cur`` included.
+- ``refills[c]``: refills of class ``c`` that returned a block (the slow start:
+  refill ``r`` takes at most ``REFILL_START << r`` blocks; counted up to the
+  doubling that reaches ``CACHE_CAP_MAX``).
 - ``dirty[c]``: owned slabs that policy step 2b ("collect") may act on: it
   holds every owned non-current slab with remote blocks, with ``used == 0``,
   or with free blocks (free list or carve room) while off the partial stack
@@ -31,7 +34,7 @@ from hakfuzz.model.slab import Slab
 class ThreadState:
     """State of one thread identity."""
 
-    __slots__ = ("cache", "cur", "dirty", "owned", "partial", "serial", "tid")
+    __slots__ = ("cache", "cur", "dirty", "owned", "partial", "refills", "serial", "tid")
 
     tid: int
     serial: int
@@ -40,6 +43,7 @@ class ThreadState:
     partial: list[dict[Slab, None]]
     owned: list[dict[Slab, None]]
     dirty: list[dict[Slab, None]]
+    refills: list[int]
 
     def __init__(self, tid: int, serial: int) -> None:
         self.tid = tid
@@ -49,6 +53,7 @@ class ThreadState:
         self.partial = [{} for _ in range(NUM_CLASSES)]
         self.owned = [{} for _ in range(NUM_CLASSES)]
         self.dirty = [{} for _ in range(NUM_CLASSES)]
+        self.refills = [0] * NUM_CLASSES
 
     def __repr__(self) -> str:
         return f"<ThreadState tid={self.tid} identity={self.serial}>"

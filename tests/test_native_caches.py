@@ -31,16 +31,18 @@ def active(hak: HakmemModule, class_idx: int) -> int:
 
 
 @pytest.mark.parametrize(
-    ("cache_cap", "refill_batch", "taken"),
-    [(64, 16, 16), (8, 5, 5), (4, 10, 4), (1, 1, 1), (1024, 1024, 1024), (1024, 60, 60)],
+    ("cache_cap", "refill_batch", "taken", "again"),
+    [(64, 16, 16, 16), (8, 5, 5, 5), (4, 10, 4, 4), (1, 1, 1, 1),
+     (1024, 1024, 16, 32), (1024, 60, 16, 32), (1024, 20, 16, 20)],
 )
 def test_a_refill_takes_refill_batch_blocks(
-    hak: HakmemModule, cache_cap: int, refill_batch: int, taken: int
+    hak: HakmemModule, cache_cap: int, refill_batch: int, taken: int, again: int
 ) -> None:
     configure(hak, cache_cap=cache_cap, refill_batch=refill_batch)
     ptrs = [malloc_ok(hak, 1000)]
     assert active(hak, 7) == taken, (
         f"cache_cap={cache_cap}, refill_batch={refill_batch}: the first malloc takes {taken}"
+        f" (the batch, clamped to the cap and to the slow start's {limits.REFILL_START})"
     )
     ptrs += [malloc_ok(hak, 1000) for _ in range(taken - 1)]
     assert active(hak, 7) == taken, "the next mallocs pop the cache without touching slabs"
@@ -52,7 +54,7 @@ def test_a_refill_takes_refill_batch_blocks(
     places = [locate(hak, p).place for p in ptrs]
     assert places == carving_order[:taken], "a refill hands its blocks out in carving order"
     ptrs.append(malloc_ok(hak, 1000))
-    assert active(hak, 7) == 2 * taken, "an empty cache refills again"
+    assert active(hak, 7) == taken + again, f"an empty cache refills again, {again} blocks"
     hak.lib.hak_flush()
     assert active(hak, 7) == taken + 1, "hak_flush returns every cached block"
     for ptr in ptrs:
@@ -60,6 +62,32 @@ def test_a_refill_takes_refill_batch_blocks(
     hak.lib.hak_flush()
     snap = assert_drained(hak)
     assert snap.cls[7]["ss_live"] == 0, f"everything returned, the SuperSlab released:\n{snap}"
+
+
+def test_the_slow_start_doubles_to_the_batch_and_starts_over_for_a_new_identity(
+    hak: HakmemModule,
+) -> None:
+    configure(hak, cache_cap=1024, refill_batch=1024)
+    sizes = []
+    ptrs = []
+    for _ in range(8):  # eight refills: 16, 32, ..., 1024, then 1024 again
+        before = active(hak, 0)
+        ptrs.append(malloc_ok(hak, 8))
+        sizes.append(active(hak, 0) - before)
+        ptrs += [malloc_ok(hak, 8) for _ in range(sizes[-1] - 1)]  # empty the cache
+    assert sizes == [16, 32, 64, 128, 256, 512, 1024, 1024]
+    hak.lib.hak_flush()
+    before = active(hak, 0)
+    ptrs.append(malloc_ok(hak, 8))
+    assert active(hak, 0) - before == 1024, "hak_flush keeps the thread's slow start"
+    hak.lib.hak_thread_exit()
+    before = active(hak, 0)
+    ptrs.append(malloc_ok(hak, 8))
+    assert active(hak, 0) - before == 16, "a new identity starts the slow start over"
+    for ptr in ptrs:
+        hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
+    assert_drained(hak)
     assert_clean(hak)
 
 

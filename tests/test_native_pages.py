@@ -149,14 +149,19 @@ def test_a_flush_does_not_fault_in_blocks_a_refill_carved_and_no_one_touched(
 ) -> None:
     """Large caches: the flush empties whole slabs without linking their blocks."""
     configure(hak, cache_cap=1024, refill_batch=1024)
-    ptr = malloc_ok(hak, BLOCK)  # refills 1024 blocks of class 7: 16+ slabs carved
-    base = ss_base(hak, ptr)
-    assert stats(hak).cls[7]["slabs_in_use"] >= 16
-    hak.lib.hak_free(ptr)
+    # The slow start's refills take 16, 32, ..., 512 blocks: 1008 in all, the
+    # blocks of slab 0 (60) and slabs 1..15 but 12.  Malloc 1009 refills
+    # 1024: those 12, slabs 16..30 whole and 52 blocks of slab 31.
+    ptrs = [malloc_ok(hak, BLOCK) for _ in range(1009)]
+    base = ss_base(hak, ptrs[0])
+    assert stats(hak).cls[7]["slabs_in_use"] == 32
     hak.lib.hak_flush()
-    assert stats(hak).cls[7]["slabs_in_use"] == 0
-    # Every slab retired; the first DIRTY_MAX kept their pages, but no block
-    # was ever written (by the user or by a free list link): nothing past the
-    # header page came in.
-    assert resident_pages(base + PAGE, 16 * limits.SLAB_SIZE - PAGE) == 0
+    assert stats(hak).cls[7]["slabs_in_use"] == 16, "slabs 16..31 held only cached blocks"
+    # Those retired; the first DIRTY_MAX kept their pages, but no block of
+    # theirs was ever written (by the user or by a free list link): none of
+    # their pages came in.
+    assert resident_pages(base + 16 * limits.SLAB_SIZE, 16 * limits.SLAB_SIZE) == 0
+    for ptr in ptrs:
+        hak.lib.hak_free(ptr)
+    hak.lib.hak_flush()
     assert_clean(hak, "after flushing a refill no one used")

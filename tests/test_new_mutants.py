@@ -82,12 +82,12 @@ def _program(ops: list[Op], threads: int = 1, **config: Any) -> Program:
 
 
 def _refill_runs_out_mid_batch() -> Case:
-    # One SuperSlab of class 7 holds 60 + 31 * 64 = 2044 blocks.  The first
-    # malloc refills 1024 of them (one out, 1023 cached); malloc 1025 refills
-    # again and runs out after 1020: the clean refill hands those out, the
-    # mutant drops them and falls back to glibc.
-    ops = [Op.alloc(h, C7) for h in range(1025)]
-    return Case(_program(ops, ss_cap=1, cache_cap=1024, refill_batch=1024), (1024,), "owner")
+    # One SuperSlab of class 7 holds 60 + 31 * 64 = 2044 blocks.  The
+    # refills take 16, 32, ..., 512, 1024 blocks (the slow start): 2032 in
+    # all, so malloc 2033 refills again and runs out after 12: the clean
+    # refill hands those out, the mutant drops them and falls back to glibc.
+    ops = [Op.alloc(h, C7) for h in range(2033)]
+    return Case(_program(ops, ss_cap=1, cache_cap=1024, refill_batch=1024), (2032,), "owner")
 
 
 DIRTY_MAX = 8  # HAK_DIRTY_MAX in native/src/internal.h
@@ -152,6 +152,14 @@ CASES: dict[str, Case] = {
     # The first malloc(8) refills class 0's cache; malloc(9) then finds class
     # 0 (9 >> 3 == 1 -> class 0) on the fast path instead of class 1.
     "fast-class-rounds-down": Case(_program([Op.alloc(0, 8), Op.alloc(1, 9)]), (1,), "class_idx"),
+    # Batch 1024: malloc 1 refills 16 blocks, malloc 17 refills 32 (the slow
+    # start).  The thread exits and its next malloc runs on the same record,
+    # recycled: a fresh start refills 16 again, the mutant 64.
+    "refill-ramp-outlives-thread": Case(
+        _program([*(Op.alloc(h, 8) for h in range(17)), Op.thread_exit(), Op.alloc(17, 8)],
+                 cache_cap=1024, refill_batch=1024),
+        (18,), "stats.cls[0].active_blocks",
+    ),
 }
 
 

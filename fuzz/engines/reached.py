@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from hakfuzz.model.limits import CACHE_CAP_MAX, NUM_CLASSES, SS_SIZE
+from hakfuzz.model.limits import CACHE_CAP_MAX, NUM_CLASSES, REFILL_START, SS_SIZE
 from hakfuzz.model.stats import (
     FALLBACK_ALLOCS,
     N_CLASS_FIELDS,
@@ -48,6 +48,7 @@ BOUNDARIES: dict[str, str] = {
     "cache_cap=max": f"the largest cache ({CACHE_CAP_MAX})",
     "refill_batch=1": "refills of one block",
     "refill_batch>cache_cap": "a batch the cache cap clamps",
+    "refill_ramp": f"refills that ramp up: batch and cap above the slow start's {REFILL_START}",
     "ss_cap=1": "one SuperSlab per class",
     "ss_cap=2": "two SuperSlabs per class",
     "budget<1ss": "a byte budget under one SuperSlab",
@@ -73,6 +74,8 @@ def boundaries(config: ProgramConfig) -> set[str]:
         out.add("refill_batch=1")
     if config.refill_batch > config.cache_cap > 0:
         out.add("refill_batch>cache_cap")
+    if min(config.refill_batch, config.cache_cap) > REFILL_START:
+        out.add("refill_ramp")
     if config.ss_cap in (1, 2):
         out.add(f"ss_cap={config.ss_cap}")
     if 0 < config.budget_bytes < SS_SIZE:

@@ -38,6 +38,9 @@ extern "C" {
 #define HAK_SS_SIZE            2097152u          /* 2 MiB = 32 x 64 KiB */
 #define HAK_SS_HEADER_SIZE     4096u             /* at the start of slab 0 */
 #define HAK_CACHE_CAP_MAX      1024              /* largest thread cache cap */
+#define HAK_REFILL_START       16                /* most blocks of a thread's first refill of a
+                                                  * class; each later one may take twice the
+                                                  * last, up to refill_batch */
 #define HAK_CHECK_MSG_MAX      256               /* hak_check message buffer */
 
 /* ---- configuration -------------------------------------------------- */

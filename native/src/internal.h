@@ -227,6 +227,8 @@ typedef struct hak_tclass_s {
   hak_slab_t *cur;              /* current slab or NULL */
   hak_slab_t *partial;          /* LIFO stack of owned slabs with free blocks */
   hak_slab_t *owned_head, *owned_tail;
+  uint32_t refills;             /* refills that returned a block, this identity (saturates
+                                 * once HAK_REFILL_START << refills reaches the largest cap) */
 } hak_tclass_t;
 
 struct hak_thread_s {

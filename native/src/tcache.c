@@ -1,7 +1,8 @@
 /* tcache.c — thread records and per-thread, per-class block caches.
  *
  * A cache is a LIFO array.  Refill takes up to refill_batch blocks with
- * _hak_take and stacks them so they pop in take order; a push onto a full
+ * _hak_take (fewer on a thread's first refills of a class: the slow start
+ * below) and stacks them so they pop in take order; a push onto a full
  * cache first drains its oldest max(1, cap/2) blocks.  Thread records are
  * mapped (never malloc'd: this file runs inside malloc) and recycled; a
  * pthread key's destructor runs the thread-exit path.
@@ -92,10 +93,23 @@ hak_thread_t *_hak_thread_current_or_null(void) {
   return t;
 }
 
+/* Slow start: refill number r (0, 1, ...) of class c by this identity
+ * takes at most HAK_REFILL_START << r blocks, and never more than
+ * refill_batch or the cap.  A short-lived thread that allocates a few
+ * blocks of a class does not carve (and at exit give back) a whole large
+ * batch; a thread that keeps allocating reaches the full batch after a few
+ * refills.  With the default batch (16) every refill is a full one. */
+#define HAK_REFILL_DOUBLINGS 6  /* HAK_REFILL_START << 6 == HAK_CACHE_CAP_MAX */
+_Static_assert(HAK_REFILL_START << HAK_REFILL_DOUBLINGS == HAK_CACHE_CAP_MAX,
+               "the slow start reaches the largest cap");
+
 void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
+  hak_tclass_t *tc = &t->cls[c];
   uint32_t cap = _hak_g.cfg.cache_cap;
   uint32_t batch = _hak_g.cfg.refill_batch;
   if (batch > cap) batch = cap;
+  uint32_t ramp = (uint32_t)HAK_REFILL_START << tc->refills;
+  if (batch > ramp) batch = ramp;
   if (batch == 0) batch = 1;
   void *taken[HAK_CACHE_CAP_MAX];
   uint32_t k = 0;
@@ -108,8 +122,8 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
     taken[k++] = p;
   }
   if (k == 0) return NULL;
+  if (tc->refills < HAK_REFILL_DOUBLINGS) tc->refills++;
   /* b1 is returned now; b2..bk are stacked so that b2 pops next. */
-  hak_tclass_t *tc = &t->cls[c];
   HAK_ASSERT(tc->count == 0, "a cache is refilled only when it is empty");
   for (uint32_t i = k; i > 1; i--) *_hak_cache_slot(t, c, tc->count++) = taken[i - 1];
   HAK_ASSERT(tc->count < cap, "a refill leaves the cache below its cap (one block goes out)");
