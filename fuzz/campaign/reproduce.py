@@ -3,7 +3,8 @@
 The result is the failure's signature (see :class:`~hakfuzz.findings.Finding`)
 or None for a pass, which is what minimisation and deduplication compare.
 
-- divergences of the sequential engines re-run in this process;
+- divergences of the sequential engines re-run in this process (and
+  :func:`fresh_process_oracle` checks the result in a new one);
 - crashes of the sequential engines re-run in a child process
   (``python -m hakfuzz.campaign.child``), so the crash cannot take us down;
 - parallel findings re-run in the C driver (a child process already).
@@ -80,6 +81,30 @@ def run_in_child(program: Program, variant: str, timeout: float = 120.0) -> str 
     return signature(*diagnose(done.returncode, done.stderr.decode(errors="replace")))
 
 
+def _in_this_process(finding: Finding) -> bool:
+    """Whether :func:`oracle_for` re-runs ``finding``'s programs in this process."""
+    if finding.program.target is not None or finding.engine in ("parallel", "replay"):
+        return False
+    if finding.engine == "preload" and isinstance(finding.extra.get("job"), dict):
+        return False
+    return finding.kind == "divergence"
+
+
+def fresh_process_oracle(finding: Finding, variant: str) -> Oracle | None:
+    """An oracle that runs each program in a new process, where :func:`oracle_for`'s does not.
+
+    In-process re-runs are fast, but a bug that leaves state behind past
+    ``hak_reset`` (a thread record that keeps a field, say) makes a program
+    fail there only because earlier programs ran: minimising in one process
+    can then end on a program that fails nowhere else.  The finding must
+    fail in a new process, where ``hakfuzz replay`` runs it.  None when
+    every run of :func:`oracle_for` already starts a process.
+    """
+    if not _in_this_process(finding):
+        return None
+    return lambda program: run_in_child(program, variant)
+
+
 def oracle_for(finding: Finding, variant: str) -> Oracle:
     """How to re-run a program to see whether it still fails like ``finding``."""
     if finding.program.target is not None:  # met on a foreign allocator: run it there
@@ -103,7 +128,7 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
             return None if found is None else found.signature
 
         return parallel
-    if finding.kind == "divergence":
+    if _in_this_process(finding):
 
         executor = DifferentialExecutor(load_module(variant))
 
@@ -119,6 +144,7 @@ __all__ = [
     "Path",
     "crash_finding",
     "first_diagnostic",
+    "fresh_process_oracle",
     "oracle_for",
     "run_in_child",
 ]

@@ -113,6 +113,7 @@ class FindingStore:
         minimized_from: int | None = None,
         count: int = 1,
         replace: Path | None = None,
+        note: str = "",
     ) -> Saved:
         """Store ``program`` (the one that fails as ``finding`` says).
 
@@ -151,6 +152,8 @@ class FindingStore:
             "replay": f"hakfuzz replay {path}",
             "count": count,
         }
+        if note:  # what minimisation kept, or why the program was kept as met
+            meta["note"] = note
         if "job" in finding.extra:  # a preload job: how to run it again
             meta["job"] = finding.extra["job"]
         if "foreign_frees" in finding.extra:  # met on a foreign target: how its frees ran

@@ -8,7 +8,9 @@ Hypothesis engine reports are already shrunk by Hypothesis; the others are
 minimised by delta debugging (:mod:`minimize`), re-running each candidate the
 way the finding was found, on the build it was found on (:mod:`reproduce`),
 up to ``runs`` times and
-reporting the reproduction rate.
+reporting the reproduction rate.  A divergence re-run in this process is
+then checked in a new one, where ``hakfuzz replay`` runs it (see
+:func:`_fresh`).
 
 A stop signal during triage (see :mod:`interrupt`) cuts the minimisation
 short: the findings not yet minimised stay as they were saved, marked
@@ -22,11 +24,11 @@ from pathlib import Path
 
 from hakfuzz.campaign.interrupt import Interrupted, StopSignals
 from hakfuzz.campaign.ledger import Ledger, Seen, Suspect
-from hakfuzz.campaign.reproduce import oracle_for
+from hakfuzz.campaign.reproduce import fresh_process_oracle, oracle_for
 from hakfuzz.campaign.store import FindingStore, Saved
 from hakfuzz.findings import Finding
 from hakfuzz.program import Program
-from hakfuzz.program.minimize import minimize
+from hakfuzz.program.minimize import Oracle, minimize
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,44 @@ def _reproduce(suspect: Suspect, runs: int) -> Finding | None:
     return None
 
 
+NEEDS_HISTORY = (
+    "does not fail in a new process: it needs what earlier programs left behind in the "
+    "process that met it (state that outlived hak_reset); kept as met"
+)
+REMINIMISED = "minimised in a new process per run (in one process, smaller programs failed " \
+    "only after earlier runs)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    program: Program
+    rate: float | None
+    note: str
+
+
+def _fresh(
+    finding: Finding, got: _Outcome, fresh: Oracle, *, runs: int, seconds: float
+) -> _Outcome:
+    """``got`` if its program fails in a new process too; else what does, and says so.
+
+    A program minimised (or shrunk by Hypothesis) in one process may fail there
+    only because of what earlier runs left behind; ``hakfuzz replay`` would
+    then pass it and the finding would be lost.  So the result is checked in
+    a new process; if it passes there, the finding's own program is minimised
+    again with a new process per run, or, when even that passes, kept as met
+    with a reproduction rate of 0 and a note.
+    """
+    signature = finding.signature
+    if fresh(got.program) == signature:
+        return got
+    original = finding.program
+    if original != got.program and fresh(original) == signature:
+        again = minimize(original, signature, fresh, runs=runs, budget_seconds=seconds)
+        note = "; ".join(n for n in (again.note, REMINIMISED) if n)
+        return _Outcome(again.program, again.reproduction_rate, note)
+    return _Outcome(original, 0.0, NEEDS_HISTORY)
+
+
 def _settle(
     seen: Seen,
     store: FindingStore,
@@ -75,6 +115,7 @@ def _settle(
     *,
     minimised: bool,
     reproduction: float | None,
+    note: str = "",
 ) -> Saved:
     """Write the final state of a finding this campaign saved unminimised."""
     assert seen.saved is not None
@@ -90,6 +131,7 @@ def _settle(
         minimized_from=len(seen.finding.program.ops),
         count=seen.count,
         replace=seen.saved.path,
+        note=note,
     )
     return Saved(saved.path, True)
 
@@ -140,7 +182,18 @@ def triage(  # noqa: D103 - see the module docstring
                 note = result.note
             except Interrupted:
                 pass
-        saved = _settle(seen, store, program, minimised=minimised, reproduction=rate)
+        fresh = fresh_process_oracle(finding, finding.variant)
+        if seen.saved.new and minimised and fresh is not None and stop.signum is None:
+            try:
+                with stop.raising():
+                    got = _fresh(finding, _Outcome(program, rate, note), fresh,
+                                 runs=runs, seconds=seconds_each)
+                program, rate, note = got.program, got.rate, got.note
+                if note == NEEDS_HISTORY:  # the program as met: shrunk only by Hypothesis
+                    minimised = finding.engine == "hypothesis"
+            except Interrupted:
+                pass
+        saved = _settle(seen, store, program, minimised=minimised, reproduction=rate, note=note)
         out.append(
             Triaged(
                 finding,
