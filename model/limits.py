@@ -17,6 +17,8 @@ SLABS_PER_SS: Final[int] = 32
 SS_SIZE: Final[int] = 2 * 1024 * 1024
 SS_HEADER_SIZE: Final[int] = 4096
 CACHE_CAP_MAX: Final[int] = 1024
+DIRTY_MAX: Final[int] = 16
+"""FREE slabs per class that keep their pages (docs/policy.md, "Pages"; the model has no pages)."""
 REFILL_START: Final[int] = 16
 """Most blocks of a thread identity's first refill of a class; refill ``r`` takes at most
 ``REFILL_START << r`` (docs/policy.md, "malloc")."""

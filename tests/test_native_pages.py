@@ -2,7 +2,7 @@
 
 No counter shows residency, so these tests ask the kernel: ``mincore(2)``
 reports, page by page, whether a range is in memory.  A retired slab keeps
-its pages while its class has fewer than HAK_DIRTY_MAX (8) dirty FREE slabs;
+its pages while its class has fewer than HAK_DIRTY_MAX (16) dirty FREE slabs;
 later ones give their carved pages back at once; a released SuperSlab that
 is kept mapped keeps the pages of its dirty slabs (the next class to grow
 takes it back without faulting them in) and no others.
@@ -29,7 +29,7 @@ from hakfuzz.model import limits
 from hakfuzz.native import HakmemModule
 
 PAGE = mmap.PAGESIZE
-DIRTY_MAX = 8  # HAK_DIRTY_MAX in native/src/internal.h
+DIRTY_MAX = limits.DIRTY_MAX
 FULL = DIRTY_MAX + 4  # slabs filled and emptied: some past the dirty cap
 BLOCK = 1024  # class 7: 60 blocks in slab 0, 64 in the others
 C7 = 7

@@ -34,6 +34,7 @@ import pytest
 from hakfuzz.campaign.reproduce import child_command, child_env
 from hakfuzz.diagnostics import diagnose
 from hakfuzz.differential.driver import judge, run_driver
+from hakfuzz.model import limits
 from hakfuzz.native import sanitizer_env
 from hakfuzz.native._mutants import mutants
 from hakfuzz.program import Op, Program, ProgramConfig, dump_program
@@ -90,7 +91,7 @@ def _refill_runs_out_mid_batch() -> Case:
     return Case(_program(ops, ss_cap=1, cache_cap=1024, refill_batch=1024), (2032,), "owner")
 
 
-DIRTY_MAX = 8  # HAK_DIRTY_MAX in native/src/internal.h
+DIRTY_MAX = limits.DIRTY_MAX
 
 
 def _discard_of_a_full_slab() -> Case:

@@ -38,6 +38,13 @@ extern "C" {
 #define HAK_SS_SIZE            2097152u          /* 2 MiB = 32 x 64 KiB */
 #define HAK_SS_HEADER_SIZE     4096u             /* at the start of slab 0 */
 #define HAK_CACHE_CAP_MAX      1024              /* largest thread cache cap */
+/* FREE slabs per class that keep their pages for reuse (a retired slab past
+ * them gives its pages back): enough for eight producers whose consumers
+ * empty a few slabs per collect, or a class shared by eight short-lived
+ * threads at a time (each owning a slab of it, retired at its exit), to
+ * take them back without a madvise and a page fault per page; at most
+ * 16 x 64 KiB per class. */
+#define HAK_DIRTY_MAX          16
 #define HAK_REFILL_START       16                /* most blocks of a thread's first refill of a
                                                   * class; each later one may take twice the
                                                   * last, up to refill_batch */

@@ -36,11 +36,7 @@
 #define HAK_REMOTE_COUNT_SHIFT  48
 #define HAK_REMOTE_ONE          ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT)
 #define HAK_CACHE_LINE  64
-/* FREE slabs per class that keep their pages for reuse (see _hak_retire):
- * enough for a producer whose consumer empties a few slabs per collect, or
- * a class shared by a handful of short-lived threads, to take them back
- * without a madvise and a page fault per page; at most 8 x 64 KiB per class. */
-#define HAK_DIRTY_MAX   8
+/* HAK_DIRTY_MAX (hakmem.h): FREE slabs per class that keep their pages. */
 /* Starts a new cache line: fields written by different threads, or often
  * written next to fields read on every call, must not share one. */
 #define HAK_LINE        _Alignas(HAK_CACHE_LINE)
