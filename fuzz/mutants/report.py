@@ -32,13 +32,20 @@ def mutants_json(opts: KillOptions, results: list[MutantResult], seconds: float)
 
 
 def _size(row: dict[str, Any]) -> str:
+    """Ops of the saved program, and its reproduction rate whenever one was measured.
+
+    A 0 % rate must show even when minimisation kept every op: it says the
+    saved program does not fail again as saved.
+    """
     if row["finding_ops"] is None:
         return "-"
-    if not row["minimised"] or row["minimised_ops"] == row["finding_ops"]:
-        note = "" if row["minimised"] or row["engine"] == "replay" else " (not minimised)"
-        return f"{row['finding_ops']}{note}"
     rate = row["reproduction_rate"]
-    tail = f", reproduces {rate:.0%}" if isinstance(rate, float) else ""
+    reproduces = f"reproduces {rate:.0%}" if isinstance(rate, float) else ""
+    if not row["minimised"] or row["minimised_ops"] == row["finding_ops"]:
+        unminimised = "" if row["minimised"] or row["engine"] == "replay" else "not minimised"
+        notes = ", ".join(n for n in (unminimised, reproduces) if n)
+        return f"{row['finding_ops']}" + (f" ({notes})" if notes else "")
+    tail = f", {reproduces}" if reproduces else ""
     return f"{row['minimised_ops']} (from {row['finding_ops']}{tail})"
 
 
