@@ -32,7 +32,13 @@ from hypothesis.stateful import initialize
 from hakfuzz.differential.driver import judge
 from hakfuzz.differential.foreign_server import ForeignServer
 from hakfuzz.engines.journal import Journal
-from hakfuzz.engines.statemachine import MAX_THREADS, AllocatorMachine, MachineContext, bind_class
+from hakfuzz.engines.statemachine import (
+    MAX_THREADS,
+    AllocatorMachine,
+    MachineContext,
+    OutOfTime,
+    bind_class,
+)
 from hakfuzz.engines.strategies import configs
 from hakfuzz.program import Op, Program, ProgramConfig, dump_program, save_program
 
@@ -47,23 +53,11 @@ class ForeignContext(MachineContext):
     ops_run: int = 0
     outcomes: set[str] = field(default_factory=set)
     """Distinct results seen: ``ok`` and each finding's signature."""
-    stop_at: float = float("inf")
-    """Unix time after which the run ends (:class:`OutOfTime`): shrinking has no
-    time limit of its own, so a failure found near the deadline keeps the
-    smallest program shrunk by then."""
 
 
 def bind(context: ForeignContext) -> type[ForeignMachine]:
     """The machine class of one run on ``context``'s server."""
     return bind_class(ForeignMachine, context)
-
-
-class OutOfTime(BaseException):
-    """Raised from teardown past the context's ``stop_at``.
-
-    A BaseException, so Hypothesis does not take it for a failure to shrink:
-    it ends the run at once, and the findings recorded so far stand.
-    """
 
 
 class ForeignMachine(AllocatorMachine):

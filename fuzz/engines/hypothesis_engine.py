@@ -29,15 +29,16 @@ from hakfuzz.differential.executor import DifferentialExecutor
 from hakfuzz.differential.foreign_server import ForeignServer
 from hakfuzz.engines import foreign_machine, statemachine
 from hakfuzz.engines.events import Emitter
-from hakfuzz.engines.foreign_machine import ForeignContext, OutOfTime
+from hakfuzz.engines.foreign_machine import ForeignContext
 from hakfuzz.engines.journal import Journal
 from hakfuzz.engines.reached import Counter
 from hakfuzz.native import HakmemModule
+from hakfuzz.program import ProgramConfig
 from hakfuzz.targets import Target
 from hakfuzz.variants import load_module
 
 _SHRINK_GRACE_S = 5.0
-"""How long past the deadline a foreign target's failure may still shrink."""
+"""How long past the deadline a failure may still shrink (the supervisor waits 30 s)."""
 
 FOREIGN_CAPABLE = True
 """This engine runs against a foreign target (``run(..., target=...)``)."""
@@ -126,7 +127,7 @@ def _run_foreign(
                 run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
                     machine, settings=_settings(db, steps)
                 )
-            except (AssertionError, OutOfTime):
+            except (AssertionError, statemachine.OutOfTime):
                 pass  # the machine recorded the finding before raising
             except Exception as exc:  # a bug of ours: say it, keep going
                 emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
@@ -163,19 +164,28 @@ def run(  # noqa: D103 - see the module docstring
         return
     ex = DifferentialExecutor(hak if hak is not None else load_module(variant))
     ex.journal = journal
-    ex.features = set()
-    ctx = statemachine.MachineContext(executor=ex, variant=variant)
+    features: set[tuple[int, tuple[int, ...]]] = set()
+    ex.features = features
+    ctx = statemachine.MachineContext(executor=ex, variant=variant,
+                                      stop_at=deadline + _SHRINK_GRACE_S)
     machine = statemachine.bind(ctx)
     db = example_database(database, local_database)
     reached = Counter()
-    ex.on_program_end = reached.program
+
+    def program_end(config: ProgramConfig, stats: tuple[int, ...]) -> None:
+        # Progress per program (the emitter throttles it), not per batch:
+        # a batch of long programs, or a shrink, can outlast a short campaign.
+        reached.program(config, stats)
+        emit.stats(ctx.programs_run, ex.ops_run, len(features), reached=reached.counts)
+
+    ex.on_program_end = program_end
     reported = 0
     while time.time() < deadline:
         try:
             run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
                 machine, settings=_settings(db, steps)
             )
-        except AssertionError:
+        except (AssertionError, statemachine.OutOfTime):
             pass  # the machine recorded the finding (shrunk) before raising
         except Exception as exc:  # a bug of ours, not the allocator's: say it, keep going
             emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")

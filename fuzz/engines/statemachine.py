@@ -33,6 +33,7 @@ Runs unchanged under plain pytest (``TestAllocatorMachine``) and HypoFuzz.
 
 from __future__ import annotations
 
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,11 @@ class MachineContext:
     """Where failing programs are written (None: nowhere)."""
     programs_run: int = 0
     findings: list[Finding] = field(default_factory=list)
+    stop_at: float = float("inf")
+    """Unix time after which the run ends (:class:`OutOfTime`, raised as the
+    next example starts): shrinking has no time limit of its own, so a
+    failure met near the deadline keeps the smallest program shrunk by then,
+    and a worker told to stop is not kept past its deadline by a shrink."""
 
     def differential(self) -> DifferentialExecutor:
         """The executor of this run (built on first use)."""
@@ -86,6 +92,14 @@ class MachineContext:
             self.executor = DifferentialExecutor(self.hak if self.hak is not None
                                                  else native.load())
         return self.executor
+
+
+class OutOfTime(BaseException):
+    """Raised as an example starts past the context's ``stop_at``.
+
+    A BaseException, so Hypothesis does not take it for a failure to shrink:
+    it ends the run at once, and the findings recorded so far stand.
+    """
 
 
 M = TypeVar("M", bound="AllocatorMachine")
@@ -144,6 +158,8 @@ class AllocatorMachine(RuleBasedStateMachine):
         # One macro in half the programs: each runs thousands of ops, and a
         # shrunk program (macros False) has none.
         self.macros = 0 if macros else 1
+        if time.time() > self.context.stop_at:
+            raise OutOfTime
         self.session = self.context.differential().session(config, threads)
         self.context.programs_run += 1
         if self.session.divergence is not None:
