@@ -118,18 +118,18 @@ class SlabCore:
         partial = thread.partial[class_idx]
         while True:
             slab = cur[class_idx]
-            # Step 1: cur's free list; carving and draining only when no
+            # Step 1: cur's free list; draining, then carving, only when no
             # partial slab has a free list to use first.
             if slab is not None and (slab.freelist or not partial):
                 freelist = slab.freelist
                 if freelist:
                     block = freelist.pop()
-                elif slab.carved < slab.capacity:
-                    block = slab.carved
-                    slab.carved = block + 1
                 elif slab.remote:
                     self._drain(slab)
                     block = freelist.pop()
+                elif slab.carved < slab.capacity:
+                    block = slab.carved
+                    slab.carved = block + 1
                 else:
                     block = -1
                 if block >= 0:

@@ -77,8 +77,8 @@ class TinyHeap(SlabCore):
                 # What take() would return from cur's free list and carve point,
                 # in the same order, taken in one go: pops (the top first), then
                 # carving upwards, but only while no partial slab has holes to
-                # use first (take step 1).  Anything else (drain, next slab) is
-                # take()'s.
+                # use first and no remote block waits (take step 1: a drain
+                # comes first).  Anything else (drain, next slab) is take()'s.
                 need = want - len(taken)
                 freelist = slab.freelist
                 blocks: list[int] = []
@@ -89,7 +89,8 @@ class TinyHeap(SlabCore):
                     blocks.reverse()
                     need -= n
                 carved = slab.carved
-                if need and carved < slab.capacity and not thread.partial[class_idx]:
+                if (need and carved < slab.capacity and not slab.remote
+                        and not thread.partial[class_idx]):
                     n = min(need, slab.capacity - carved)
                     blocks.extend(range(carved, carved + n))
                     slab.carved = carved + n

@@ -162,3 +162,30 @@ def test_thread_exit_of_an_unknown_thread_is_harmless() -> None:
     model.flush(6)
     assert model.stats_tuple() == (0,) * 69
     assert model.malloc(5, 2000).owner is Owner.LIBC
+
+
+def test_the_owner_takes_back_remote_frees_before_carving() -> None:
+    # Caches off: thread 1's free of thread 0's block is a remote push.  The
+    # owner's next take drains it and hands the same block out again rather
+    # than carving block 1 (policy take step 1: a drain before fresh memory).
+    model = ModelAllocator(Config(cache_cap=0))
+    a = model.malloc(0, 64)
+    model.free(1, a)
+    assert model.stats().cls[3].remote_pending == 1
+    assert model.malloc(0, 64) == a
+    cls = model.stats().cls[3]
+    assert (cls.remote_pending, cls.active_blocks) == (0, 1)
+
+
+def test_a_refill_drains_before_it_carves() -> None:
+    # Thread 0 refills 4 (blocks 0-3) and hands all four out; thread 1 frees
+    # two of them (remote: 1 pushed, then 2).  The next refill takes those
+    # two back first (the drained stack pops the last pushed first), then
+    # carves 4 and 5.
+    model = ModelAllocator(Config(cache_cap=4, refill_batch=4))
+    blocks = [model.malloc(0, 64) for _ in range(4)]
+    model.free(1, blocks[1])
+    model.free(1, blocks[2])
+    model.flush(1)
+    again = [model.malloc(0, 64).location()[-1] for _ in range(4)]
+    assert again == [2, 1, 4, 5], again

@@ -113,12 +113,15 @@ static inline void *slab_pop(hak_ss_t *ss, hak_slab_t *slab, unsigned slab_idx) 
   void *p = slab->freelist;
   if (p != NULL) {
     slab->freelist = _hak_next(p);
+  } else if (hak_load_relaxed(&ss->remote[slab_idx]) != 0 && _hak_remote_drain(ss, slab) != 0) {
+    /* Blocks other threads gave back before fresh memory: a producer whose
+     * consumer frees its blocks reuses them instead of carving (and
+     * touching) the whole slab first. */
+    p = slab->freelist;
+    slab->freelist = _hak_next(p);
   } else if (slab->carved < slab->capacity) {
     p = _hak_slab_first(ss, slab_idx) + (size_t)slab->carved * ss->block_size;
     HAK_SET_CARVED(slab, slab->carved + 1);
-  } else if (_hak_remote_drain(ss, slab) != 0) {
-    p = slab->freelist;
-    slab->freelist = _hak_next(p);
   } else {
     return NULL;
   }
@@ -186,9 +189,10 @@ static hak_slab_t *acquire_free_slab(hak_thread_t *t, unsigned c) {
 }
 
 /* What repeated calls of _hak_take would hand out while they stay in step 1
- * without a drain: cur's freelist, then (only when partial is empty) cur's
- * carve room, in one go: used and active are updated once for the run.
- * Returns how many of n it took (0 when _hak_take must decide). */
+ * without a drain: cur's freelist, then (only when partial is empty and
+ * cur's remote stack is: a drain comes before carving) cur's carve room,
+ * in one go: used and active are updated once for the run.  Returns how
+ * many of n it took (0 when _hak_take must decide). */
 uint32_t _hak_take_run(hak_thread_t *t, unsigned c, void **out, uint32_t n) {
   hak_tclass_t *tc = &t->cls[c];
   hak_slab_t *cur = tc->cur;
@@ -199,7 +203,8 @@ uint32_t _hak_take_run(hak_thread_t *t, unsigned c, void **out, uint32_t n) {
     cur->freelist = _hak_next(p);
     out[k++] = p;
   }
-  if (k < n && tc->partial == NULL && cur->carved < cur->capacity) {
+  if (k < n && tc->partial == NULL && cur->carved < cur->capacity &&
+      hak_load_relaxed(&slab_ss(cur)->remote[slab_index(cur)]) == 0) {
     hak_ss_t *ss = slab_ss(cur);
     uint32_t m = (uint32_t)(cur->capacity - cur->carved);
     if (m > n - k) m = n - k;
@@ -220,7 +225,7 @@ void *_hak_take(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
   for (;;) {
     hak_slab_t *cur = tc->cur;
-    /* Holes before fresh memory: carve (or drain) cur only when no partial
+    /* Holes before fresh memory: drain or carve cur only when no partial
      * slab has free blocks to hand out first. */
     if (cur != NULL && (cur->freelist != NULL || tc->partial == NULL)) {
       void *p = slab_pop(slab_ss(cur), cur, slab_index(cur));
