@@ -18,7 +18,7 @@ from hakfuzz._console import console
 from hakfuzz._errors import UsageError
 from hakfuzz._paths import writable_dir
 from hakfuzz.perf.bench import BenchOptions, select
-from hakfuzz.perf.bench.engines import ENGINES
+from hakfuzz.perf.bench.engines import ENGINES, SUMMARIES
 from hakfuzz.perf.bench.report import markdown, write_chart, write_json
 from hakfuzz.perf.larson.peers import available, parse_allocators
 from hakfuzz.targets import inherited_preload_notice, resolve_for
@@ -37,19 +37,17 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         name, help="benchmark hakmem against glibc and peers: table and PNG chart",
         description="Run benchmark engines and write DIR/bench.md (table), DIR/bench.json and "
         "DIR/bench.png (throughput by allocator and config, peak RSS per allocator). Engines: "
-        "larson (the four reference larson configs, every allocator interleaved, "
-        "peak RSS per run) and malloc (single-thread malloc+free pairs/s of 64-byte blocks, "
-        "hakmem vs glibc in one process, and RSS after freeing everything). An allocator of the "
-        "larson engine is a name or the path of a shared library that replaces malloc (an "
-        "LD_PRELOAD library); each is checked before any run and every run must be served by "
-        "it. Peers that are not installed are skipped with a note naming their package. Exit 1 "
-        "if any run failed.",
+        + "; ".join(f"{n} ({what})" for n, what in SUMMARIES.items()) + ". An allocator of the "
+        "larson and xthread engines is a name or the path of a shared library that replaces "
+        "malloc (an LD_PRELOAD library); each is checked before any run and every run must be "
+        "served by it. Peers that are not installed are skipped with a note naming their "
+        "package. Exit 1 if any run failed.",
         epilog="example: hakfuzz bench --engine larson --allocator glibc,./libmyalloc.so")
     parser.add_argument("--engine", default="all",
                         help="one of " + ", ".join(ENGINES) + ", a comma list, or all (default)")
     parser.add_argument("--allocator", default=_DEFAULT_ALLOCATORS,
-                        help="larson engine: comma list of names or paths of shared libraries "
-                        f"(default {_DEFAULT_ALLOCATORS})")
+                        help="larson and xthread engines: comma list of names or paths of "
+                        f"shared libraries (default {_DEFAULT_ALLOCATORS})")
     parser.add_argument("--repeat", type=positive_int, default=3,
                         help="runs per figure (default 3; --reps is the same)")
     parser.add_argument("--reps", dest="repeat", type=positive_int, default=argparse.SUPPRESS,

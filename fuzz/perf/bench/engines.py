@@ -22,6 +22,20 @@ ENGINES: dict[str, Engine] = {
 }
 """Engines by name."""
 
+SUMMARIES: dict[str, str] = {
+    "larson": "the four reference larson configs, every allocator interleaved, peak RSS per run",
+    "malloc": "single-thread malloc+free pairs/s of 64-byte blocks, hakmem vs glibc in one "
+    "process, and RSS after freeing everything",
+    "differential": "lockstep ops/s of the model against the native allocator, and of each "
+    "side alone",
+    "xthread": "cross-thread frees (prodcons), short-lived threads (churn), thread exit with "
+    "large caches (exitcache) and larson, every allocator interleaved, with ratios to glibc and "
+    "mimalloc, peak RSS, system time, faults and mmap/munmap/madvise counts",
+}
+"""What each engine measures, for ``hakfuzz bench --help``."""
+if SUMMARIES.keys() != ENGINES.keys():
+    raise AssertionError("every bench engine needs a line in SUMMARIES, and only they")
+
 
 def select(name: str) -> tuple[str, ...]:
     """``"all"`` → every engine; a name → itself; a :class:`ValueError` names an unknown one."""
