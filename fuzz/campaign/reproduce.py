@@ -105,8 +105,13 @@ def fresh_process_oracle(finding: Finding, variant: str) -> Oracle | None:
     return lambda program: run_in_child(program, variant)
 
 
-def oracle_for(finding: Finding, variant: str) -> Oracle:
-    """How to re-run a program to see whether it still fails like ``finding``."""
+def oracle_for(finding: Finding, variant: str, *, timeout: float = 120.0) -> Oracle:
+    """How to re-run a program to see whether it still fails like ``finding``.
+
+    ``timeout`` bounds each run in the C driver or a child process: a
+    candidate that hangs (every candidate of a livelock finding does) costs
+    at most that, so a minimisation's time budget holds.
+    """
     if finding.program.target is not None:  # met on a foreign allocator: run it there
 
         return finding_oracle(finding, variant, recorded_target(finding.program, variant))
@@ -123,7 +128,7 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
         driver = tool("hakdriver", variant)
 
         def parallel(program: Program) -> str | None:
-            run = run_driver(driver, program, timeout=120.0)
+            run = run_driver(driver, program, timeout=timeout)
             found = judge_run(run, program, variant=variant, seed=None)
             return None if found is None else found.signature
 
@@ -137,7 +142,7 @@ def oracle_for(finding: Finding, variant: str) -> Oracle:
             return None if divergence is None else signature("divergence", divergence.field)
 
         return in_process
-    return lambda program: run_in_child(program, variant)
+    return lambda program: run_in_child(program, variant, timeout)
 
 
 __all__ = [

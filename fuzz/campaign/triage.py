@@ -174,7 +174,7 @@ def triage(  # noqa: D103 - see the module docstring
                     result = minimize(
                         finding.program,
                         finding.signature,
-                        oracle_for(finding, finding.variant),
+                        oracle_for(finding, finding.variant, timeout=max(10.0, seconds_each)),
                         runs=runs,
                         budget_seconds=seconds_each,
                     )
