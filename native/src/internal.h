@@ -351,7 +351,9 @@ void _hak_os_unmap_plain(void *p, size_t bytes);
 #define HAK_REG_BITS_LEAF 13
 #define HAK_REG_LEAF_LEN  (1u << HAK_REG_BITS_LEAF)
 /* An entry is the SuperSlab's base | its class index (the base is 2 MiB
- * aligned): free learns the class without touching the SuperSlab's page. */
+ * aligned; hak_check compares the class with the header's).  hak_free
+ * reads the class from the header instead (see there: that load does not
+ * wait on this one). */
 typedef _Atomic(uintptr_t) hak_reg_slot_t;
 extern HAK_HIDDEN _Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
 #define HAK_REG_CLASS_MASK ((uintptr_t)(HAK_SS_SIZE - 1))
