@@ -96,9 +96,16 @@ def test_a_foreign_free_crash_is_one_clear_finding_with_a_minimal_program(driver
     assert len(only.program.ops) <= len(program.ops)
     assert only.extra["original_ops"] == len(program.ops)
     # The minimal program: one glibc block, freed through the target at the end.
+    # mimalloc reads a "segment" at the block's address rounded down to 4 MiB;
+    # where the address layout puts mapped memory there, it survives (1 run in
+    # 200 measured), so one of a few runs must crash.
     single = _libc_block_freed()
-    crash = judge(run_driver(driver, single, env=child_env(target), foreign_frees=True),
-                  single, variant="release", seed=0)
+    crash = None
+    for _ in range(5):
+        crash = judge(run_driver(driver, single, env=child_env(target), foreign_frees=True),
+                      single, variant="release", seed=0)
+        if crash is not None:
+            break
     assert crash is not None
     assert crash.message.startswith(
         "foreign free: the allocator crashed freeing a pointer it did not allocate"
