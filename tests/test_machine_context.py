@@ -149,3 +149,15 @@ def test_the_foreign_machine_runs_a_macro_into_its_program() -> None:
     machine.teardown()
     assert context.programs_run == 1
     assert context.ops_run == len(machine.ops)
+
+
+def test_a_foreign_run_reports_each_program_as_it_ends() -> None:
+    # The engine sends its progress from this hook: once per batch of
+    # examples was too late for a short campaign (the supervisor saw no input run).
+    seen: list[int] = []
+    context = ForeignContext(server=cast(ForeignServer, _StubServer(
+        RunResult(0, {"ok": True}, "", False))))
+    context.on_program = lambda: seen.append(context.programs_run)
+    run_state_machine_as_test(foreign_machine.bind(context), settings=_SETTINGS)
+    assert context.programs_run > 0
+    assert seen == list(range(1, context.programs_run + 1))

@@ -22,6 +22,7 @@ rule by rule, because the failure is raised from teardown.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,6 +54,8 @@ class ForeignContext(MachineContext):
     ops_run: int = 0
     outcomes: set[str] = field(default_factory=set)
     """Distinct results seen: ``ok`` and each finding's signature."""
+    on_program: Callable[[], None] | None = None
+    """Called after each program has run and been judged (the engine's progress)."""
 
 
 def bind(context: ForeignContext) -> type[ForeignMachine]:
@@ -123,11 +126,12 @@ class ForeignMachine(AllocatorMachine):
         finding = judge(run, program, variant=ctx.variant, seed=None, engine="hypothesis")
         if ctx.journal is not None:
             ctx.journal.clear()
+        ctx.outcomes.add("ok" if finding is None else finding.signature)
+        if ctx.on_program is not None:
+            ctx.on_program()
         if finding is None:
-            ctx.outcomes.add("ok")
             return
         finding.extra["target"] = server.target.as_json()
-        ctx.outcomes.add(finding.signature)
         ctx.findings.append(finding)
         note(dump_program(program))
         if ctx.save_dir is not None:

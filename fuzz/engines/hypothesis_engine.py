@@ -120,6 +120,8 @@ def _run_foreign(
                         "are not applied")
         ctx = ForeignContext(variant=variant, server=server, journal=journal,
                              stop_at=deadline + _SHRINK_GRACE_S)
+        # Progress per program (the emitter throttles it), as the native run sends it.
+        ctx.on_program = lambda: emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes))
         machine = foreign_machine.bind(ctx)
         reported = 0
         while time.time() < deadline:
