@@ -89,8 +89,13 @@ def test_a_foreign_free_crash_is_one_clear_finding_with_a_minimal_program(driver
         pytest.skip("this mimalloc survived foreign frees")
     # Where the crash lands (inside the foreign free, or later, in state it broke)
     # depends on timing; the stress report attributes either way.
-    report = run_stress(_foreign(target, True, workloads=("larson",), ops=2000,
-                                 program_ops=2000, seed=0, minimize_seconds=20.0), driver)
+    # A run can survive as the single block below can (the address layout): the
+    # first of up to three stress runs that meets the crash is the one judged.
+    for _ in range(3):
+        report = run_stress(_foreign(target, True, workloads=("larson",), ops=2000,
+                                     program_ops=2000, seed=0, minimize_seconds=20.0), driver)
+        if report.findings:
+            break
     (only,) = report.findings.values()
     assert only.message.startswith("foreign free: the allocator crashed")
     assert len(only.program.ops) <= len(program.ops)

@@ -150,10 +150,46 @@ def test_a_library_that_does_not_replace_malloc_is_one_line_exit_2(
         (["--foreign-frees", "off"], "--foreign-frees needs a foreign --allocator"),
         (["--allocator", "glibc", "--variant", "asan"], "cannot run under --allocator glibc"),
         (["--allocator", "ptmalloc"], "unknown allocator 'ptmalloc'"),
+        (["--configure", "cache_cap=0"], "--configure needs a foreign --allocator"),
+        (["--allocator", "glibc", "--configure", "cache_cap"], "expected KEY=VALUE"),
     ],
 )
 def test_fuzz_allocator_usage_errors(argv: list[str], words: str, tmp_path: Path) -> None:
     _one_line_exit_2(hakfuzz("fuzz", *argv, cwd=tmp_path), words)
+
+
+def test_fuzz_configure_an_option_the_target_refuses_stops_before_any_work(
+    tmp_path: Path,
+) -> None:
+    library = build_tool("libhakmem.so", "release")  # exports hakfuzz_configure
+    done = hakfuzz("fuzz", "--allocator", str(library), "--configure", "bogus=1",
+                   "--time", "5", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    _one_line_exit_2(done, "--configure: libhakmem.so: hakfuzz_configure(bogus, 1) refused")
+    assert not list((tmp_path / "w").glob("journal-*")), "no worker started"
+
+
+def test_fuzz_configure_reaches_every_program_and_the_findings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The parallel engine stamps the options into each program it runs, so a
+    # finding's file carries them and replay applies them again.
+    from hakfuzz.engines import parallel_engine
+    from hakfuzz.engines.events import Emitter
+    from hakfuzz.engines.journal import Journal
+
+    seen: list[tuple[tuple[str, str], ...]] = []
+
+    def fake_run_foreign(program: Program, *args: object, **kw: object) -> object:
+        seen.append(program.target_config)
+        raise KeyboardInterrupt  # one program is enough
+
+    monkeypatch.setattr(parallel_engine, "run_foreign", fake_run_foreign)
+    journal = Journal(tmp_path / "journal")
+    with pytest.raises(KeyboardInterrupt):
+        parallel_engine.run(Emitter(), journal, seed=1, deadline=float("inf"),
+                            variant="release", target=resolve_target("glibc"),
+                            target_config={"cache_cap": "0"})
+    assert seen == [(("cache_cap", "0"),)]
 
 
 # ---- replay on the recorded target ----------------------------------------------------------

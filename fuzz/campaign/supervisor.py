@@ -87,6 +87,7 @@ class CampaignOptions:
     findings_dir: Path | None = None  # findings are saved here the moment they are met
     target: Target | None = None  # a foreign allocator; None: the built-in hakmem
     foreign_frees: bool = True  # foreign target: glibc's blocks freed by the target
+    target_config: tuple[tuple[str, str], ...] = ()  # foreign target: hakfuzz_configure pairs
 
     @property
     def variant(self) -> str:
@@ -257,6 +258,8 @@ class Supervisor:
 
             cmd += ["--allocator", spec_of(o.target),
                     "--foreign-frees", "on" if o.foreign_frees else "off"]
+            for key, value in o.target_config:
+                cmd += ["--configure", f"{key}={value}"]
         if engine == "atheris":
             cmd += ["--corpus-dir", str(o.corpus_dir or o.workdir / "atheris-corpus")]
             for s in o.seeds:

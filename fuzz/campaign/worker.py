@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from hakfuzz.differential.foreign_server import parse_pairs
 from hakfuzz.engines import (
     ENGINES,
     atheris_engine,
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a foreign target (resolved again here); default: the built-in hakmem",
     )
     parser.add_argument("--foreign-frees", choices=("on", "off"), default="on")
+    parser.add_argument("--configure", action="append", default=[], metavar="KEY=VALUE",
+                        help="a foreign target's hakfuzz_configure option (repeatable)")
     parser.add_argument("rest", nargs="*", help="libFuzzer options (atheris)")
     args = parser.parse_args(argv)
     if args.parent is not None:
@@ -76,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
 
         target = resolve_target(args.allocator, args.variant)
     frees = args.foreign_frees == "on"
+    pairs = parse_pairs(args.configure) or None
     if args.engine == "preload":
-
+        if pairs:
+            emit.notice("the preload engine does not apply --configure: its jobs are remade "
+                        "from a name and a seed")
         preload_engine.run(
             emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
             target=target, foreign_frees=frees,
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
         parallel_engine.run(
             emit, journal, seed=args.seed, deadline=args.deadline, variant=args.variant,
-            target=target, foreign_frees=frees,
+            target=target, foreign_frees=frees, target_config=pairs,
         )
     elif args.engine == "hypothesis":
 
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             local_database=args.workdir / "hypothesis-db",
             target=target,
             foreign_frees=frees,
+            target_config=pairs,
         )
     else:
         assert args.corpus_dir is not None
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             libfuzzer_args=args.rest,
             target=target,
             foreign_frees=frees,
+            target_config=pairs,
         )
     journal.clear()
     emit.done()

@@ -27,13 +27,16 @@ from hakfuzz.campaign.shared import SharedCampaign, connect, machine_name, requi
 from hakfuzz.campaign.store import FindingStore
 from hakfuzz.campaign.supervisor import CampaignOptions, Supervisor, engine_variants
 from hakfuzz.campaign.triage import triage
+from hakfuzz.differential.driver import run_driver
+from hakfuzz.differential.foreign_server import parse_pairs
 from hakfuzz.engines import ENGINES, parse_engines
 from hakfuzz.engines.atheris_engine import native_coverage_available, quarantine_file
 from hakfuzz.engines.preload_engine import can_preload
 from hakfuzz.native import build
-from hakfuzz.program import load_program
+from hakfuzz.program import Program, load_program
 from hakfuzz.targets import (
     PRELOAD_VARIANTS,
+    Target,
     check_env,
     child_env,
     inherited_preload_notice,
@@ -95,6 +98,16 @@ def add_parser(subparsers: Subparsers, name: str) -> argparse.ArgumentParser:
         default=None,
         help="with a foreign --allocator: glibc's blocks are freed by the allocator (on, the "
         "default: pointers it did not make) or by glibc (off)",
+    )
+    parser.add_argument(
+        "--configure",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with a foreign --allocator that exports hakfuzz_configure: an option for it "
+        "(repeatable), applied to every program the hypothesis, atheris and parallel engines "
+        "run and recorded in each finding, so replay applies it too; an option the target "
+        "refuses stops the campaign before it starts (docs/targets.md)",
     )
     parser.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
     parser.add_argument(
@@ -169,6 +182,11 @@ def _target(args: argparse.Namespace) -> Target | None:
                 "hakfuzz fuzz: --foreign-frees needs a foreign --allocator (hakmem's engines "
                 "always free glibc's blocks through hak_free)"
             )
+        if args.configure:
+            raise UsageError(
+                "hakfuzz fuzz: --configure needs a foreign --allocator (hakmem's options are "
+                "drawn by the engines, per program)"
+            )
         return None
     target = resolve_for("hakfuzz fuzz", args.allocator)
     seen = check_env(target, child_env(target))
@@ -223,6 +241,30 @@ def _variants(
     return names
 
 
+def _check_configure(
+    pairs: tuple[tuple[str, str], ...], target: Target, driver: Path, foreign_frees: bool
+) -> str | None:
+    """The target takes every ``--configure`` option, or the campaign stops here (exit 2).
+
+    One empty program through the foreign driver applies them as every run
+    will.  A target without ``hakfuzz_configure`` runs as it is: the notice
+    to print then.
+    """
+    if not pairs:
+        return None
+    run = run_driver(driver, Program(target_config=pairs), env=child_env(target),
+                     foreign_frees=foreign_frees, timeout=60.0)
+    if run.returncode != 0:
+        said = [line for line in run.stderr.splitlines() if "configure" in line]
+        why = said[0].removeprefix("hakdriver: ") if said else run.stderr.strip()[-300:]
+        raise UsageError(f"hakfuzz fuzz: --configure: {target.name}: {why or 'refused'}")
+    hooks = (run.result or {}).get("hooks")
+    if isinstance(hooks, list) and "configure" not in hooks:
+        return (f"{target.name} has no hakfuzz_configure: --configure "
+                f"{' '.join(f'{k}={v}' for k, v in pairs)} is not applied")
+    return None
+
+
 def _check_outputs(args: argparse.Namespace, engines: tuple[str, ...], report_dir: Path) -> None:
     """Every place the campaign writes, proven writable before any work starts."""
     if args.shared is not None:
@@ -253,6 +295,11 @@ def run(args: argparse.Namespace) -> int:
     for engine, why in skipped.items():
         err.print(f"{engine}: {why}", style="yellow", markup=False)
     foreign_frees = args.foreign_frees != "off"
+    pairs = tuple(parse_pairs(args.configure, "hakfuzz fuzz: --configure").items())
+    ignored = None
+    if target is not None:  # a refused option is a usage error: before anything is printed
+        ignored = _check_configure(pairs, target, tool("hakdriver-foreign", variants[0]),
+                                   foreign_frees)
     if target is not None:
 
         notice = inherited_preload_notice("hakfuzz fuzz")
@@ -260,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
             err.print(notice, soft_wrap=True, markup=False)
         err.print(f"target {target.describe()}, foreign frees {'on' if foreign_frees else 'off'}",
                   style="dim", markup=False)
+        if ignored is not None:
+            err.print(ignored, style="yellow", markup=False)
     # Build once, here, so workers do not race to compile and the clock is fair.
     err.print(f"building hakmem ({', '.join(variants)}) and the driver...", style="dim")
     for variant in variants:
@@ -291,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
         findings_dir=args.findings,
         target=target,
         foreign_frees=foreign_frees,
+        target_config=pairs,
     )
     shared = _shared(args, opts, err)
     stop = StopSignals()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def run(  # noqa: D103 - see the module docstring
     tree: object | None = None,
     target: Target | None = None,
     foreign_frees: bool = True,
+    target_config: Mapping[str, str] | None = None,
 ) -> None:
+    pairs = tuple((target_config or {}).items()) if target is not None else ()
     if target is not None:
 
         tool("hakdriver-foreign", variant)
@@ -81,6 +84,8 @@ def run(  # noqa: D103 - see the module docstring
         n += 1
         program = make_program(name, program_seed, n, threads, program_ops,
                                foreign=target is not None)
+        if pairs:  # the target's options ride in the program: a finding replays with them
+            program = replace(program, target_config=pairs)
         wire = to_wire(program)
         journal.begin(program.config, program.threads, program.churn)
         for op in program.ops:
