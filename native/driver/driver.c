@@ -53,6 +53,8 @@ static uint32_t *g_checks_before; /* checks earlier in program order */
 static drv_handle_t *g_handles;
 static int g_null_possible;  /* an allocation may fail to NULL under this config */
 static _Atomic uint32_t g_checks_done;
+static uint32_t g_checks_total;     /* check ops in the program */
+static _Atomic int g_all_spawned;   /* main has started every thread of the program */
 static double g_wait_limit = 30.0;
 static drv_churn_t g_churn;  /* valid when g_hdr.flags has DRV_FLAG_CHURN */
 
@@ -323,6 +325,10 @@ static void reap(drv_thread_t *t, uint32_t k) {
 static void *run_thread(void *arg) {
   drv_thread_t *t = arg;
   uint32_t k = atomic_load_explicit(&t->nchain, memory_order_acquire) - 1;
+  /* No op before every thread is started: pthread_create allocates (the new
+   * thread's TLS vector) through the allocator under test, in main, and a
+   * check at the first ops must not run during that. */
+  while (!atomic_load_explicit(&g_all_spawned, memory_order_acquire)) usleep(20);
   if (k > 0) {
     /* The predecessor's TLS destructor (the allocator's thread exit) has
      * run once it is joined: only then is its thread_exit op done. */
@@ -333,10 +339,8 @@ static void *run_thread(void *arg) {
     uint32_t i = t->ops[t->pos++];
     if (step(t, i) != 0) break;
     if (g_ops[i].kind != DRV_THREAD_EXIT) continue;
-    if (t->pos == t->nops) {
-      complete(t, i);  /* nothing follows: the final join covers the exit */
-      break;
-    }
+    /* Even when nothing follows: a successor reaps this pthread and only
+     * then completes the op, so no later check runs during its exit. */
     atomic_store_explicit(&t->nchain, k + 2, memory_order_release);
     if (spawn(t, k + 1) != 0) {
       drv_fail("driver", i, -1, "pthread_create failed after thread_exit");
@@ -345,6 +349,14 @@ static void *run_thread(void *arg) {
     }
     return NULL;  /* this pthread ends; the allocator's TLS destructor runs */
   }
+  /* A heap check is exact only while no thread is inside the allocator, and
+   * a pthread that returns is: its TLS destructors (the allocator's thread
+   * exit) run, and glibc may allocate and free for it after them.  So a
+   * pthread out of ops stays until every check of the program has run (the
+   * checks hold every other op already); the final join covers its exit. */
+  while (atomic_load_explicit(&g_checks_done, memory_order_acquire) < g_checks_total &&
+         !drv_failed())
+    usleep(50);
   atomic_store_explicit(&t->finished, 1, memory_order_release);
   return NULL;
 }
@@ -397,6 +409,7 @@ static int load(FILE *f, const char *path) {
     if (op->kind == DRV_THREAD_EXIT) exits[op->thread]++;
   }
   free(per_handle);
+  g_checks_total = checks;
   for (uint32_t t = 0; t < g_hdr.threads; t++) {
     g_threads[t].tid = t;
     g_threads[t].ops = malloc((count[t] ? count[t] : 1) * sizeof(uint32_t));
@@ -461,6 +474,7 @@ int drv_run_program(FILE *f, const char *path) {
       return 4;
     }
   }
+  atomic_store_explicit(&g_all_spawned, 1, memory_order_release);
   /* Each pthread of a chain joins its predecessor; main joins the last. */
   for (uint32_t t = 0; t < g_hdr.threads; t++) {
     while (!atomic_load_explicit(&g_threads[t].finished, memory_order_acquire)) usleep(50);
