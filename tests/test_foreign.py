@@ -405,3 +405,26 @@ def test_stress_allocator_errors_are_one_line_exit_2(
     assert done.returncode == 2, done.stderr
     assert words in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_foreign_finding_minimisation_could_not_shrink_still_says_its_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A crash whose place depends on the address layout may fail too rarely
+    # for any smaller program to count: the program as found stays, and the
+    # finding still says how many ops it had and how often it failed again.
+    from hakfuzz.engines.parallel import stress
+    from hakfuzz.findings import Finding
+    from hakfuzz.program.minimize import Minimized
+
+    program = _libc_block_freed()
+
+    def unshrunk(p: Program, signature: str, once: object, **kw: object) -> Minimized:
+        return Minimized(p, len(p.ops), 0.5, 3, 0.1)
+
+    monkeypatch.setattr(stress, "minimize", unshrunk)
+    finding = Finding("parallel", "signal", "sigsegv", "foreign free", program)
+    opts = stress.StressOptions(minimize_seconds=5.0)
+    out = stress.minimize_foreign(opts, Path("/nonexistent"), finding)
+    assert out.program is program
+    assert (out.extra["original_ops"], out.extra["reproduction_rate"]) == (2, 0.5)

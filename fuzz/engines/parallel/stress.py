@@ -337,16 +337,14 @@ def minimize_foreign(opts: StressOptions, driver: Path, finding: Finding) -> Fin
         return finding
     result = minimize(finding.program, finding.signature, once, runs=2,
                       budget_seconds=opts.minimize_seconds)
+    extra = {**finding.extra, "original_ops": result.original_ops,
+             "reproduction_rate": result.reproduction_rate}
     if result.program is finding.program:
-        return finding
+        # Nothing smaller failed as often (a crash whose place depends on the
+        # address layout or timing): the program as found, with the rate measured.
+        return dataclasses.replace(finding, extra=extra)
     # The op index of the original run does not name an op of the smaller program.
-    return dataclasses.replace(
-        finding,
-        program=result.program,
-        op_index=None,
-        extra={**finding.extra, "original_ops": result.original_ops,
-               "reproduction_rate": result.reproduction_rate},
-    )
+    return dataclasses.replace(finding, program=result.program, op_index=None, extra=extra)
 
 
 _END = Program()
