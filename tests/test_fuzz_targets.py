@@ -20,7 +20,9 @@ from cli_helpers import hakfuzz
 
 from hakfuzz._errors import HakfuzzError
 from hakfuzz.campaign.applies import engines_for, skipped_for
-from hakfuzz.engines import ENGINES, hypothesis_engine
+from hakfuzz.engines import ENGINES, hypothesis_engine, parallel_engine
+from hakfuzz.engines.events import Emitter
+from hakfuzz.engines.journal import Journal
 from hakfuzz.native._tools import build_tool
 from hakfuzz.program import (
     Op,
@@ -173,10 +175,6 @@ def test_fuzz_configure_reaches_every_program_and_the_findings(
 ) -> None:
     # The parallel engine stamps the options into each program it runs, so a
     # finding's file carries them and replay applies them again.
-    from hakfuzz.engines import parallel_engine
-    from hakfuzz.engines.events import Emitter
-    from hakfuzz.engines.journal import Journal
-
     seen: list[tuple[tuple[str, str], ...]] = []
 
     def fake_run_foreign(program: Program, *args: object, **kw: object) -> object:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -120,28 +120,49 @@ def _run_foreign(
                         "are not applied")
         ctx = ForeignContext(variant=variant, server=server, journal=journal,
                              stop_at=deadline + _SHRINK_GRACE_S)
-        # Progress per program (the emitter throttles it), as the native run sends it.
-        ctx.on_program = lambda: emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes))
-        machine = foreign_machine.bind(ctx)
-        reported = 0
-        while time.time() < deadline:
-            try:
-                run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
-                    machine, settings=_settings(db, steps)
-                )
-            except (AssertionError, statemachine.OutOfTime):
-                pass  # the machine recorded the finding before raising
-            except Exception as exc:  # a bug of ours: say it, keep going
-                emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
-            journal.clear()
-            # Shrinking records every failing example; the last of each
-            # signature is the shrunk one.
-            last = {f.signature: f for f in ctx.findings[reported:]}
-            for finding in last.values():
-                emit.finding(finding)
-            reported = len(ctx.findings)
-            emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes))
-    emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes), force=True)
+
+        def progress(force: bool = False) -> None:
+            emit.stats(ctx.programs_run, ctx.ops_run, len(ctx.outcomes), force=force)
+
+        ctx.on_program = progress
+        _batches(emit, journal, foreign_machine.bind(ctx), ctx, deadline=deadline,
+                 run_settings=_settings(db, steps), progress=progress)
+
+
+def _batches(
+    emit: Emitter,
+    journal: Journal,
+    machine: type[statemachine.AllocatorMachine],
+    ctx: statemachine.MachineContext,
+    *,
+    deadline: float,
+    run_settings: settings,
+    progress: Callable[[bool], None],
+) -> None:
+    """Batches of ``machine`` until the deadline, each batch's findings sent as it ends.
+
+    Progress also goes out per program (the callers' hooks call ``progress``):
+    a batch of long programs, or a shrink, can outlast a short campaign.
+    """
+    reported = 0
+    while time.time() < deadline:
+        try:
+            run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
+                machine, settings=run_settings
+            )
+        except (AssertionError, statemachine.OutOfTime):
+            pass  # the machine recorded the finding (shrunk) before raising
+        except Exception as exc:  # a bug of ours, not the allocator's: say it, keep going
+            emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
+        journal.clear()
+        # During shrinking the machine records every failing example; the
+        # last one of each signature is the shrunk one.
+        last = {f.signature: f for f in ctx.findings[reported:]}
+        for finding in last.values():
+            emit.finding(finding)
+        reported = len(ctx.findings)
+        progress(False)
+    progress(True)
 
 
 def run(  # noqa: D103 - see the module docstring
@@ -170,34 +191,17 @@ def run(  # noqa: D103 - see the module docstring
     ex.features = features
     ctx = statemachine.MachineContext(executor=ex, variant=variant,
                                       stop_at=deadline + _SHRINK_GRACE_S)
-    machine = statemachine.bind(ctx)
-    db = example_database(database, local_database)
     reached = Counter()
 
+    def progress(force: bool = False) -> None:
+        emit.stats(ctx.programs_run, ex.ops_run, len(features), force=force,
+                   reached=reached.counts)
+
     def program_end(config: ProgramConfig, stats: tuple[int, ...]) -> None:
-        # Progress per program (the emitter throttles it), not per batch:
-        # a batch of long programs, or a shrink, can outlast a short campaign.
         reached.program(config, stats)
-        emit.stats(ctx.programs_run, ex.ops_run, len(features), reached=reached.counts)
+        progress()
 
     ex.on_program_end = program_end
-    reported = 0
-    while time.time() < deadline:
-        try:
-            run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
-                machine, settings=_settings(db, steps)
-            )
-        except (AssertionError, statemachine.OutOfTime):
-            pass  # the machine recorded the finding (shrunk) before raising
-        except Exception as exc:  # a bug of ours, not the allocator's: say it, keep going
-            emit.notice(f"hypothesis engine: {type(exc).__name__}: {exc}")
-        journal.clear()
-        # During shrinking the machine records every failing example; the
-        # last one of each signature is the shrunk one.
-        last = {f.signature: f for f in ctx.findings[reported:]}
-        for finding in last.values():
-            emit.finding(finding)
-        reported = len(ctx.findings)
-        emit.stats(ctx.programs_run, ex.ops_run, len(ex.features), reached=reached.counts)
-    emit.stats(ctx.programs_run, ex.ops_run, len(ex.features), force=True,
-               reached=reached.counts)
+    _batches(emit, journal, statemachine.bind(ctx), ctx, deadline=deadline,
+             run_settings=_settings(example_database(database, local_database), steps),
+             progress=progress)
