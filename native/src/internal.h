@@ -296,6 +296,25 @@ static inline void _hak_list_unlink(hak_slab_t **head, hak_slab_t **tail, hak_sl
 static inline hak_ss_t *_hak_ss_base(const void *p) {
   return (hak_ss_t *)((uintptr_t)p & ~(uintptr_t)(HAK_SS_SIZE - 1));
 }
+/* The class a SuperSlab's address names: bits 21..23 of its base.  New
+ * mappings are placed so that it is their class (os.c), so free() finds the
+ * class without a load; a reused mapping may name another class, so the
+ * header's class_idx stays the truth and free() checks the two agree. */
+_Static_assert((HAK_NUM_CLASSES & (HAK_NUM_CLASSES - 1)) == 0, "the class count is a power of two");
+static inline unsigned _hak_addr_class(const void *p) {
+  return (unsigned)((uintptr_t)p >> HAK_SS_SHIFT) & (HAK_NUM_CLASSES - 1);
+}
+/* Take a SuperSlab off a stack linked through next (the kept ones, the
+ * reserve): the first whose address names class_idx, else the top; NULL
+ * when the stack is empty. */
+static inline hak_ss_t *_hak_ss_pop_for(hak_ss_t **top, unsigned class_idx) {
+  hak_ss_t **link = top;
+  while (*link != NULL && _hak_addr_class(*link) != class_idx) link = &(*link)->next;
+  if (*link == NULL) link = top;
+  hak_ss_t *ss = *link;
+  if (ss != NULL) *link = ss->next;
+  return ss;
+}
 static inline unsigned _hak_slab_idx(const hak_ss_t *ss, const void *p) {
   return (unsigned)(((uintptr_t)p - (uintptr_t)ss) / HAK_SLAB_SIZE);
 }
@@ -336,7 +355,7 @@ HAK_NO_ASAN static inline void *_hak_next(void *block) { return *(void **)block;
 HAK_NO_ASAN static inline void _hak_set_next(void *block, void *next) { *(void **)block = next; }
 
 /* ---- os.c: mappings and fault injection ---- */
-void *_hak_os_map_ss(uint32_t *dirty);   /* counted, may be failed on purpose */
+void *_hak_os_map_ss(uint32_t *dirty, unsigned class_idx);  /* counted, may be failed on purpose */
 void _hak_os_unmap_ss(void *base);      /* counted; held in reserve or unmapped */
 void _hak_os_drop_reserve(void);          /* hak_reset: unmap the reserve */
 void *_hak_os_map_plain(size_t bytes);   /* uncounted, for metadata */

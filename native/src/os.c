@@ -29,10 +29,23 @@ static void *map_bytes(size_t bytes) {
 static hak_ss_t *g_reserve;
 static unsigned g_reserved, g_reserved_dirty;
 
-/* Map 2 MiB at a 2 MiB boundary: over-map by 2 MiB and trim both ends.
+/* The first 2 MiB boundary in [raw, raw + bytes) whose address names
+ * class_idx (_hak_addr_class), or the first boundary when any will do. */
+static uintptr_t placed(const uint8_t *raw, size_t bytes, unsigned class_idx, int any) {
+  uintptr_t start = ((uintptr_t)raw + HAK_SS_SIZE - 1) & ~(uintptr_t)(HAK_SS_SIZE - 1);
+  while (!any && _hak_addr_class((void *)start) != class_idx) start += HAK_SS_SIZE;
+  HAK_ASSERT(start + HAK_SS_SIZE <= (uintptr_t)raw + bytes, "the placed SuperSlab lies in the mapping");
+  return start;
+}
+
+/* Map 2 MiB at a 2 MiB boundary whose address names class_idx: over-map by
+ * HAK_NUM_CLASSES x 2 MiB, keep the boundary of that class, trim both ends
+ * (still three calls).  Should the larger mapping fail, any boundary will
+ * do (over-map by 2 MiB): free() then takes its slower path for this
+ * SuperSlab.  A reserved mapping of the class is taken first, then any.
  * Called with the global lock held (counters, fault injection).  *dirty:
  * the slabs whose pages are still in memory (a reserved mapping's). */
-void *_hak_os_map_ss(uint32_t *dirty) {
+void *_hak_os_map_ss(uint32_t *dirty, unsigned class_idx) {
   *dirty = 0;
   _hak_g.map_attempts++;
   if (_hak_g.cfg.fail_map_at != 0 && _hak_g.map_attempts == _hak_g.cfg.fail_map_at) {
@@ -40,23 +53,28 @@ void *_hak_os_map_ss(uint32_t *dirty) {
     errno = ENOMEM;
     return NULL;
   }
-  if (g_reserve != NULL) {
-    hak_ss_t *ss = g_reserve;
-    g_reserve = ss->next;
+  hak_ss_t *ss = _hak_ss_pop_for(&g_reserve, class_idx);
+  if (ss != NULL) {
     g_reserved--;
     *dirty = ss->dirty;
     g_reserved_dirty -= (unsigned)__builtin_popcount(ss->dirty);
     _hak_g.os_maps++;
     return ss;
   }
-  uint8_t *raw = map_bytes(2 * (size_t)HAK_SS_SIZE);
+  size_t bytes = (HAK_NUM_CLASSES + 1) * (size_t)HAK_SS_SIZE;
+  uint8_t *raw = map_bytes(bytes);
+  int any = raw == NULL;
+  if (any) {
+    bytes = 2 * (size_t)HAK_SS_SIZE;
+    raw = map_bytes(bytes);
+  }
   if (raw == NULL) {
     _hak_g.os_map_failures++;
     return NULL;
   }
-  uintptr_t start = ((uintptr_t)raw + HAK_SS_SIZE - 1) & ~(uintptr_t)(HAK_SS_SIZE - 1);
+  uintptr_t start = placed(raw, bytes, class_idx, any);
   size_t head = start - (uintptr_t)raw;
-  size_t tail = HAK_SS_SIZE - head;
+  size_t tail = bytes - HAK_SS_SIZE - head;
   if (head) munmap(raw, head);
   if (tail) munmap((uint8_t *)start + HAK_SS_SIZE, tail);
   _hak_g.os_maps++;

@@ -37,14 +37,15 @@ hak_ss_t *_hak_ss_grow(unsigned class_idx) {
     pthread_mutex_unlock(&_hak_g.lock);
     return NULL;
   }
-  hak_ss_t *ss = _hak_g.kept;
+  /* A kept SuperSlab whose address names this class first (os.c), else
+   * the latest kept: which one is not policy, that one is taken is. */
+  hak_ss_t *ss = _hak_ss_pop_for(&_hak_g.kept, class_idx);
   uint32_t dirty = 0;
   if (ss != NULL) {
-    _hak_g.kept = ss->next;
     _hak_g.ss_kept--;
     dirty = ss->dirty;  /* slabs whose pages it kept (see _hak_ss_release) */
   } else {
-    ss = _hak_os_map_ss(&dirty);
+    ss = _hak_os_map_ss(&dirty, class_idx);
     if (ss == NULL) {
       pthread_mutex_unlock(&_hak_g.lock);
       return NULL;
