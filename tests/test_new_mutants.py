@@ -170,6 +170,10 @@ CASES: dict[str, Case] = {
                   Op.alloc(2, C7)]),
         (5,), "class_idx",
     ),
+    # The first malloc(8) refills class 0's cache and returns the first
+    # block; the second pops the cache: the clean allocator returns the next
+    # block, the mutant the stale copy of the top entry (NULL: a new record).
+    "refill-leaves-top-stale": Case(_program([Op.alloc(0, 8), Op.alloc(1, 8)]), (1,), "result"),
 }
 
 

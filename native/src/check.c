@@ -128,6 +128,9 @@ static int check_class(unsigned c, char *msg, size_t len) {
   size_t ncached = 0;
   if (t != NULL) {
     ncached = t->cls[c].count;
+    if (ncached > 0 && t->cls[c].top != *_hak_cache_slot(t, c, (uint32_t)ncached - 1))
+      FAIL("class %u: the thread cache's top copy is %p, its top entry %p", c, t->cls[c].top,
+           *_hak_cache_slot(t, c, (uint32_t)ncached - 1));
     for (size_t i = 0; i < ncached; i++) cached[i] = *_hak_cache_slot(t, c, (uint32_t)i);
     qsort(cached, ncached, sizeof(void *), cmp_ptr);
     for (size_t i = 0; i < ncached; i++) {

@@ -217,6 +217,8 @@ extern HAK_HIDDEN hak_class_t _hak_classes[HAK_NUM_CLASSES];
 
 /* Per thread, per class. */
 typedef struct hak_tclass_s {
+  void *top;                    /* a copy of the cache's top entry, when count > 0
+                                 * (stale when 0): malloc's fast path returns it */
   uint32_t count;               /* blocks in the cache, <= HAK_CACHE_CAP_MAX; < the
                                  * cap after a drain (a record may keep more than a
                                  * cap lowered by hak_configure until its next drain) */
@@ -241,13 +243,25 @@ struct hak_thread_s {
   hak_tclass_t cls[HAK_NUM_CLASSES];
   /* Entry i of every class's cache side by side (slot [i][c], not [c][i]):
    * with the default cap of 64 all eight caches fit in one 4 KiB page, not
-   * one page per class, which is most of a record's resident memory. */
-  void *cache[HAK_CACHE_CAP_MAX][HAK_NUM_CLASSES];
+   * one page per class, which is most of a record's resident memory.  Row
+   * 0 is never an entry (entry i is row i + 1): a pop of the last entry
+   * reads it as the "entry below", which the empty cache never uses. */
+  void *cache[HAK_CACHE_CAP_MAX + 1][HAK_NUM_CLASSES];
 };
 
 /* Entry i of thread t's cache for class c (0 is the bottom, the oldest). */
 static inline void **_hak_cache_slot(hak_thread_t *t, unsigned c, uint32_t i) {
-  return &t->cache[i][c];
+  return &t->cache[i + 1][c];
+}
+
+/* The entry under the top one (row 0 when the cache holds one entry). */
+static inline void *_hak_cache_below_top(hak_thread_t *t, unsigned c, uint32_t count) {
+  return t->cache[count - 1][c];
+}
+
+/* After a slow path changed the cache: top is again a copy of the top entry. */
+static inline void _hak_cache_sync_top(hak_thread_t *t, unsigned c) {
+  t->cls[c].top = t->cache[t->cls[c].count][c];
 }
 
 /* ---- inline helpers ---------------------------------------------------- */

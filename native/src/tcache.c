@@ -3,7 +3,11 @@
  * A cache is a LIFO array.  Refill takes up to refill_batch blocks with
  * _hak_take (fewer on a thread's first refills of a class: the slow start
  * below) and stacks them so they pop in take order; a push onto a full
- * cache first drains its oldest max(1, cap/2) blocks.  Thread records are
+ * cache first drains its oldest max(1, cap/2) blocks.  The class record
+ * also keeps a copy of the top entry (top: what the next malloc returns,
+ * see api.c): a refill ends with _hak_cache_sync_top; a drain keeps the
+ * top entry (it takes the oldest) or empties the cache, and a flush
+ * empties it, so neither needs to.  Thread records are
  * mapped (never malloc'd: this file runs inside malloc) and recycled; a
  * pthread key's destructor runs the thread-exit path.
  *
@@ -127,6 +131,7 @@ void *_hak_cache_refill(hak_thread_t *t, unsigned c) {
   HAK_ASSERT(tc->count == 0, "a cache is refilled only when it is empty");
   for (uint32_t i = k; i > 1; i--) *_hak_cache_slot(t, c, tc->count++) = taken[i - 1];
   HAK_ASSERT(tc->count < cap, "a refill leaves the cache below its cap (one block goes out)");
+  _hak_cache_sync_top(t, c);
   return taken[0];
 }
 
