@@ -273,7 +273,10 @@ class SlabCore:
                 slab.on_partial = True
 
     def _retire(self, slab: Slab) -> None:
-        """Policy ``retire(s)``; releases the SuperSlab when all its slabs are FREE."""
+        """Policy ``retire(s)``; releases the SuperSlab when all its slabs are FREE.
+
+        Unless the class holds it (``Config.releases``: its only live one, no budget).
+        """
         owner = slab.owner
         class_idx = slab.class_idx
         if owner is not None:
@@ -290,7 +293,7 @@ class SlabCore:
         pool = self.pools[class_idx]
         pool.slab_freed(slab)
         ss = slab.ss
-        if self.config.release_empty and ss.free_mask == ALL_SLABS_FREE:
+        if ss.free_mask == ALL_SLABS_FREE and self.config.releases(len(pool.live)):
             self._release(ss, pool)
 
     def _release(self, ss: SuperSlab, pool: ClassPool) -> None:

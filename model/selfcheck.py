@@ -119,7 +119,9 @@ def _check_superslabs(
                 seen_cached += _check_slab(heap, slab, cached, mine, problems)
             if free_mask != ss.free_mask:
                 problems.append(f"{name}: free mask {ss.free_mask:#x} != FREE slabs {free_mask:#x}")
-            if heap.config.release_empty and free_mask == ALL_SLABS_FREE:
+            # Held (policy "Retire and release") only as its class's one live
+            # SuperSlab; one held before hak_configure set a budget stays held.
+            if free_mask == ALL_SLABS_FREE and heap.config.release_empty and len(pool.live) > 1:
                 problems.append(f"{name}: all {SLABS_PER_SS} slabs FREE but not released")
     if registered != len(heap.registry):
         problems.append(f"registry holds {len(heap.registry)} SuperSlabs, pools {registered}")

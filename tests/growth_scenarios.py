@@ -8,9 +8,10 @@ rule is written once and both sides are held to it.
 With thread caches off (``cache_cap=0``) placement is exact: blocks are
 carved in order, slab 0 holds ``(65536 - 4096) / size`` blocks and slabs
 1..31 hold ``65536 / size``, and the 33rd slab of a class is slab 0 of a new
-SuperSlab (the next ``ss_seq``).  Empty SuperSlabs are released; up to
-``ss_keep`` stay mapped and are reused by the next growth without a new OS
-mapping.
+SuperSlab (the next ``ss_seq``).  Empty SuperSlabs are released, except a
+class's only live one, which it holds unless a budget is set; up to
+``ss_keep`` released ones stay mapped and are reused by the next growth
+without a new OS mapping.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ Where = tuple[int, int, int, int, int]
 """``hak_locate``: (owner, class_idx, ss_seq, slab_idx, block_idx)."""
 
 C7 = 1024
+NO_HOLD = 1 << 40
+"""A ``budget_bytes`` no scenario reaches: any budget turns the hold off, so the
+scenarios about release and reuse set it to release every empty SuperSlab."""
 SS_BLOCKS: tuple[int, ...] = tuple(sum(caps) for caps in limits.SLAB_CAPACITY)
 """Blocks in one whole SuperSlab of each class (slab 0 holds the header)."""
 
@@ -223,7 +227,7 @@ def configure_restarts_the_attempt_counter(heap: Heap) -> None:
 
 def empty_superslab_is_released_and_kept(heap: Heap) -> None:
     """Retired slabs release their SuperSlab; growth reuses a kept one with a new ss_seq."""
-    heap.reset(cache_cap=0, ss_keep=1)
+    heap.reset(cache_cap=0, ss_keep=1, budget_bytes=NO_HOLD)
     first = fill_class(heap, 7)
     second = heap.malloc(C7)
     assert place(heap, second)[0] == 2
@@ -248,7 +252,7 @@ def empty_superslab_is_released_and_kept(heap: Heap) -> None:
 
 def empty_superslabs_are_released(heap: Heap, ss_keep: int, kept: int, unmapped: int) -> None:
     """Every empty SuperSlab is released; ``ss_keep`` of them stay mapped."""
-    heap.reset(cache_cap=0, ss_keep=ss_keep)
+    heap.reset(cache_cap=0, ss_keep=ss_keep, budget_bytes=NO_HOLD)
     for block in reversed(fill_class(heap, 7, 3)):
         heap.free(block)
     heap.flush()  # the current slab is retired only by a flush
@@ -264,7 +268,7 @@ def empty_superslabs_are_released(heap: Heap, ss_keep: int, kept: int, unmapped:
 
 def kept_superslabs_are_reused_without_mapping(heap: Heap) -> None:
     """Growth takes kept SuperSlabs (any class, a new ss_seq), then maps afresh."""
-    heap.reset(cache_cap=0, ss_keep=2)
+    heap.reset(cache_cap=0, ss_keep=2, budget_bytes=NO_HOLD)
     for block in fill_class(heap, 7, 2):
         heap.free(block)
     heap.flush()
@@ -283,12 +287,12 @@ def kept_superslabs_are_reused_without_mapping(heap: Heap) -> None:
 
 def ss_keep_0_unmaps_and_kept_reuse_is_not_a_mapping_attempt(heap: Heap) -> None:
     """``ss_keep=0`` unmaps at once; taking a kept SuperSlab is no mapping attempt."""
-    heap.reset(cache_cap=0, ss_keep=0)
+    heap.reset(cache_cap=0, ss_keep=0, budget_bytes=NO_HOLD)
     heap.free(heap.malloc(8))
     heap.flush()
     stats = heap.stats()
     assert (stats.ss_mapped, stats.ss_kept, stats.os_maps, stats.os_unmaps) == (0, 0, 1, 1)
-    heap.reset(cache_cap=0, ss_keep=2, fail_map_at=2)
+    heap.reset(cache_cap=0, ss_keep=2, fail_map_at=2, budget_bytes=NO_HOLD)
     heap.free(heap.malloc(8))
     heap.flush()
     assert heap.stats().ss_kept == 1
@@ -313,9 +317,45 @@ def release_empty_off_keeps_superslabs_live(heap: Heap) -> None:
     assert_clean(heap, "after reuse")
 
 
+def the_only_superslab_of_a_class_is_held(heap: Heap) -> None:
+    """A class's only live SuperSlab is held when it empties: same ss_seq, no mapping.
+
+    A second one empties while the first is live: released.  Once a budget
+    is set, the held one is released at its next emptying.
+    """
+    heap.reset(cache_cap=0, ss_keep=1)
+    heap.free(heap.malloc(8))
+    heap.flush()  # the current slab is retired only by a flush
+    snap = heap.stats()
+    cls = snap.cls[0]
+    assert (cls.ss_live, cls.ss_released, cls.slabs_in_use) == (1, 0, 0), str(snap)
+    assert (snap.ss_mapped, snap.ss_kept, snap.os_maps) == (1, 0, 1), str(snap)
+    assert heap.where(heap.malloc(8)) == (1, 0, 1, 0, 0)  # slab 0 of the held one again
+    heap.flush()
+    assert_clean(heap, "holding")
+    blocks = fill_class(heap, 7, 2)  # ss2 and ss3: all of class 7
+    for block in blocks[SS_BLOCKS[7]:]:  # ss3 empties while ss2 is live: released
+        heap.free(block)
+    heap.flush()
+    snap = heap.stats()
+    assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.ss_kept) == (1, 1, 1), str(snap)
+    for block in blocks[: SS_BLOCKS[7]]:  # ss2 is then the only one: held
+        heap.free(block)
+    heap.flush()
+    snap = heap.stats()
+    assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.cls[7].slabs_in_use) == (1, 1, 0)
+    heap.configure(cache_cap=0, ss_keep=1, budget_bytes=NO_HOLD)
+    assert heap.stats().cls[7].ss_live == 1, "configure releases nothing"
+    heap.free(heap.malloc(C7))
+    heap.flush()  # emptied again, under a budget: released
+    snap = heap.stats()
+    assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.os_unmaps) == (0, 2, 1), str(snap)
+    assert_clean(heap, "after the held SuperSlab was released")
+
+
 def released_superslab_frees_capacity_under_the_cap(heap: Heap) -> None:
     """A released SuperSlab no longer counts against ``ss_cap``."""
-    heap.reset(cache_cap=0, ss_cap=1, ss_keep=0)
+    heap.reset(cache_cap=0, ss_cap=1, ss_keep=0, budget_bytes=NO_HOLD)
     heap.free(heap.malloc(8))
     heap.flush()
     assert heap.stats().cls[0].ss_live == 0
@@ -346,5 +386,6 @@ SCENARIOS: dict[str, Scenario] = {
     "ss_keep-0": ss_keep_0_unmaps_and_kept_reuse_is_not_a_mapping_attempt,
     "release-empty-off": release_empty_off_keeps_superslabs_live,
     "release-frees-cap": released_superslab_frees_capacity_under_the_cap,
+    "only-one-held": the_only_superslab_of_a_class_is_held,
 }
 """Every scenario by name; both test files parametrize over it."""

@@ -150,6 +150,18 @@ def assert_drained(hak: HakmemModule, context: str = "") -> Snapshot:
     return snap
 
 
+def assert_only_held(snap: Snapshot, context: str = "") -> None:
+    """Every block freed: each class holds at most its one emptied SuperSlab, nothing more.
+
+    docs/policy.md, "Retire and release": a class's only live SuperSlab is
+    held, not released, when it empties (no budget set).
+    """
+    where = f" ({context})" if context else ""
+    for class_idx, counters in enumerate(snap.cls):
+        assert counters["slabs_in_use"] == 0, f"C{class_idx} slabs still in use{where}:\n{snap}"
+        assert counters["ss_live"] <= 1, f"C{class_idx} keeps empty SuperSlabs{where}:\n{snap}"
+
+
 def malloc_ok(hak: HakmemModule, size: int) -> Ptr:
     """``hak_malloc(size)``, asserting it is not NULL."""
     ptr = hak.lib.hak_malloc(size)

@@ -59,7 +59,8 @@ def executor() -> DifferentialExecutor:
     (Macro.FILL_TO_CAP, ProgramConfig(), {"growth"}),
     (Macro.EXHAUST_AND_RELEASE, ProgramConfig(), {"growth", "release", "kept"}),
     (Macro.EXHAUST_AND_RELEASE, ProgramConfig(ss_keep=0), {"growth", "release"}),
-    (Macro.THREAD_LIFETIMES, ProgramConfig(cache_cap=0), {"release"}),
+    # A budget turns the hold off: the class's one SuperSlab is released.
+    (Macro.THREAD_LIFETIMES, ProgramConfig(cache_cap=0, budget_bytes=1 << 40), {"release"}),
 ])
 def test_macros_reach_their_milestones_and_model_and_native_agree(
         executor: DifferentialExecutor, macro: Macro, config: ProgramConfig,

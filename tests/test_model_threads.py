@@ -19,8 +19,8 @@ def test_remote_free_is_pending_until_the_owner_flushes() -> None:
     assert model.stats().cls[3].remote_pending == 1
     model.flush(0)
     cls = model.stats().cls[3]
-    assert (cls.active_blocks, cls.remote_pending, cls.slabs_in_use, cls.ss_live) == (0, 0, 0, 0)
-    assert model.stats().ss_kept == 1
+    assert (cls.active_blocks, cls.remote_pending, cls.slabs_in_use, cls.ss_live) == (0, 0, 0, 1)
+    assert model.stats().ss_kept == 0  # the class's only SuperSlab: held, not released
 
 
 def test_exhausted_current_slab_drains_its_remote_stack() -> None:
@@ -82,7 +82,7 @@ def test_thread_exit_orphans_and_another_thread_adopts() -> None:
     model.free(1, c)  # used 0, not thread 1's cur: retired
     model.flush(1)
     cls = model.stats().cls[3]
-    assert (cls.slabs_in_use, cls.ss_live, cls.active_blocks) == (0, 0, 0)
+    assert (cls.slabs_in_use, cls.ss_live, cls.active_blocks) == (0, 1, 0)  # held
     assert model.self_check() == []
 
 
@@ -122,9 +122,9 @@ def test_flush_drains_the_cache_and_retires_the_current_slab() -> None:
     assert model.stats().cls[0].active_blocks == 1  # in the cache
     model.flush(0)
     assert model.stats().cls[0].slabs_in_use == 0
-    assert model.stats().cls[0].ss_released == 1
+    assert model.stats().cls[0].ss_released == 0  # the class's only SuperSlab: held
     # After a flush the cur slab is gone: the next malloc acquires again.
-    assert model.malloc(0, 8).location() == (1, 0, 2, 0, 0)
+    assert model.malloc(0, 8).location() == (1, 0, 1, 0, 0)
 
 
 def test_thread_exit_with_cached_blocks_of_other_threads() -> None:
@@ -137,7 +137,7 @@ def test_thread_exit_with_cached_blocks_of_other_threads() -> None:
     assert (cls.remote_pending, cls.active_blocks) == (4, 4)
     model.thread_exit(0)
     cls = model.stats().cls[0]
-    assert (cls.remote_pending, cls.active_blocks, cls.slabs_in_use, cls.ss_live) == (0, 0, 0, 0)
+    assert (cls.remote_pending, cls.active_blocks, cls.slabs_in_use, cls.ss_live) == (0, 0, 0, 1)
     assert model.self_check() == []
 
 
@@ -152,7 +152,7 @@ def test_exit_order_leaves_nothing_behind() -> None:
     stats = model.stats()
     for cls in stats.cls:
         assert cls.active_blocks == cls.remote_pending == cls.slabs_in_use == 0
-    assert stats.ss_mapped == stats.ss_kept == 2
+    assert (stats.ss_mapped, stats.ss_kept) == (3, 0), "each class holds its one SuperSlab"
     assert model.self_check() == []
 
 

@@ -9,7 +9,15 @@ released base) is checked here.
 from __future__ import annotations
 
 import pytest
-from growth_scenarios import SCENARIOS, Block, Scenario, Where, expected_places, fill_class
+from growth_scenarios import (
+    NO_HOLD,
+    SCENARIOS,
+    Block,
+    Scenario,
+    Where,
+    expected_places,
+    fill_class,
+)
 from native_helpers import (
     CLASS_SIZES,
     OWNER_LIBC,
@@ -108,7 +116,7 @@ def test_growth_reuses_the_kept_mapping(hak: HakmemModule) -> None:
 
 
 def test_stale_base_is_not_ours_after_unmapping(hak: HakmemModule) -> None:
-    exact(hak, ss_keep=0)
+    exact(hak, ss_keep=0, budget_bytes=NO_HOLD)  # released, not held, when it empties
     ptr = malloc_ok(hak, 64)
     hak.lib.hak_free(ptr)
     hak.lib.hak_flush()

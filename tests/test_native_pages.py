@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 
+from growth_scenarios import NO_HOLD
 from native_helpers import (
     Ptr,
     addr,
@@ -99,7 +100,7 @@ def test_retired_slabs_past_the_dirty_cap_give_their_pages_back(hak: HakmemModul
 
 
 def test_a_kept_superslab_keeps_only_its_dirty_slabs_pages(hak: HakmemModule) -> None:
-    exact(hak)
+    exact(hak, budget_bytes=NO_HOLD)  # released, not held, when it empties
     by_slab = allocate_slabs(hak, full=3)
     base = ss_base(hak, by_slab[0][0])
     assert resident_pages(base, limits.SS_SIZE) > 3 * limits.SLAB_SIZE // PAGE
@@ -124,7 +125,7 @@ def test_a_kept_superslab_keeps_only_its_dirty_slabs_pages(hak: HakmemModule) ->
 
 def test_an_unmapped_superslab_is_held_in_reserve_with_its_pages_out(hak: HakmemModule) -> None:
     """Under thread churn a class empties and grows again: the mapping is reused, no syscall."""
-    exact(hak, ss_keep=0)  # an empty SuperSlab is unmapped at once (os_unmaps)
+    exact(hak, ss_keep=0, budget_bytes=NO_HOLD)  # an empty SuperSlab is unmapped at once
     by_slab = allocate_slabs(hak, full=FULL)
     base = ss_base(hak, by_slab[0][0])
     for ptrs in by_slab.values():

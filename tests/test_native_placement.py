@@ -9,6 +9,7 @@ not follow them: these tests read the bases.
 
 from __future__ import annotations
 
+from growth_scenarios import NO_HOLD
 from native_helpers import addr, assert_clean, configure, malloc_ok, ss_base, stats
 
 from hakfuzz.model import limits
@@ -37,7 +38,7 @@ def test_a_new_superslab_is_placed_where_its_address_names_its_class(hak: Hakmem
 
 
 def test_a_kept_superslab_taken_by_another_class_frees_by_its_header(hak: HakmemModule) -> None:
-    configure(hak)  # caches on: a free of the right class is a push on the fast path
+    configure(hak, budget_bytes=NO_HOLD)  # caches on; released when it empties, not held
     big = malloc_ok(hak, C7)
     base = ss_base(hak, big)
     hak.lib.hak_free(big)
@@ -60,7 +61,7 @@ def test_a_kept_superslab_taken_by_another_class_frees_by_its_header(hak: Hakmem
 
 
 def test_a_reserved_mapping_of_the_growing_class_is_taken_first(hak: HakmemModule) -> None:
-    configure(hak, ss_keep=0)  # released SuperSlabs are unmapped: into the reserve
+    configure(hak, ss_keep=0, budget_bytes=NO_HOLD)  # released ones go to the reserve
     ptrs = {c: malloc_ok(hak, limits.MIN_BLOCK << c) for c in (3, 5)}
     bases = {c: ss_base(hak, ptr) for c, ptr in ptrs.items()}
     for ptr in ptrs.values():

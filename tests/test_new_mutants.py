@@ -161,13 +161,14 @@ CASES: dict[str, Case] = {
                  cache_cap=1024, refill_batch=1024),
         (18,), "stats.cls[0].active_blocks",
     ),
-    # Class 7's SuperSlab, emptied and flushed, is kept; class 1 grows next
-    # and takes it back, so its address names class 7.  The freed 16-byte
-    # block goes to class 1's cache (the header's class); the mutant pushes
-    # it on class 7's, and the next malloc(1024) returns it.
+    # Class 7's SuperSlab, emptied and flushed, is kept (released: a budget
+    # turns the hold off); class 1 grows next and takes it back, so its
+    # address names class 7.  The freed 16-byte block goes to class 1's
+    # cache (the header's class); the mutant pushes it on class 7's, and the
+    # next malloc(1024) returns it.
     "free-class-from-address": Case(
         _program([Op.alloc(0, C7), Op.free(0), Op.flush(), Op.alloc(1, 16), Op.free(1),
-                  Op.alloc(2, C7)]),
+                  Op.alloc(2, C7)], budget_bytes=1 << 40),
         (5,), "class_idx",
     ),
     # The first malloc(8) refills class 0's cache and returns the first

@@ -79,7 +79,11 @@ void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages) 
   cls->slabs_in_use--;
   HAK_ASSERT_MASKS(ss);
   HAK_ASSERT_FREE(ss, slab);
-  if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty) _hak_ss_release(ss);
+  /* The class's only live SuperSlab is held, not released (docs/policy.md,
+   * "Retire and release"), unless a budget is set. */
+  if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty &&
+      (cls->ss_live > 1 || _hak_g.cfg.budget_bytes != 0))
+    _hak_ss_release(ss);
   pthread_mutex_unlock(&cls->lock);
 }
 
