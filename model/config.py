@@ -73,14 +73,14 @@ class Config:
             return 0
         return max(1, min(self.refill_batch, self.cache_cap))
 
-    def releases(self, live_in_class: int) -> bool:
+    def releases(self, first_live: bool) -> bool:
         """Whether a SuperSlab whose 32 slabs are all FREE is released now.
 
         Policy "Retire and release": with ``release_empty``, unless it is its
-        class's only live SuperSlab (``live_in_class == 1``) and no budget is
-        set, in which case the class holds it.
+        class's first live SuperSlab (lowest ``ss_seq``: ``first_live``) and
+        no budget is set, in which case the class holds it.
         """
-        return self.release_empty and (live_in_class > 1 or self.budget_bytes != 0)
+        return self.release_empty and (not first_live or self.budget_bytes != 0)
 
     def c_fields(self) -> dict[str, int]:
         """The config as ``hak_config_t`` field values (enums and bools as ints)."""

@@ -275,7 +275,7 @@ class SlabCore:
     def _retire(self, slab: Slab) -> None:
         """Policy ``retire(s)``; releases the SuperSlab when all its slabs are FREE.
 
-        Unless the class holds it (``Config.releases``: its only live one, no budget).
+        Unless the class holds it (``Config.releases``: its first live one, no budget).
         """
         owner = slab.owner
         class_idx = slab.class_idx
@@ -293,7 +293,7 @@ class SlabCore:
         pool = self.pools[class_idx]
         pool.slab_freed(slab)
         ss = slab.ss
-        if ss.free_mask == ALL_SLABS_FREE and self.config.releases(len(pool.live)):
+        if ss.free_mask == ALL_SLABS_FREE and self.config.releases(pool.first_live() is ss):
             self._release(ss, pool)
 
     def _release(self, ss: SuperSlab, pool: ClassPool) -> None:

@@ -64,7 +64,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("refill_batch", "HAKMEM_REFILL_BATCH", "u32", 1, 1024, 16,
            "most blocks per refill, clamped to cache_cap; first refills take 16, 32, ..."),
     Option("release_empty", "HAKMEM_RELEASE_EMPTY", "bool", 0, 1, 1,
-           "release a SuperSlab when all its slabs are free, but a class's only one if no budget"),
+           "release a SuperSlab when all its slabs are free, but a class's first one if no budget"),
     Option("ss_keep", "HAKMEM_SS_KEEP", "u32", 0, 4294967295, 2,
            "released SuperSlabs kept mapped for reuse"),
     Option("checked", "HAKMEM_CHECKED", "bool", 0, 1, 0,

@@ -119,9 +119,10 @@ def _check_superslabs(
                 seen_cached += _check_slab(heap, slab, cached, mine, problems)
             if free_mask != ss.free_mask:
                 problems.append(f"{name}: free mask {ss.free_mask:#x} != FREE slabs {free_mask:#x}")
-            # Held (policy "Retire and release") only as its class's one live
+            # Held (policy "Retire and release") only as its class's first live
             # SuperSlab; one held before hak_configure set a budget stays held.
-            if free_mask == ALL_SLABS_FREE and heap.config.release_empty and len(pool.live) > 1:
+            first = pool.first_live() is ss
+            if free_mask == ALL_SLABS_FREE and heap.config.release_empty and not first:
                 problems.append(f"{name}: all {SLABS_PER_SS} slabs FREE but not released")
     if registered != len(heap.registry):
         problems.append(f"registry holds {len(heap.registry)} SuperSlabs, pools {registered}")

@@ -84,6 +84,10 @@ class ClassPool:
         heapq.heappush(self._with_free, ss.ss_seq)
         ss.in_heap = True
 
+    def first_live(self) -> SuperSlab | None:
+        """The live SuperSlab with the lowest ``ss_seq`` (the one a class holds), or None."""
+        return next(iter(self.live.values()), None)
+
     def remove(self, ss: SuperSlab) -> None:
         """Remove a released SuperSlab from the class."""
         del self.live[ss.ss_seq]

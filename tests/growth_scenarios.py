@@ -317,11 +317,11 @@ def release_empty_off_keeps_superslabs_live(heap: Heap) -> None:
     assert_clean(heap, "after reuse")
 
 
-def the_only_superslab_of_a_class_is_held(heap: Heap) -> None:
-    """A class's only live SuperSlab is held when it empties: same ss_seq, no mapping.
+def the_first_superslab_of_a_class_is_held(heap: Heap) -> None:
+    """A class's first live SuperSlab is held when it empties: same ss_seq, no mapping.
 
-    A second one empties while the first is live: released.  Once a budget
-    is set, the held one is released at its next emptying.
+    A later one that empties is released.  Once a budget is set, the held
+    one is released at its next emptying.
     """
     heap.reset(cache_cap=0, ss_keep=1)
     heap.free(heap.malloc(8))
@@ -339,7 +339,7 @@ def the_only_superslab_of_a_class_is_held(heap: Heap) -> None:
     heap.flush()
     snap = heap.stats()
     assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.ss_kept) == (1, 1, 1), str(snap)
-    for block in blocks[: SS_BLOCKS[7]]:  # ss2 is then the only one: held
+    for block in blocks[: SS_BLOCKS[7]]:  # ss2, the class's first: held
         heap.free(block)
     heap.flush()
     snap = heap.stats()
@@ -351,6 +351,32 @@ def the_only_superslab_of_a_class_is_held(heap: Heap) -> None:
     snap = heap.stats()
     assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.os_unmaps) == (0, 2, 1), str(snap)
     assert_clean(heap, "after the held SuperSlab was released")
+
+
+def the_held_superslab_does_not_depend_on_which_empties_last(
+    heap: Heap, first_emptied_last: bool
+) -> None:
+    """Two SuperSlabs empty in one flush, in either order: the first one is held.
+
+    A flush retires the slabs it empties in its own order (the allocator by
+    address); the policy's answer must not depend on it.
+    """
+    heap.reset(cache_cap=0)
+    blocks = fill_class(heap, 7, 2)
+    last = {1: blocks[SS_BLOCKS[7] - 1], 2: blocks[-1]}  # each SuperSlab's last block
+    for block in blocks:
+        if block is not last[1] and block is not last[2]:
+            heap.free(block)
+    heap.flush()
+    assert heap.stats().cls[7].ss_live == 2
+    for seq in (2, 1) if first_emptied_last else (1, 2):
+        heap.free(last[seq])
+    heap.flush()
+    snap = heap.stats()
+    assert (snap.cls[7].ss_live, snap.cls[7].ss_released, snap.ss_kept) == (1, 1, 1), str(snap)
+    got = place(heap, heap.malloc(C7))
+    assert got == (1, 0, 0), f"ss1 is held, ss2 released: {got}"
+    assert_clean(heap, "after the two SuperSlabs emptied")
 
 
 def released_superslab_frees_capacity_under_the_cap(heap: Heap) -> None:
@@ -386,6 +412,11 @@ SCENARIOS: dict[str, Scenario] = {
     "ss_keep-0": ss_keep_0_unmaps_and_kept_reuse_is_not_a_mapping_attempt,
     "release-empty-off": release_empty_off_keeps_superslabs_live,
     "release-frees-cap": released_superslab_frees_capacity_under_the_cap,
-    "only-one-held": the_only_superslab_of_a_class_is_held,
+    "first-held": the_first_superslab_of_a_class_is_held,
+    **{
+        f"first-held-{order}": partial(the_held_superslab_does_not_depend_on_which_empties_last,
+                                       first_emptied_last=order == "first-last")
+        for order in ("first-last", "first-first")
+    },
 }
 """Every scenario by name; both test files parametrize over it."""

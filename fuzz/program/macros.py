@@ -144,7 +144,8 @@ def exhaust_and_release(class_idx: int, thread: int, first_handle: int,
 
     The block past one SuperSlab makes the class grow (or hits the cap of
     one); freeing everything on the owner and flushing its cache empties
-    both SuperSlabs, which are then released (or kept, up to ``ss_keep``).
+    both SuperSlabs: the second is released (or kept, up to ``ss_keep``),
+    the first held (released too under a budget).
     On the way, some slabs keep one written block (their first) while the
     slabs before them are emptied and retired; those blocks are verified
     once the neighbours are gone, so a retirement that damages the slab

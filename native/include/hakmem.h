@@ -62,7 +62,8 @@ typedef struct hak_config_s {
   uint32_t oom_policy;      /* hak_oom_policy_t */
   uint32_t cache_cap;       /* thread cache cap per class, 0 = caches off */
   uint32_t refill_batch;    /* blocks per cache refill, 1..cache_cap */
-  uint32_t release_empty;   /* 1: release SuperSlabs whose slabs are all free */
+  uint32_t release_empty;   /* 1: release SuperSlabs whose slabs are all free (but a class's
+                             * first live one while no budget is set) */
   uint32_t ss_keep;         /* released SuperSlabs kept mapped for reuse (K) */
   uint32_t checked;         /* 1: detect double and interior frees */
   uint32_t fail_map_at;     /* fail the Nth OS mapping from now on; 0 = off */

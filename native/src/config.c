@@ -72,7 +72,7 @@ static const option_t g_options[] = {
     "most blocks per refill, clamped to cache_cap; first refills take 16, 32, ..."},
    FIELD(refill_batch), NUMBER},
   {{"release_empty", "HAKMEM_RELEASE_EMPTY", "bool", 0, 1, 1,
-    "release a SuperSlab when all its slabs are free, but a class's only one if no budget"},
+    "release a SuperSlab when all its slabs are free, but a class's first one if no budget"},
    FIELD(release_empty), NUMBER},
   {{"ss_keep", "HAKMEM_SS_KEEP", "u32", 0, UINT32_MAX, 2,
     "released SuperSlabs kept mapped for reuse"}, FIELD(ss_keep), NUMBER},

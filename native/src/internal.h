@@ -243,25 +243,27 @@ struct hak_thread_s {
   hak_tclass_t cls[HAK_NUM_CLASSES];
   /* Entry i of every class's cache side by side (slot [i][c], not [c][i]):
    * with the default cap of 64 all eight caches fit in one 4 KiB page, not
-   * one page per class, which is most of a record's resident memory.  Row
-   * 0 is never an entry (entry i is row i + 1): a pop of the last entry
-   * reads it as the "entry below", which the empty cache never uses. */
-  void *cache[HAK_CACHE_CAP_MAX + 1][HAK_NUM_CLASSES];
+   * one page per class, which is most of a record's resident memory. */
+  void *cache[HAK_CACHE_CAP_MAX][HAK_NUM_CLASSES];
 };
 
 /* Entry i of thread t's cache for class c (0 is the bottom, the oldest). */
 static inline void **_hak_cache_slot(hak_thread_t *t, unsigned c, uint32_t i) {
-  return &t->cache[i + 1][c];
+  return &t->cache[i][c];
 }
 
-/* The entry under the top one (row 0 when the cache holds one entry). */
+/* The entry under the top one of a cache holding count >= 1 entries: the
+ * next top after a pop.  With one entry the cache is empty after the pop,
+ * its top a don't-care: entry 0 is read (a select, no branch). */
 static inline void *_hak_cache_below_top(hak_thread_t *t, unsigned c, uint32_t count) {
-  return t->cache[count - 1][c];
+  return t->cache[count >= 2 ? count - 2 : 0][c];
 }
 
-/* After a slow path changed the cache: top is again a copy of the top entry. */
+/* After a slow path changed the cache: top is again a copy of the top entry
+ * (a don't-care when the cache is empty). */
 static inline void _hak_cache_sync_top(hak_thread_t *t, unsigned c) {
-  t->cls[c].top = t->cache[t->cls[c].count][c];
+  uint32_t n = t->cls[c].count;
+  t->cls[c].top = t->cache[n != 0 ? n - 1 : 0][c];
 }
 
 /* ---- inline helpers ---------------------------------------------------- */
@@ -319,11 +321,18 @@ static inline unsigned _hak_addr_class(const void *p) {
   return (unsigned)((uintptr_t)p >> HAK_SS_SHIFT) & (HAK_NUM_CLASSES - 1);
 }
 /* Take a SuperSlab off a stack linked through next (the kept ones, the
- * reserve): the first whose address names class_idx, else the top; NULL
- * when the stack is empty. */
+ * reserve): among the top 2 x HAK_NUM_CLASSES (ss_keep may make the kept
+ * stack long; this runs under the global lock), the first whose address
+ * names class_idx, else the top; NULL when the stack is empty. */
 static inline hak_ss_t *_hak_ss_pop_for(hak_ss_t **top, unsigned class_idx) {
   hak_ss_t **link = top;
-  while (*link != NULL && _hak_addr_class(*link) != class_idx) link = &(*link)->next;
+  for (unsigned looked = 0; *link != NULL && _hak_addr_class(*link) != class_idx; looked++) {
+    if (looked == 2 * HAK_NUM_CLASSES) {
+      link = top;
+      break;
+    }
+    link = &(*link)->next;
+  }
   if (*link == NULL) link = top;
   hak_ss_t *ss = *link;
   if (ss != NULL) *link = ss->next;

@@ -62,11 +62,13 @@ void *_hak_os_map_ss(uint32_t *dirty, unsigned class_idx) {
     return ss;
   }
   size_t bytes = (HAK_NUM_CLASSES + 1) * (size_t)HAK_SS_SIZE;
+  int saved_errno = errno;
   uint8_t *raw = map_bytes(bytes);
   int any = raw == NULL;
   if (any) {
     bytes = 2 * (size_t)HAK_SS_SIZE;
     raw = map_bytes(bytes);
+    if (raw != NULL) errno = saved_errno;  /* the first attempt's ENOMEM is no failure */
   }
   if (raw == NULL) {
     _hak_g.os_map_failures++;

@@ -79,10 +79,12 @@ void _hak_retire_as(hak_thread_t *t, hak_ss_t *ss, hak_slab_t *slab, int pages) 
   cls->slabs_in_use--;
   HAK_ASSERT_MASKS(ss);
   HAK_ASSERT_FREE(ss, slab);
-  /* The class's only live SuperSlab is held, not released (docs/policy.md,
-   * "Retire and release"), unless a budget is set. */
+  /* The class's first live SuperSlab (lowest ss_seq: the list's head) is
+   * held, not released (docs/policy.md, "Retire and release"), unless a
+   * budget is set.  Which one is held does not depend on the order in
+   * which the class's SuperSlabs empty (a flush retires in address order). */
   if (ss->free_slabs == HAK_SLABS_PER_SS && _hak_g.cfg.release_empty &&
-      (cls->ss_live > 1 || _hak_g.cfg.budget_bytes != 0))
+      (ss != cls->head || _hak_g.cfg.budget_bytes != 0))
     _hak_ss_release(ss);
   pthread_mutex_unlock(&cls->lock);
 }

@@ -185,8 +185,9 @@ void _hak_cache_drain(hak_thread_t *t, unsigned c) {
  * never linked: with large caches most of them were carved by a refill and
  * never touched, and linking them would fault their pages in just before
  * the retire gives them back.  The end state is the same as one
- * release_block per block: the same slabs retired, the others' frees in
- * cache order. */
+ * release_block per block: the same slabs retired (in another order, which
+ * decides nothing the policy states: the SuperSlab a class holds is its
+ * first, whatever empties last), the others' frees in cache order. */
 static void flush_cache(hak_thread_t *t, unsigned c) {
   hak_tclass_t *tc = &t->cls[c];
   uint32_t n = tc->count;
