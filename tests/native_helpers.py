@@ -11,6 +11,9 @@ patterns.  Every function takes the ``hak`` fixture's module first.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,3 +192,17 @@ def fill(hak: HakmemModule, ptr: Ptr, size: int, seed: int) -> bytes:
 def read(hak: HakmemModule, ptr: Ptr, size: int) -> bytes:
     """The ``size`` bytes at ``ptr``."""
     return bytes(hak.ffi.buffer(hak.ffi.cast("char *", ptr), size))
+
+
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """Run ``python -c script args...`` (a native crash stays in the child); its JSON line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    got: dict[str, Any] = json.loads(done.stdout)
+    return got

@@ -9,8 +9,9 @@ not follow them: these tests read the bases.
 
 from __future__ import annotations
 
+import pytest
 from growth_scenarios import NO_HOLD
-from native_helpers import addr, assert_clean, configure, malloc_ok, ss_base, stats
+from native_helpers import addr, assert_clean, configure, malloc_ok, run_child, ss_base, stats
 
 from hakfuzz.model import limits
 from hakfuzz.native import HakmemModule
@@ -75,3 +76,48 @@ def test_a_reserved_mapping_of_the_growing_class_is_taken_first(hak: HakmemModul
     hak.lib.hak_free(again)
     hak.lib.hak_flush()
     assert_clean(hak, "after growing into the reserved mapping of the class")
+
+
+# testfault no-placed-mapping: the 9 x 2 MiB mapping that places a SuperSlab
+# by class always fails, so every SuperSlab takes the fallback (any 2 MiB
+# boundary).  One block of each class is freed and taken again: a free into
+# a SuperSlab whose address names another class must reach its own class's
+# cache (the same block comes back).  Prints what it saw.
+UNPLACED_CHILD = """
+import json, sys
+from hakfuzz.variants import load_module
+hak = load_module(sys.argv[1])
+lib, ffi = hak.lib, hak.ffi
+where = ffi.new("hak_location_t *")
+ffi.errno = 0
+ptrs = [lib.hak_malloc(8 << c) for c in range(8)]
+errno_after = ffi.errno
+named, classes, same = [], [], []
+for c, p in enumerate(ptrs):
+    lib.hak_locate(p, where)
+    classes.append(where.class_idx)
+    named.append((int(ffi.cast("uintptr_t", p)) >> 21) % 8)
+    lib.hak_free(p)
+    again = lib.hak_malloc(8 << c)
+    same.append(again == p)
+    lib.hak_free(again)
+lib.hak_flush()
+msg = ffi.new("char[]", 256)
+bad = lib.hak_check(msg, 256)
+st = ffi.new("hak_stats_t *")
+lib.hak_stats(st)
+print(json.dumps({"errno": errno_after, "named": named, "classes": classes, "same": same,
+                  "active": sum(st.cls[c].active_blocks for c in range(8)),
+                  "check": ffi.string(msg).decode() if bad else None}))
+"""
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("build", ["", "@debug"])
+def test_superslabs_mapped_by_the_fallback_free_into_their_own_class(build: str) -> None:
+    got = run_child(UNPLACED_CHILD, f"testfault:no-placed-mapping{build}")
+    assert got["check"] is None, got
+    assert got["classes"] == list(range(limits.NUM_CLASSES)), got
+    assert got["named"] != got["classes"], f"every fallback base happened to name its class: {got}"
+    assert got["same"] == [True] * limits.NUM_CLASSES, f"a free reached another class: {got}"
+    assert (got["errno"], got["active"]) == (0, 0), got

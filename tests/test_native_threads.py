@@ -9,11 +9,8 @@ TLS destructors have run, and the counters are checked right after the join.
 from __future__ import annotations
 
 import functools
-import json
 import queue
 import random
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 
@@ -28,6 +25,7 @@ from native_helpers import (
     exact,
     locate,
     malloc_ok,
+    run_child,
     stats,
 )
 
@@ -242,15 +240,7 @@ print(json.dumps({"active": c.active_blocks, "slabs": c.slabs_in_use, "remote": 
 @pytest.mark.parametrize("build", ["", "@debug"])
 @pytest.mark.parametrize("slab", ["owned", "orphan"])
 def test_a_thread_without_a_record_still_frees(build: str, slab: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", NO_RECORD_CHILD, f"testfault:one-thread-record{build}", slab],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
-    got = json.loads(done.stdout)
+    got = run_child(NO_RECORD_CHILD, f"testfault:one-thread-record{build}", slab)
     assert got["check"] is None, got["check"]
     assert (got["active"], got["slabs"], got["remote"], got["ss_live"]) == (0, 0, 0, 1), (
         f"the block freed without a record went back, its slab retired, its SuperSlab held: {got}"
