@@ -22,7 +22,7 @@ with the final ``hak_stats`` and the live tiny blocks per class), per class:
 - Q1 ``ss_live == ss_created - ss_released``;
 - Q2 ``slabs_in_use <= 32 * ss_live``, and with ``release_empty``
   ``ss_live <= slabs_in_use + threads + 1``: a live SuperSlab has a slab in
-  use, except the one a class holds (its only live one, emptied) and one
+  use, except the one a class holds (its first live one, emptied) and one
   grown by a thread that then acquired a slab another thread had just
   freed in an older SuperSlab (serialized runs never leave one; with real
   threads each racing grower may);

@@ -101,6 +101,7 @@ def _check_superslabs(
         by_slab.setdefault((ss_seq, slab_idx), []).append((block, count))
     for class_idx, pool in enumerate(heap.pools):
         problems.extend(pool.check())
+        first = pool.first_live()
         for ss_seq, ss in pool.live.items():
             registered += 1
             name = f"C{class_idx} ss{ss_seq}"
@@ -121,8 +122,7 @@ def _check_superslabs(
                 problems.append(f"{name}: free mask {ss.free_mask:#x} != FREE slabs {free_mask:#x}")
             # Held (policy "Retire and release") only as its class's first live
             # SuperSlab; one held before hak_configure set a budget stays held.
-            first = pool.first_live() is ss
-            if free_mask == ALL_SLABS_FREE and heap.config.release_empty and not first:
+            if free_mask == ALL_SLABS_FREE and heap.config.release_empty and ss is not first:
                 problems.append(f"{name}: all {SLABS_PER_SS} slabs FREE but not released")
     if registered != len(heap.registry):
         problems.append(f"registry holds {len(heap.registry)} SuperSlabs, pools {registered}")

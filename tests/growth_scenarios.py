@@ -9,7 +9,7 @@ With thread caches off (``cache_cap=0``) placement is exact: blocks are
 carved in order, slab 0 holds ``(65536 - 4096) / size`` blocks and slabs
 1..31 hold ``65536 / size``, and the 33rd slab of a class is slab 0 of a new
 SuperSlab (the next ``ss_seq``).  Empty SuperSlabs are released, except a
-class's only live one, which it holds unless a budget is set; up to
+class's first live one, which it holds unless a budget is set; up to
 ``ss_keep`` released ones stay mapped and are reused by the next growth
 without a new OS mapping.
 """

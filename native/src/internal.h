@@ -326,14 +326,11 @@ static inline unsigned _hak_addr_class(const void *p) {
  * names class_idx, else the top; NULL when the stack is empty. */
 static inline hak_ss_t *_hak_ss_pop_for(hak_ss_t **top, unsigned class_idx) {
   hak_ss_t **link = top;
-  for (unsigned looked = 0; *link != NULL && _hak_addr_class(*link) != class_idx; looked++) {
-    if (looked == 2 * HAK_NUM_CLASSES) {
-      link = top;
-      break;
-    }
+  for (unsigned i = 1; i < 2 * HAK_NUM_CLASSES && *link != NULL; i++) {
+    if (_hak_addr_class(*link) == class_idx) break;
     link = &(*link)->next;
   }
-  if (*link == NULL) link = top;
+  if (*link == NULL || _hak_addr_class(*link) != class_idx) link = top;
   hak_ss_t *ss = *link;
   if (ss != NULL) *link = ss->next;
   return ss;
@@ -394,8 +391,7 @@ void _hak_os_unmap_plain(void *p, size_t bytes);
 #define HAK_REG_LEAF_LEN  (1u << HAK_REG_BITS_LEAF)
 /* An entry is the SuperSlab's base | its class index (the base is 2 MiB
  * aligned; hak_check compares the class with the header's).  hak_free
- * reads the class from the header instead (see there: that load does not
- * wait on this one). */
+ * reads the class from the pointer's address bits instead (see there). */
 typedef _Atomic(uintptr_t) hak_reg_slot_t;
 extern HAK_HIDDEN _Atomic(hak_reg_slot_t *) _hak_reg_top[1u << HAK_REG_BITS_TOP];
 #define HAK_REG_CLASS_MASK ((uintptr_t)(HAK_SS_SIZE - 1))
